@@ -1,0 +1,126 @@
+"""The application factory. gunicorn serves ``app:create_app()``; nothing is created at import."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event
+
+ROOT = Path(__file__).resolve().parent
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    from carbon.core.http import configure_logging, install
+    from carbon.core.settings import load_settings
+
+    import carbon.models  # noqa: F401 - every model registered on the metadata
+
+    settings = load_settings(config)
+    configure_logging(settings.LOG_LEVEL)
+
+    app = Flask(__name__, instance_path=str(ROOT / "var"))
+    app.config.update(
+        SECRET_KEY=settings.SECRET_KEY,
+        TESTING=settings.is_testing,
+        SQLALCHEMY_DATABASE_URI=_database_url(settings.DATABASE_URL),
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings.DATABASE_URL),
+        MAX_CONTENT_LENGTH=settings.MAX_CONTENT_LENGTH,
+        JSON_SORT_KEYS=False,
+        API_TITLE="Diandian 点点碳中和",
+        API_VERSION="1.0",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+        API_SPEC_OPTIONS={"components": {"securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]},
+    )
+    app.config.update(settings.extra)
+    app.extensions["diandian.settings"] = settings
+
+    _init_extensions(app, settings)
+    install(app, log_requests=settings.LOG_REQUESTS)
+    _register_blueprints(app)
+    _register_cli(app)
+    return app
+
+
+def _database_url(url: str) -> str:
+    """SQLite paths are taken relative to the project root, not the working directory."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and url != "sqlite:///:memory:" and not url[len(prefix):].startswith("/"):
+        path = ROOT / url[len(prefix):]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return prefix + str(path)
+    return url
+
+
+def _engine_options(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 30}}
+    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
+
+
+def _init_extensions(app: Flask, settings) -> None:  # noqa: ANN001
+    from carbon.core import extensions as ext
+    from carbon.core.db import db
+    from carbon.core.ratelimit import RateLimiter
+    from flask_smorest import Api
+
+    db.init_app(app)
+    ext.migrate.init_app(app, db, directory=str(ROOT / "carbon" / "migrations"))
+    app.extensions["diandian.api"] = Api(app)  # one per app: apispec refuses duplicate schemas
+
+    redis_client = None
+    if settings.REDIS_URL:
+        import redis
+
+        redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        app.extensions["diandian.redis"] = redis_client
+    app.extensions["diandian.ratelimiter"] = RateLimiter(redis_client)
+
+    with app.app_context():
+        engine = db.engine
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        app.extensions["diandian.wechat"] = _wechat_gateway(settings, engine, redis_client)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _wechat_gateway(settings, engine, redis_client):  # noqa: ANN001, ANN202
+    from wechat.api import WeChatGateway
+    from wechat.client import DiandianWeChatClient
+    from wechat.tokens import DatabaseTokenStore, RedisTokenStore
+
+    store = RedisTokenStore(redis_client) if redis_client is not None else DatabaseTokenStore(engine)
+    client = DiandianWeChatClient(settings.WECHAT_APPID, settings.WECHAT_SECRET,
+                                  api_base=settings.WECHAT_API_BASE, store=store,
+                                  token_mode=settings.WECHAT_TOKEN_MODE,
+                                  timeout=settings.WECHAT_TIMEOUT_SECONDS)
+    return WeChatGateway(client)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from carbon.accounts.auth import enforce_guest_auth
+    from carbon.accounts.routes import blp as accounts_blp
+    from carbon.core.apidocs import bp as apidocs_bp
+    from carbon.core.health import bp as health_bp
+
+    app.before_request(enforce_guest_auth)
+    app.register_blueprint(health_bp)
+    app.register_blueprint(apidocs_bp)
+    app.extensions["diandian.api"].register_blueprint(accounts_blp)
+
+
+def _register_cli(app: Flask) -> None:
+    from carbon.cli import register
+
+    register(app)

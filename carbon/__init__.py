@@ -1,0 +1,1 @@
+"""Diandian's domain: one subpackage per area, sharing carbon.core."""

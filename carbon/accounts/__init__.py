@@ -1,0 +1,1 @@
+"""Guests: users keyed by WeChat openid, session tokens, profile."""

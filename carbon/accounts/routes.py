@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from flask import g, request
+from flask_smorest import Blueprint
+
+from carbon.accounts import service
+from carbon.accounts.auth import current_user, public
+from schemas.accounts import LoginIn, LoginOut, PhoneIn, ProfilePatchIn, UserOut
+
+blp = Blueprint("accounts", __name__, url_prefix="/api/v1", description="登录与个人资料 / Login and profile")
+
+
+@blp.route("/auth/login", methods=["POST"])
+@blp.arguments(LoginIn)
+@blp.response(200, LoginOut)
+@public
+def login(body):  # noqa: ANN001, ANN201
+    """Log in with a wx.login() code; returns a session token."""
+    return service.login(body["code"], request.remote_addr)
+
+
+@blp.route("/auth/logout", methods=["POST"])
+@blp.response(204)
+def logout():  # noqa: ANN201
+    """Revoke the current session token."""
+    service.logout(g.token)
+
+
+@blp.route("/me", methods=["GET"])
+@blp.response(200, UserOut)
+def me():  # noqa: ANN201
+    """The logged-in guest."""
+    return current_user()
+
+
+@blp.route("/me", methods=["PATCH"])
+@blp.arguments(ProfilePatchIn)
+@blp.response(200, UserOut)
+def update_me(body):  # noqa: ANN001, ANN201
+    """Change nickname (checked by WeChat's content security) and avatar URL."""
+    return service.update_profile(current_user(), **body)
+
+
+@blp.route("/me/phone", methods=["POST"])
+@blp.arguments(PhoneIn)
+@blp.response(200, UserOut)
+def bind_phone(body):  # noqa: ANN001, ANN201
+    """Bind the phone number from a getPhoneNumber button code."""
+    return service.bind_phone(current_user(), body["code"])

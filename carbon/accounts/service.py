@@ -1,0 +1,108 @@
+"""Login, session tokens, profile. Services own the unit of work; routes stay thin."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import select
+
+from carbon.accounts.models import AuthSession, User
+from carbon.core import extensions as ext
+from carbon.core.clock import utcnow
+from carbon.core.db import db
+from carbon.core.errors import AuthenticationError, DomainError
+from carbon.core.ids import new_token
+
+TOKEN_SALT = "diandian.session"
+
+
+class NicknameRejected(DomainError):
+    http_status = 422
+    code = "profile.nickname_rejected"
+    message = "昵称未通过内容安全检查，请修改 / The nickname did not pass WeChat's content check"
+
+
+class TokenInvalid(AuthenticationError):
+    code = "auth.invalid_token"
+    message = "登录已失效，请重新登录 / The session token is invalid, expired or revoked"
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    user: User
+    token: str
+    expires_at: datetime
+    created: bool
+
+
+def _serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(ext.settings().SECRET_KEY, salt=TOKEN_SALT)
+
+
+def login(code: str, client_ip: str | None) -> LoginResult:
+    """Exchange a ``wx.login`` code, find or create the user, open a session."""
+    settings = ext.settings()
+    limiter = ext.rate_limiter()
+    limiter.hit(f"login:ip:{client_ip or 'unknown'}", settings.LOGIN_RATE_PER_MINUTE_CLIENT)
+    wx_session = ext.wechat().exchange_code(code)
+    limiter.hit(f"login:openid:{wx_session.openid}", settings.LOGIN_RATE_PER_MINUTE_OPENID)
+
+    user = db.session.scalar(select(User).where(User.openid == wx_session.openid))
+    created = user is None
+    if user is None:
+        user = User(openid=wx_session.openid)
+        db.session.add(user)
+    if wx_session.unionid:
+        user.unionid = wx_session.unionid
+    user.session_key = wx_session.session_key
+    now = utcnow()
+    user.last_login_at = now
+    session = AuthSession(token_id=new_token(24), user=user, created_at=now, client_ip=client_ip,
+                          expires_at=now + timedelta(seconds=settings.SESSION_TTL_SECONDS))
+    db.session.add(session)
+    db.session.commit()
+    return LoginResult(user, _serializer().dumps(session.token_id), session.expires_at, created)
+
+
+def authenticate(token: str) -> User:
+    """The user behind a bearer token; 401 when it is forged, expired or revoked."""
+    try:
+        token_id = _serializer().loads(token)
+    except BadSignature as exc:
+        raise TokenInvalid() from exc
+    if not isinstance(token_id, str):
+        raise TokenInvalid()
+    session = db.session.scalar(select(AuthSession).where(AuthSession.token_id == token_id))
+    if session is None or session.revoked_at is not None or session.expires_at <= utcnow():
+        raise TokenInvalid()
+    return session.user
+
+
+def logout(token: str) -> None:
+    token_id = _serializer().loads(token)
+    session = db.session.scalar(select(AuthSession).where(AuthSession.token_id == token_id))
+    if session is not None and session.revoked_at is None:
+        session.revoked_at = utcnow()
+        db.session.commit()
+
+
+def update_profile(user: User, *, nickname: str | None = None, avatar_url: str | None = None) -> User:
+    """Change nickname and avatar; a nickname must pass WeChat's text check (it is shown publicly)."""
+    if nickname is not None:
+        verdict = ext.wechat().check_text(nickname, openid=user.openid, scene=1, nickname=nickname)
+        if not verdict.passed:
+            raise NicknameRejected(details={"nickname": [f"suggest={verdict.suggest}, label={verdict.label}"]})
+        user.nickname = nickname
+    if avatar_url is not None:
+        user.avatar_url = avatar_url
+    db.session.commit()
+    return user
+
+
+def bind_phone(user: User, code: str) -> User:
+    phone = ext.wechat().phone_number(code)
+    user.phone_number = phone.pure_phone_number
+    user.phone_country_code = phone.country_code
+    db.session.commit()
+    return user

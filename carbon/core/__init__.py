@@ -1,0 +1,1 @@
+"""Pieces every area shares: settings, database, errors, units, clock, ids."""

@@ -1,0 +1,40 @@
+"""Extension singletons (created here, bound to an app in create_app) and accessors."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from flask import current_app
+from flask_migrate import Migrate
+from flask_smorest import Api
+
+from carbon.core.db import db
+
+if TYPE_CHECKING:
+    from carbon.core.ratelimit import RateLimiter
+    from carbon.core.settings import Settings
+    from wechat.api import WeChatGateway
+
+migrate = Migrate()
+
+__all__ = ["db", "migrate", "settings", "wechat", "redis_client", "rate_limiter"]
+
+
+def api() -> Api:
+    """This app's flask-smorest Api (created per app by create_app)."""
+    return current_app.extensions["diandian.api"]
+
+
+def settings() -> Settings:
+    return current_app.extensions["diandian.settings"]
+
+
+def wechat() -> WeChatGateway:
+    return current_app.extensions["diandian.wechat"]
+
+
+def redis_client() -> Any | None:
+    return current_app.extensions.get("diandian.redis")
+
+
+def rate_limiter() -> RateLimiter:
+    return current_app.extensions["diandian.ratelimiter"]

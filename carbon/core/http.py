@@ -1,0 +1,120 @@
+"""Request ids, one JSON log line per request, and the one error envelope."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from carbon.core.errors import DomainError
+from carbon.core.ids import new_request_id
+
+log = logging.getLogger("diandian.request")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+HTTP_CODES = {
+    400: ("request.bad_request", "请求格式有误 / Malformed request"),
+    401: ("auth.unauthenticated", "请先登录 / Login required"),
+    403: ("auth.forbidden", "无权访问 / Not allowed"),
+    404: ("request.not_found", "接口或资源不存在 / No such route or resource"),
+    405: ("request.method_not_allowed", "不支持该请求方法 / Method not allowed"),
+    409: ("request.conflict", "请求冲突 / Conflict"),
+    413: ("request.too_large", "请求体过大 / Request body too large"),
+    415: ("request.unsupported_media_type", "不支持的内容类型 / Unsupported media type"),
+    422: ("validation_error", "输入有误 / Invalid input"),
+    429: ("rate_limited", "请求过于频繁 / Too many requests"),
+}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {"ts": round(record.created, 3), "level": record.levelname,
+                                   "logger": record.name, "msg": record.getMessage()}
+        payload.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            payload["exc"] = self.formatException(record.exc_info)
+        return json.dumps(payload, ensure_ascii=False, default=str)
+
+
+def configure_logging(level: str) -> None:
+    root = logging.getLogger("diandian")
+    if not any(getattr(h, "_diandian", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        handler._diandian = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+        root.propagate = False
+    root.setLevel(level)
+
+
+def request_id() -> str:
+    return getattr(g, "request_id", None) or "-"
+
+
+def error_response(status: int, code: str, message: str, details: dict | None = None) -> Response:
+    response = jsonify({"error": {"code": code, "message": message, "details": details or {},
+                                  "request_id": request_id()}})
+    response.status_code = status
+    return response
+
+
+def _validation_details(exc: HTTPException) -> dict:
+    """flask-smorest/webargs put field messages under data.messages.<location>."""
+    messages = (getattr(exc, "data", None) or {}).get("messages") or {}
+    if set(messages) <= {"json", "query", "path", "form", "headers", "files", "view_args", "querystring"}:
+        merged: dict = {}
+        for location_messages in messages.values():
+            if isinstance(location_messages, dict):
+                merged.update(location_messages)
+            else:
+                merged.setdefault("_schema", []).extend(location_messages)
+        return merged
+    return messages
+
+
+def install(app: Flask, *, log_requests: bool) -> None:
+    @app.before_request
+    def _start() -> None:
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else new_request_id()
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        response.headers["X-Request-ID"] = request_id()
+        if log_requests:
+            duration_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+            log.info("request", extra={"fields": {
+                "request_id": request_id(), "method": request.method, "path": request.path,
+                "route": request.url_rule.rule if request.url_rule else None,
+                "status": response.status_code, "duration_ms": round(duration_ms, 2)}})
+        return response
+
+    @app.errorhandler(DomainError)
+    def _domain_error(exc: DomainError) -> Response:
+        return error_response(exc.http_status, exc.code, exc.message, exc.details)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        code, message = HTTP_CODES.get(status, (f"request.http_{status}", exc.description or exc.name))
+        details = _validation_details(exc) if status in (400, 422) else {}
+        if status == 400 and not details and exc.description and "JSON" in exc.description:
+            message = "请求体不是有效的 JSON / The body is not valid JSON"
+        response = error_response(status, code, message, details)
+        if status == 405 and getattr(exc, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        if app.testing and app.config.get("PROPAGATE_UNEXPECTED", True):
+            raise exc
+        logging.getLogger("diandian.error").exception(
+            "unhandled", extra={"fields": {"request_id": request_id(), "path": request.path}})
+        return error_response(500, "internal", "服务器内部错误 / Internal server error")

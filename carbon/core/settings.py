@@ -1,0 +1,123 @@
+"""Settings: one typed object, from the environment (prefix ``DIANDIAN_``) overlaid
+by an explicit mapping (tests), validated at start.
+
+Every key is documented in the README's configuration table.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+PREFIX = "DIANDIAN_"
+DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
+REAL_WECHAT_API_BASE = "https://api.weixin.qq.com"
+SANDBOX_APPID = "wxd1a2b3c4d5e6f7a8"
+SANDBOX_SECRET = "diandian-sandbox-app-secret-0001"
+
+
+class SettingsError(RuntimeError):
+    """The configuration cannot run; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    ENV: str = "development"  # development | testing | production
+    SECRET_KEY: str = DEFAULT_SECRET_KEY
+    DATABASE_URL: str = "sqlite:///var/diandian.sqlite3"
+    REDIS_URL: str = ""  # empty: in-process and database fallbacks
+    PUBLIC_BASE_URL: str = "http://127.0.0.1:8000"
+
+    WECHAT_APPID: str = SANDBOX_APPID
+    WECHAT_SECRET: str = SANDBOX_SECRET
+    WECHAT_API_BASE: str = "http://127.0.0.1:8090"  # the local sandbox
+    WECHAT_TOKEN_MODE: str = "stable"  # stable (stable_token) | classic (cgi-bin/token under a lock)
+    WECHAT_TIMEOUT_SECONDS: float = 5.0
+    ALLOW_SANDBOX: bool = False  # production only: allow a non-WeChat API base
+
+    SESSION_TTL_SECONDS: int = 7 * 24 * 3600
+    LOGIN_RATE_PER_MINUTE_CLIENT: int = 30
+    LOGIN_RATE_PER_MINUTE_OPENID: int = 10
+    MAX_CONTENT_LENGTH: int = 64 * 1024
+    LOG_LEVEL: str = "INFO"
+    LOG_REQUESTS: bool = True
+
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_production(self) -> bool:
+        return self.ENV == "production"
+
+    @property
+    def is_testing(self) -> bool:
+        return self.ENV == "testing"
+
+    @property
+    def uses_wechat_sandbox(self) -> bool:
+        return self.WECHAT_API_BASE.rstrip("/") != REAL_WECHAT_API_BASE
+
+    def validate(self) -> None:
+        """Refuse to start on a configuration that cannot be right."""
+        if self.ENV not in {"development", "testing", "production"}:
+            raise SettingsError(f"DIANDIAN_ENV must be development, testing or production, not {self.ENV!r}")
+        if self.WECHAT_TOKEN_MODE not in {"stable", "classic"}:
+            raise SettingsError("DIANDIAN_WECHAT_TOKEN_MODE must be 'stable' or 'classic'")
+        if self.SESSION_TTL_SECONDS <= 0:
+            raise SettingsError("DIANDIAN_SESSION_TTL_SECONDS must be positive")
+        if not self.is_production:
+            return
+        if not self.SECRET_KEY or self.SECRET_KEY == DEFAULT_SECRET_KEY or len(self.SECRET_KEY) < 32:
+            raise SettingsError("DIANDIAN_SECRET_KEY is missing, the default, or shorter than 32 characters")
+        if not self.WECHAT_SECRET or self.WECHAT_SECRET == SANDBOX_SECRET:
+            raise SettingsError("DIANDIAN_WECHAT_SECRET is missing or the sandbox default")
+        if not self.WECHAT_APPID or self.WECHAT_APPID == SANDBOX_APPID:
+            raise SettingsError("DIANDIAN_WECHAT_APPID is missing or the sandbox default")
+        if self.uses_wechat_sandbox and not self.ALLOW_SANDBOX:
+            raise SettingsError(
+                f"DIANDIAN_WECHAT_API_BASE points at {self.WECHAT_API_BASE}, not WeChat; "
+                "set DIANDIAN_ALLOW_SANDBOX=1 to allow this in production")
+
+
+def _coerce(raw: Any, kind: type, name: str) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError(raw)
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{PREFIX}{name}={raw!r} is not a valid {kind.__name__}") from exc
+    return raw
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Defaults, then ``DIANDIAN_*`` environment variables, then ``overrides``."""
+    environ = os.environ if environ is None else environ
+    types = {f.name: f.type for f in dataclasses.fields(Settings)}
+    kinds = {"str": str, "bool": bool, "int": int, "float": float}
+    values: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for name, type_name in types.items():
+        if name == "extra":
+            continue
+        if PREFIX + name in environ:
+            values[name] = _coerce(environ[PREFIX + name], kinds.get(str(type_name), str), name)
+    for key, value in (overrides or {}).items():
+        if key in types and key != "extra":
+            values[key] = _coerce(value, kinds.get(str(types[key]), str), key)
+        else:
+            extra[key] = value
+    settings = Settings(**values, extra=extra)
+    settings.validate()
+    return settings

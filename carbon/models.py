@@ -1,0 +1,3 @@
+"""Imports every model so the metadata (and alembic's autogenerate) sees them all."""
+from carbon.accounts.models import AuthSession, User  # noqa: F401
+from wechat.models import WeChatCredential  # noqa: F401

@@ -1,0 +1,1 @@
+"""marshmallow request (``XxxIn``) and response (``XxxOut``) schemas, one module per area."""

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+
+class LoginIn(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=128),
+                         metadata={"description": "the code from wx.login()"})
+
+
+class UserOut(Schema):
+    id = fields.String(attribute="public_id", required=True)
+    nickname = fields.String(allow_none=True)
+    avatar_url = fields.String(allow_none=True)
+    has_phone = fields.Function(lambda user: bool(user.phone_number))
+    phone_number = fields.Function(
+        lambda user: (user.phone_number[:3] + "****" + user.phone_number[-4:]) if user.phone_number else None,
+        metadata={"description": "masked"})
+    created_at = fields.DateTime(required=True)
+
+
+class LoginOut(Schema):
+    token = fields.String(required=True, metadata={"description": "send as 'Authorization: Bearer <token>'"})
+    expires_at = fields.DateTime(required=True)
+    created = fields.Boolean(required=True, metadata={"description": "true when this login created the user"})
+    user = fields.Nested(UserOut, required=True)
+
+
+class ProfilePatchIn(Schema):
+    nickname = fields.String(validate=validate.Length(min=1, max=32))
+    avatar_url = fields.Url(schemes={"https", "http"}, validate=validate.Length(max=512))
+
+
+class PhoneIn(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=128),
+                         metadata={"description": "e.detail.code from the getPhoneNumber button"})

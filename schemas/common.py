@@ -1,0 +1,49 @@
+"""Fields and schemas every area shares: money, carbon, the error envelope."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from marshmallow import Schema, ValidationError, fields
+
+from carbon.core.units import cny, kg
+
+
+class Money(fields.Field):
+    """CNY as a string with two places on the wire ("12.34"); Decimal inside. Floats refused."""
+
+    def _serialize(self, value, attr, obj, **kwargs):  # noqa: ANN001, ANN003
+        return None if value is None else str(cny(value))
+
+    def _deserialize(self, value, attr, data, **kwargs):  # noqa: ANN001, ANN003
+        return _decimal(value, cny)
+
+
+class Kilograms(fields.Field):
+    """kg CO2e as a string with three places ("30.480"); Decimal inside. Floats refused."""
+
+    def _serialize(self, value, attr, obj, **kwargs):  # noqa: ANN001, ANN003
+        return None if value is None else str(kg(value))
+
+    def _deserialize(self, value, attr, data, **kwargs):  # noqa: ANN001, ANN003
+        return _decimal(value, kg)
+
+
+def _decimal(value, quantize):  # noqa: ANN001, ANN202
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValidationError("需为数字字符串 / Must be a number given as a string or integer.")
+    try:
+        result = quantize(value)
+    except (ValueError, TypeError) as exc:
+        raise ValidationError("不是有效数字 / Not a valid number.") from exc
+    return Decimal(result)
+
+
+class ErrorBody(Schema):
+    code = fields.String(required=True, metadata={"example": "auth.invalid_code"})
+    message = fields.String(required=True)
+    details = fields.Dict(metadata={"description": "per-field messages for validation errors"})
+    request_id = fields.String(required=True)
+
+
+class ErrorEnvelope(Schema):
+    error = fields.Nested(ErrorBody, required=True)

@@ -1,0 +1,154 @@
+"""Shared fixtures.
+
+Databases: every test that uses ``app`` runs on SQLite, and on PostgreSQL too when
+``TEST_DATABASE_URL`` is set. Each backend gets its own fresh database built through the
+migrations once per session; after each test every table is emptied, so tests that start
+other processes or servers (which need committed rows) are isolated too.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from carbon.core.clock import clock
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "").strip()
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "").strip()
+BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
+REDIS_MODES = ["none"] + (["redis"] if TEST_REDIS_URL else [])
+
+
+def _create_postgres_database() -> tuple[str, callable]:
+    base = make_url(TEST_DATABASE_URL)
+    name = f"diandian_t_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return base.set(database=name).render_as_string(hide_password=False), drop
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request, tmp_path_factory) -> Iterator[str]:
+    """A migrated, empty database for this session, one per backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+        drop = None
+    else:
+        url, drop = _create_postgres_database()
+    from flask_migrate import upgrade
+
+    from app import create_app
+
+    app = create_app({"ENV": "testing", "DATABASE_URL": url, "LOG_REQUESTS": False})
+    with app.app_context():
+        upgrade()
+        from carbon.core.db import db
+
+        db.engine.dispose()
+    yield url
+    if drop:
+        drop()
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator:
+    """The WeChat sandbox, served for real on 127.0.0.1 for the whole session."""
+    from wechat.sandbox.testing import LiveSandbox
+
+    live = LiveSandbox()
+    live.start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture(params=REDIS_MODES)
+def redis_url(request) -> Iterator[str]:
+    """Empty string (in-process / database fallbacks) or a Redis URL, flushed around the test."""
+    if request.param == "none":
+        yield ""
+        return
+    import redis
+
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    client.flushdb()
+    yield TEST_REDIS_URL
+    client.flushdb()
+    client.close()
+
+
+def make_config(database_url: str, sandbox_url: str, **overrides) -> dict:
+    config = {"ENV": "testing", "DATABASE_URL": database_url, "WECHAT_API_BASE": sandbox_url,
+              "LOG_REQUESTS": False, "SECRET_KEY": "test-secret-key-for-diandian-tests-0001",
+              "WECHAT_TIMEOUT_SECONDS": 5, "LOGIN_RATE_PER_MINUTE_CLIENT": 10_000,
+              "LOGIN_RATE_PER_MINUTE_OPENID": 10_000}
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def app_config(database_url, sandbox) -> dict:
+    return make_config(database_url, sandbox.url)
+
+
+@pytest.fixture
+def app(app_config, sandbox) -> Iterator:
+    from app import create_app
+
+    sandbox.reset()
+    application = create_app(app_config)
+    yield application
+    clock.reset()
+    with application.app_context():
+        from carbon.core.db import db
+
+        db.session.remove()
+        empty_all_tables(db.engine)
+        db.engine.dispose()
+
+
+def empty_all_tables(engine) -> None:
+    from carbon.core.db import db
+
+    tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(text(f'DELETE FROM "{table}"'))
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def login(client, sandbox):
+    """Log a guest in through the sandbox; returns (token, body)."""
+    import requests
+
+    def do_login(openid: str = "o_guest_0001", **extra) -> tuple[str, dict]:
+        code = requests.post(f"{sandbox.url}/__sandbox__/login-code", json={"openid": openid, **extra},
+                             timeout=5).json()["code"]
+        response = client.post("/api/v1/auth/login", json={"code": code})
+        assert response.status_code == 200, response.get_json()
+        body = response.get_json()
+        return body["token"], body
+
+    return do_login
+
+
+ROOT = Path(__file__).resolve().parent.parent

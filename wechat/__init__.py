@@ -1,0 +1,1 @@
+"""The adapter to WeChat's open APIs (on wechatpy); no business logic."""
