@@ -1,8 +1,9 @@
 """Fixtures: live sandboxes over real HTTP, a raw-HTTP helper and the real wechatpy client."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -59,7 +60,9 @@ class SandboxApi:
     def get(self, path: str, **params: Any) -> requests.Response:
         return self.http.get(self.url + path, params=params, timeout=10)
 
-    def post(self, path: str, body: Any = None, *, token: str | None = None, data: bytes | None = None) -> requests.Response:
+    def post(
+        self, path: str, body: Any = None, *, token: str | None = None, data: bytes | None = None
+    ) -> requests.Response:
         params = {} if token is None else {"access_token": token}
         return self.http.post(self.url + path, params=params, json=body, data=data, timeout=10)
 

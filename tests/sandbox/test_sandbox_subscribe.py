@@ -78,7 +78,9 @@ def test_send_with_wechatpy_uses_up_the_acceptance(api, client):
                     "character_string5": "DD-000001"})
     assert accept(api, "o-alice", "TPL_CERT_ISSUED", count=2) == 2
     for _ in range(2):
-        body = client.wxa.send_subscribe_message("o-alice", "TPL_CERT_ISSUED", data, page="pages/certificate/index?no=1")
+        body = client.wxa.send_subscribe_message(
+            "o-alice", "TPL_CERT_ISSUED", data, page="pages/certificate/index?no=1"
+        )
         assert body["errcode"] == 0
         assert isinstance(body["msgid"], int)
     with pytest.raises(WeChatClientException) as caught:
@@ -176,4 +178,5 @@ def test_subscription_hook_checks_its_input(api):
     assert api.hook("subscriptions", {"openid": "o-ghost", "template_id": "TPL_CERT_ISSUED"}).status_code == 404
     api.login_code("o-grace")
     assert api.hook("subscriptions", {"openid": "o-grace", "template_id": "TPL_NOPE"}).status_code == 400
-    assert api.hook("subscriptions", {"openid": "o-grace", "template_id": "TPL_CERT_ISSUED", "count": 0}).status_code == 400
+    zero = {"openid": "o-grace", "template_id": "TPL_CERT_ISSUED", "count": 0}
+    assert api.hook("subscriptions", zero).status_code == 400

@@ -41,6 +41,9 @@ def test_scene_round_trips_through_wechatpy(api, client, scene):
         "scene": scene,
         "env_version": "release",
     }
+    call = api.hook(f"calls?path={WXACODE}", method="GET").json()["calls"][-1]
+    assert call["content_type"] is None  # wechatpy posts bare JSON bytes
+    assert call["json"]["scene"] == scene
     recorded = api.hook("wxacodes", method="GET").json()["wxacodes"]
     assert [(c["scene"], c["page"], c["env_version"], c["width"]) for c in recorded] == [
         (scene, "pages/scene/index", "release", 430)

@@ -6,7 +6,7 @@ short reason that goes into the 47003 errmsg.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 CJK = "\u4e00-\u9fff"
 _MONTH = r"(?:0?[1-9]|1[0-2])"

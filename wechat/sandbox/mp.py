@@ -10,8 +10,9 @@ import math
 import re
 import secrets
 from collections import deque
+from collections.abc import Callable
 from functools import wraps
-from typing import Any, Callable
+from typing import Any
 
 from flask import Blueprint, Response, request
 
@@ -74,11 +75,11 @@ def is_int(value: Any) -> bool:
 
 def check_app_credentials(state: SandboxState, appid: str | None, secret: str | None) -> None:
     apps = state.config["APPS"]
-    if not appid:
+    if not isinstance(appid, str) or not appid:
         raise WeChatError(41002)
     if appid not in apps:
         raise WeChatError(40013)
-    if not secret:
+    if not isinstance(secret, str) or not secret:
         raise WeChatError(41004)
     if secret != apps[appid]:
         raise WeChatError(40125)
@@ -464,7 +465,9 @@ def check_text_security_v2(appid: str, body: dict[str, Any]) -> Response:
     with state.lock:
         user = logged_in_user(state, appid, body.get("openid"))
         if state.now() - user.last_login_at > state.config["VISIT_WINDOW"]:
-            raise WeChatError(40003, "invalid openid hint: the user has not visited the mini-program in the last 2 hours")
+            raise WeChatError(
+                40003, "invalid openid hint: the user has not visited the mini-program in the last 2 hours"
+            )
     scene = body.get("scene")
     if not is_int(scene) or scene not in SEC_CHECK_SCENES:
         raise WeChatError(40129)

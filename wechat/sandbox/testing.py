@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Self
 
 import requests
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -35,7 +35,7 @@ class LiveSandbox:
     def state(self) -> SandboxState:
         return self.app.extensions[EXTENSION_KEY]
 
-    def start(self) -> LiveSandbox:
+    def start(self) -> Self:
         self._server = make_server(
             "127.0.0.1", 0, self.app, threaded=True, request_handler=QuietRequestHandler
         )
@@ -60,7 +60,7 @@ class LiveSandbox:
         response.raise_for_status()
         return response.json()
 
-    def __enter__(self) -> LiveSandbox:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

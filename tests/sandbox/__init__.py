@@ -1,0 +1,1 @@
+"""Tests of the WeChat sandbox (wechat/sandbox), over real HTTP."""
