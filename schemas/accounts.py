@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 
 class LoginIn(Schema):
@@ -29,6 +29,11 @@ class LoginOut(Schema):
 class ProfilePatchIn(Schema):
     nickname = fields.String(validate=validate.Length(min=1, max=32))
     avatar_url = fields.Url(schemes={"https", "http"}, validate=validate.Length(max=512))
+
+    @validates_schema
+    def _something_to_change(self, data, **kwargs):  # noqa: ANN001, ANN003
+        if not data:
+            raise ValidationError("至少提供一个字段 / Give at least one of nickname, avatar_url.", "_schema")
 
 
 class PhoneIn(Schema):

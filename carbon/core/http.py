@@ -79,10 +79,15 @@ def _validation_details(exc: HTTPException) -> dict:
 
 def install(app: Flask, *, log_requests: bool) -> None:
     @app.before_request
-    def _start() -> None:
+    def _start() -> Response | None:
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if _REQUEST_ID.match(incoming) else new_request_id()
         g.started = time.perf_counter()
+        if (request.path.startswith("/api/") and request.method in {"POST", "PUT", "PATCH"}
+                and (request.content_length or 0) > 0 and not request.is_json):
+            return error_response(415, "request.unsupported_media_type",
+                                  "请求体须为 JSON / The body must be JSON (Content-Type: application/json)")
+        return None
 
     @app.after_request
     def _finish(response: Response) -> Response:
