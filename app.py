@@ -12,10 +12,9 @@ ROOT = Path(__file__).resolve().parent
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    import carbon.models  # noqa: F401 - every model registered on the metadata
     from carbon.core.http import configure_logging, install
     from carbon.core.settings import load_settings
-
-    import carbon.models  # noqa: F401 - every model registered on the metadata
 
     settings = load_settings(config)
     configure_logging(settings.LOG_LEVEL)
@@ -62,11 +61,12 @@ def _engine_options(url: str) -> dict[str, Any]:
     return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
 
 
-def _init_extensions(app: Flask, settings) -> None:  # noqa: ANN001
+def _init_extensions(app: Flask, settings) -> None:
+    from flask_smorest import Api
+
     from carbon.core import extensions as ext
     from carbon.core.db import db
     from carbon.core.ratelimit import RateLimiter
-    from flask_smorest import Api
 
     db.init_app(app)
     ext.migrate.init_app(app, db, directory=str(ROOT / "carbon" / "migrations"))
@@ -87,7 +87,7 @@ def _init_extensions(app: Flask, settings) -> None:  # noqa: ANN001
         app.extensions["diandian.wechat"] = _wechat_gateway(settings, engine, redis_client)
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -95,7 +95,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
     cursor.close()
 
 
-def _wechat_gateway(settings, engine, redis_client):  # noqa: ANN001, ANN202
+def _wechat_gateway(settings, engine, redis_client):
     from wechat.api import WeChatGateway
     from wechat.client import DiandianWeChatClient
     from wechat.tokens import DatabaseTokenStore, RedisTokenStore

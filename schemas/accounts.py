@@ -31,7 +31,7 @@ class ProfilePatchIn(Schema):
     avatar_url = fields.Url(schemes={"https", "http"}, validate=validate.Length(max=512))
 
     @validates_schema
-    def _something_to_change(self, data, **kwargs):  # noqa: ANN001, ANN003
+    def _something_to_change(self, data, **kwargs):
         if not data:
             raise ValidationError("至少提供一个字段 / Give at least one of nickname, avatar_url.", "_schema")
 

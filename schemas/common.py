@@ -11,24 +11,24 @@ from carbon.core.units import cny, kg
 class Money(fields.Field):
     """CNY as a string with two places on the wire ("12.34"); Decimal inside. Floats refused."""
 
-    def _serialize(self, value, attr, obj, **kwargs):  # noqa: ANN001, ANN003
+    def _serialize(self, value, attr, obj, **kwargs):
         return None if value is None else str(cny(value))
 
-    def _deserialize(self, value, attr, data, **kwargs):  # noqa: ANN001, ANN003
+    def _deserialize(self, value, attr, data, **kwargs):
         return _decimal(value, cny)
 
 
 class Kilograms(fields.Field):
     """kg CO2e as a string with three places ("30.480"); Decimal inside. Floats refused."""
 
-    def _serialize(self, value, attr, obj, **kwargs):  # noqa: ANN001, ANN003
+    def _serialize(self, value, attr, obj, **kwargs):
         return None if value is None else str(kg(value))
 
-    def _deserialize(self, value, attr, data, **kwargs):  # noqa: ANN001, ANN003
+    def _deserialize(self, value, attr, data, **kwargs):
         return _decimal(value, kg)
 
 
-def _decimal(value, quantize):  # noqa: ANN001, ANN202
+def _decimal(value, quantize):
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise ValidationError("需为数字字符串 / Must be a number given as a string or integer.")
     try:

@@ -14,9 +14,17 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from wechatpy.exceptions import WeChatClientException
 
 from wechat.client import WECHAT_ORIGIN, DiandianWeChatClient
-from wechat.errors import (InvalidCode, InvalidPhoneCode, OpenDataInvalid, SubscriptionRefused,
-                           UserBlocked, WeChatBusy, WeChatRateLimited, WeChatRejected,
-                           WeChatUnavailable)
+from wechat.errors import (
+    InvalidCode,
+    InvalidPhoneCode,
+    OpenDataInvalid,
+    SubscriptionRefused,
+    UserBlocked,
+    WeChatBusy,
+    WeChatRateLimited,
+    WeChatRejected,
+    WeChatUnavailable,
+)
 from wechat.tokens import LockTimeout
 
 log = logging.getLogger(__name__)

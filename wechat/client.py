@@ -24,7 +24,7 @@ class RebaseAdapter(HTTPAdapter):
         super().__init__()
         self.base_url = base_url.rstrip("/")
 
-    def send(self, request, **kwargs):  # noqa: ANN001, ANN003
+    def send(self, request, **kwargs):
         if request.url.startswith(WECHAT_ORIGIN):
             request.url = self.base_url + request.url[len(WECHAT_ORIGIN):]
         return super().send(request, **kwargs)
@@ -36,13 +36,13 @@ class _SharedSession:
     def __init__(self, client: DiandianWeChatClient) -> None:
         self.client = client
 
-    def get(self, key, default=None):  # noqa: ANN001
+    def get(self, key, default=None):
         return self.client.tokens.get()
 
-    def set(self, key, value, ttl=None):  # noqa: ANN001
+    def set(self, key, value, ttl=None):
         pass  # tokens are written by the manager only
 
-    def delete(self, key):  # noqa: ANN001
+    def delete(self, key):
         pass
 
 
@@ -68,7 +68,7 @@ class DiandianWeChatClient(WeChatClient):
     def access_token(self) -> str:  # type: ignore[override]
         return self.tokens.get()
 
-    def fetch_access_token(self):  # noqa: ANN201
+    def fetch_access_token(self):
         raise NotImplementedError("tokens are fetched by the shared manager")
 
     def _fetch_token(self) -> tuple[str, int]:

@@ -47,7 +47,7 @@ class LockTimeout(RuntimeError):
 
 
 class RedisTokenStore:
-    def __init__(self, redis_client, prefix: str = "diandian:wechat:") -> None:  # noqa: ANN001
+    def __init__(self, redis_client, prefix: str = "diandian:wechat:") -> None:
         self.redis = redis_client
         self.prefix = prefix
 

@@ -14,21 +14,21 @@ blp = Blueprint("accounts", __name__, url_prefix="/api/v1", description="登录�
 @blp.arguments(LoginIn)
 @blp.response(200, LoginOut)
 @public
-def login(body):  # noqa: ANN001, ANN201
+def login(body):
     """Log in with a wx.login() code; returns a session token."""
     return service.login(body["code"], request.remote_addr)
 
 
 @blp.route("/auth/logout", methods=["POST"])
 @blp.response(204)
-def logout():  # noqa: ANN201
+def logout():
     """Revoke the current session token."""
     service.logout(g.token)
 
 
 @blp.route("/me", methods=["GET"])
 @blp.response(200, UserOut)
-def me():  # noqa: ANN201
+def me():
     """The logged-in guest."""
     return current_user()
 
@@ -36,7 +36,7 @@ def me():  # noqa: ANN201
 @blp.route("/me", methods=["PATCH"])
 @blp.arguments(ProfilePatchIn)
 @blp.response(200, UserOut)
-def update_me(body):  # noqa: ANN001, ANN201
+def update_me(body):
     """Change nickname (checked by WeChat's content security) and avatar URL."""
     return service.update_profile(current_user(), **body)
 
@@ -44,6 +44,6 @@ def update_me(body):  # noqa: ANN001, ANN201
 @blp.route("/me/phone", methods=["POST"])
 @blp.arguments(PhoneIn)
 @blp.response(200, UserOut)
-def bind_phone(body):  # noqa: ANN001, ANN201
+def bind_phone(body):
     """Bind the phone number from a getPhoneNumber button code."""
     return service.bind_phone(current_user(), body["code"])

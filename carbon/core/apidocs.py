@@ -36,7 +36,7 @@ Errors always use <code>{"error": {"code", "message", "details", "request_id"}}<
 
 
 @bp.get("/api/docs")
-def docs():  # noqa: ANN201
+def docs():
     spec = ext.api().spec.to_dict()
     spec.setdefault("components", {}).setdefault("schemas", {})
     return render_template_string(PAGE, spec=spec, methods={"get", "post", "patch", "put", "delete"},

@@ -6,7 +6,7 @@ Code asks ``clock.now()`` (aware UTC) instead of ``datetime.now()``. Tests call
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 CHINA_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
 
@@ -19,7 +19,7 @@ class Clock:
     def now(self) -> datetime:
         if self._frozen is not None:
             return self._frozen
-        return datetime.now(timezone.utc) + self._offset
+        return datetime.now(UTC) + self._offset
 
     def timestamp(self) -> int:
         """Whole seconds since the epoch, on this clock."""
@@ -31,7 +31,7 @@ class Clock:
     def set(self, moment: datetime) -> None:
         if moment.tzinfo is None:
             raise ValueError("clock.set needs an aware datetime")
-        self._frozen = moment.astimezone(timezone.utc)
+        self._frozen = moment.astimezone(UTC)
 
     def advance(self, seconds: float) -> None:
         if self._frozen is not None:
@@ -54,5 +54,5 @@ def utcnow() -> datetime:
 def as_utc(moment: datetime) -> datetime:
     """Aware UTC datetime; naive values (as SQLite returns them) are taken as UTC."""
     if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 migrate = Migrate()
 
-__all__ = ["db", "migrate", "settings", "wechat", "redis_client", "rate_limiter"]
+__all__ = ["db", "migrate", "rate_limiter", "redis_client", "settings", "wechat"]
 
 
 def api() -> Api:

@@ -11,12 +11,12 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
-def healthz():  # noqa: ANN201
+def healthz():
     return jsonify({"status": "ok"})
 
 
 @bp.get("/readyz")
-def readyz():  # noqa: ANN201
+def readyz():
     checks: dict[str, str] = {}
     try:
         db.session.execute(text("SELECT 1"))

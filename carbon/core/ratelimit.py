@@ -8,7 +8,7 @@ from carbon.core.errors import RateLimited
 
 
 class RateLimiter:
-    def __init__(self, redis_client=None, prefix: str = "diandian:rl:") -> None:  # noqa: ANN001
+    def __init__(self, redis_client=None, prefix: str = "diandian:rl:") -> None:
         self.redis = redis_client
         self.prefix = prefix
         self._counts: dict[str, tuple[int, int]] = {}

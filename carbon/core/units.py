@@ -15,7 +15,7 @@ FEN_PER_YUAN = 100
 
 def to_decimal(value: Decimal | int | str) -> Decimal:
     """Exact Decimal from an int, a string or a Decimal; floats are refused."""
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise TypeError(f"refusing inexact value {value!r}: use Decimal, int or str")
     try:
         result = Decimal(value)

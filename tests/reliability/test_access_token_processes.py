@@ -15,7 +15,7 @@ PROCESSES = 4
 ASKS_PER_PROCESS = 25
 
 
-def _worker(config: dict, start, results) -> None:  # noqa: ANN001
+def _worker(config: dict, start, results) -> None:
     from app import create_app
     from carbon.core import extensions as ext
 

@@ -31,8 +31,8 @@ def test_carbon_units():
     assert units.kg("30.48") == Decimal("30.480")
     assert units.kg_to_grams("30.4805") == 30481
     assert units.grams_to_kg(30480) == Decimal("30.480")
-    assert units.ceil_to_unit(Decimal("30.480")) == Decimal("31")
-    assert units.ceil_to_unit(Decimal("30")) == Decimal("30")
+    assert units.ceil_to_unit(Decimal("30.480")) == Decimal(31)
+    assert units.ceil_to_unit(Decimal(30)) == Decimal(30)
     assert units.ceil_to_unit(Decimal("0.2"), Decimal("0.5")) == Decimal("0.5")
     with pytest.raises(ValueError):
-        units.ceil_to_unit(Decimal("1"), Decimal("0"))
+        units.ceil_to_unit(Decimal(1), Decimal(0))
