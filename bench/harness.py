@@ -1,0 +1,177 @@
+"""Shared pieces of the HTTP benchmarks: a scratch database, gunicorn on a free loopback
+port, and a bounded load client (threads with keep-alive connections) that reports
+requests/s and p50/p99. Figures vary with the machine's mood: compare only ratios
+measured in the same run (ABAB interleaving), as PERFORMANCE_BASELINES.md advises."""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def calibration_ms() -> float:
+    """How fast the machine is right now: one pure-Python loop, in ms."""
+    started = time.perf_counter()
+    sum(range(10**6))
+    return (time.perf_counter() - started) * 1000
+
+
+@contextmanager
+def scratch_database(url: str | None = None) -> Iterator[str]:
+    """A migrated database: the given URL, or a fresh SQLite file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        url = url or f"sqlite:///{tmp}/bench.sqlite3"
+        from flask_migrate import upgrade
+
+        from app import create_app
+
+        app = create_app({"ENV": "testing", "DATABASE_URL": url, "LOG_REQUESTS": False})
+        with app.app_context():
+            upgrade()
+        yield url
+
+
+@contextmanager
+def gunicorn(env: dict[str, str], workers: int = 2, worker_class: str = "sync",
+             threads: int = 1) -> Iterator[str]:
+    """Serve ``app:create_app()`` on a free loopback port; yields the base URL."""
+    port = free_port()
+    full_env = {**os.environ, **env, "DIANDIAN_LOG_REQUESTS": "0"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", worker_class, "--threads", str(threads),
+         "-b", f"127.0.0.1:{port}", "--log-level", "warning", "app:create_app()"],
+        cwd=ROOT, env=full_env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("gunicorn did not start") from None
+                time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+@dataclass
+class LoadResult:
+    name: str
+    requests: int
+    errors: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def line(self) -> str:
+        return (f"{self.name:<28} {self.rps:8.0f} req/s   p50 {self.percentile(0.5):6.1f} ms   "
+                f"p99 {self.percentile(0.99):6.1f} ms   errors {self.errors}")
+
+
+Request = Callable[[int], tuple[str, str, bytes | None, dict[str, str]]]  # i -> method, path, body, headers
+
+
+def load(name: str, base: str, request: Request, *, concurrency: int = 16, seconds: float = 5.0,
+         expect: int = 200) -> LoadResult:
+    """``concurrency`` threads, each on one keep-alive connection, for ``seconds``."""
+    host, port = base.removeprefix("http://").split(":")
+    latencies: list[float] = []
+    counters = {"ok": 0, "errors": 0}
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def worker(index: int) -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        mine: list[float] = []
+        ok = errors = 0
+        i = index
+        while time.monotonic() < stop_at:
+            method, path, body, headers = request(i)
+            i += concurrency
+            started = time.perf_counter()
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                if response.status == expect:
+                    ok += 1
+                else:
+                    errors += 1
+                if response.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+            except (OSError, http.client.HTTPException):
+                errors += 1
+                conn.close()
+                conn = http.client.HTTPConnection(host, int(port), timeout=10)
+            mine.append((time.perf_counter() - started) * 1000)
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+            counters["ok"] += ok
+            counters["errors"] += errors
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return LoadResult(name, counters["ok"], counters["errors"], time.monotonic() - started, latencies)
+
+
+def median_result(results: list[LoadResult]) -> LoadResult:
+    return sorted(results, key=lambda r: r.rps)[len(results) // 2]
+
+
+def get(path: str, headers: dict[str, str] | None = None) -> Request:
+    return lambda _i: ("GET", path, None, headers or {})
+
+
+def post_json(path: str, body: dict, headers: dict[str, str] | None = None) -> Request:
+    data = json.dumps(body).encode()
+    return lambda _i: ("POST", path, data, {"Content-Type": "application/json", **(headers or {})})
+
+
+def summary(label: str, results: dict[str, list[LoadResult]], baseline: str) -> str:
+    lines = [f"## {label}", f"calibration sum(range(10**6)): {calibration_ms():.1f} ms"]
+    base_rps = statistics.median(r.rps for r in results[baseline])
+    for name, runs in results.items():
+        mid = median_result(runs)
+        spread = ", ".join(f"{r.rps:.0f}" for r in runs)
+        lines.append(f"{mid.line()}   ratio {statistics.median(r.rps for r in runs) / base_rps:4.2f}   runs [{spread}]")
+    return "\n".join(lines)
