@@ -113,11 +113,13 @@ def _register_blueprints(app: Flask) -> None:
     from carbon.accounts.routes import blp as accounts_blp
     from carbon.core.apidocs import bp as apidocs_bp
     from carbon.core.health import bp as health_bp
+    from carbon.footprint.routes import blp as footprint_blp
 
     app.before_request(enforce_guest_auth)
     app.register_blueprint(health_bp)
     app.register_blueprint(apidocs_bp)
     app.extensions["diandian.api"].register_blueprint(accounts_blp)
+    app.extensions["diandian.api"].register_blueprint(footprint_blp)
 
 
 def _register_cli(app: Flask) -> None:

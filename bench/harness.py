@@ -170,7 +170,7 @@ def post_json(path: str, body: dict, headers: dict[str, str] | None = None) -> R
 def summary(label: str, results: dict[str, list[LoadResult]], baseline: str) -> str:
     lines = [f"## {label}", f"calibration sum(range(10**6)): {calibration_ms():.1f} ms"]
     base_rps = statistics.median(r.rps for r in results[baseline])
-    for name, runs in results.items():
+    for runs in results.values():
         mid = median_result(runs)
         spread = ", ".join(f"{r.rps:.0f}" for r in runs)
         lines.append(f"{mid.line()}   ratio {statistics.median(r.rps for r in runs) / base_rps:4.2f}   runs [{spread}]")

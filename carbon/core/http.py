@@ -73,8 +73,20 @@ def _validation_details(exc: HTTPException) -> dict:
                 merged.update(location_messages)
             else:
                 merged.setdefault("_schema", []).extend(location_messages)
-        return merged
-    return messages
+        return flatten_messages(merged)
+    return flatten_messages(messages)
+
+
+def flatten_messages(messages: dict, prefix: str = "") -> dict[str, list]:
+    """Nested marshmallow messages as dotted field paths: ``{"activities.0.nights": [...]}``."""
+    flat: dict[str, list] = {}
+    for key, value in messages.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_messages(value, f"{path}."))
+        else:
+            flat[path] = value if isinstance(value, list) else [value]
+    return flat
 
 
 def install(app: Flask, *, log_requests: bool) -> None:

@@ -11,7 +11,7 @@ engine = db.engine
 config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
 
 
-def render_item(type_, obj, autogen_context):  # noqa: ANN001, ANN201
+def render_item(type_, obj, autogen_context):
     """Write our column types as plain SQLAlchemy types, so revisions import nothing of ours."""
     if type_ == "type" and type(obj).__name__ == "UTCDateTime":
         return "sa.DateTime(timezone=True)"
@@ -26,7 +26,7 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    def skip_empty(context_, revision, directives):  # noqa: ANN001
+    def skip_empty(context_, revision, directives):
         if getattr(config.cmd_opts, "autogenerate", False) and directives[0].upgrade_ops.is_empty():
             directives[:] = []
             logger.info("No changes in schema detected.")

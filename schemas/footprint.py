@@ -1,0 +1,253 @@
+"""Footprint requests and results. Units are in the field names (``distance_km``, ``kwh_per_month``)."""
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from carbon.footprint import dataset
+
+CABINS = ("economy", "premium_economy", "business", "first")
+DIETS = ("high_meat", "medium_meat", "low_meat", "pescatarian", "vegetarian", "vegan")
+FUELS = ("petrol", "diesel", "hybrid", "electric")
+
+
+class Quantity(fields.Field):
+    """A non-negative decimal with at most ``places`` decimals and an upper limit, as ``Decimal``.
+
+    JSON numbers are taken as written (``12.5`` becomes ``Decimal("12.5")``); the quantity
+    never takes part in float arithmetic.
+    """
+
+    def __init__(self, *, maximum: int, places: int = 1, minimum: Decimal = Decimal(0),
+                 exclusive_minimum: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.maximum, self.places, self.minimum, self.exclusive_minimum = Decimal(maximum), places, minimum, \
+            exclusive_minimum
+        self.metadata.setdefault("type", "number")
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValidationError("需为数字 / Must be a number.")
+        try:
+            number = Decimal(repr(value) if isinstance(value, float) else value)
+        except InvalidOperation as exc:
+            raise ValidationError("不是有效数字 / Not a valid number.") from exc
+        if not number.is_finite():
+            raise ValidationError("不是有效数字 / Not a valid number.")
+        if number.as_tuple().exponent < -self.places:
+            raise ValidationError(f"最多 {self.places} 位小数 / At most {self.places} decimal place(s).")
+        too_small = number <= self.minimum if self.exclusive_minimum else number < self.minimum
+        if too_small or number > self.maximum:
+            low = f"> {self.minimum}" if self.exclusive_minimum else f"≥ {self.minimum}"
+            raise ValidationError(f"需 {low} 且 ≤ {self.maximum} / Must be {low} and ≤ {self.maximum}.")
+        return number.normalize() if number == number.to_integral_value() else number
+
+
+def _int(low: int, high: int, **kwargs):
+    return fields.Integer(strict=True, validate=validate.Range(low, high), **kwargs)
+
+
+class _Activity(Schema):
+    type = fields.String(required=True)
+
+
+class _Trip(_Activity):
+    """Distance in km, or a pair of Chinese cities (great-circle × the data's detour factor)."""
+
+    MAX_KM = 5000
+    CITY_PAIRS = True
+    distance_km = Quantity(maximum=5000)
+    from_city = fields.String(validate=validate.Length(1, 32))
+    to_city = fields.String(validate=validate.Length(1, 32))
+    round_trip = fields.Boolean(load_default=False)
+    passengers = _int(1, 9, load_default=1)
+
+    @validates_schema
+    def _distance_or_cities(self, data, **kwargs):
+        km = data.get("distance_km")
+        if km is not None and km > self.MAX_KM:
+            raise ValidationError(f"需 ≤ {self.MAX_KM} / Must be ≤ {self.MAX_KM} km.", "distance_km")
+        cities = data.get("from_city") and data.get("to_city")
+        if km is None and not (self.CITY_PAIRS and cities):
+            what = "distance_km 或 from_city+to_city / distance_km or from_city and to_city" \
+                if self.CITY_PAIRS else "distance_km"
+            raise ValidationError(f"需提供 {what}", "distance_km")
+
+
+class FlightIn(_Activity):
+    route = fields.List(fields.String(validate=validate.Regexp(r"^[A-Za-z]{3}$", error="IATA 三字码 / IATA code")),
+                        validate=validate.Length(2, 6),
+                        metadata={"description": "IATA codes, e.g. [\"PEK\", \"CTU\"]; multi-leg allowed"})
+    distance_km = Quantity(maximum=20000, metadata={"description": "great-circle km, instead of route"})
+    round_trip = fields.Boolean(load_default=False)
+    cabin = fields.String(load_default="economy", validate=validate.OneOf(CABINS))
+    passengers = _int(1, 9, load_default=1)
+    radiative_forcing = fields.Boolean(load_default=True, metadata={"description": "含辐射强迫 / with RF (×1.9)"})
+
+    @validates_schema
+    def _route_or_distance(self, data, **kwargs):
+        if not data.get("route") and data.get("distance_km") is None:
+            raise ValidationError("需提供 route 或 distance_km / Give route or distance_km", "route")
+
+
+class RailIn(_Trip):
+    service = fields.String(load_default="high_speed", validate=validate.OneOf(("high_speed", "conventional")))
+
+
+class CoachIn(_Trip):
+    MAX_KM = 3000
+
+
+class TaxiIn(_Trip):
+    MAX_KM = 500
+
+
+class BusIn(_Trip):
+    MAX_KM = 300
+    CITY_PAIRS = False
+
+
+class MetroIn(BusIn):
+    MAX_KM = 200
+
+
+class CarIn(_Trip):
+    fuel = fields.String(load_default="petrol", validate=validate.OneOf(FUELS))
+    occupants = _int(1, 9, load_default=1)
+
+
+class HotelIn(_Activity):
+    nights = _int(1, 365, required=True)
+    rooms = _int(1, 20, load_default=1)
+    star_class = _int(1, 5)
+
+
+class MealIn(_Activity):
+    count = _int(1, 200, required=True)
+    diet = fields.String(load_default="medium_meat", validate=validate.OneOf(DIETS))
+
+
+class VenueShareIn(_Activity):
+    """No inputs: the scene gives its venue electricity and attendance."""
+
+
+class ElectricityIn(_Activity):
+    kwh_per_month = Quantity(maximum=20000, minimum=Decimal(0), exclusive_minimum=False, required=True)
+
+
+class NaturalGasIn(_Activity):
+    m3_per_month = Quantity(maximum=2000, minimum=Decimal(0), exclusive_minimum=False, required=True)
+
+
+class WaterIn(_Activity):
+    m3_per_month = Quantity(maximum=1000, minimum=Decimal(0), exclusive_minimum=False, required=True)
+
+
+class HouseholdCarIn(_Activity):
+    km_per_year = Quantity(maximum=300000, minimum=Decimal(0), exclusive_minimum=False, required=True)
+    fuel = fields.String(load_default="petrol", validate=validate.OneOf(FUELS))
+
+
+class YearlyFlightsIn(_Activity):
+    round_trips_per_year = _int(0, 100, required=True)
+    one_way_km = Quantity(maximum=20000, metadata={"description": "default: China's average trip, 1,774 km"})
+    cabin = fields.String(load_default="economy", validate=validate.OneOf(CABINS))
+    radiative_forcing = fields.Boolean(load_default=True)
+
+
+class DietIn(_Activity):
+    diet = fields.String(required=True, validate=validate.OneOf(DIETS))
+
+
+ACTIVITY_SCHEMAS = {
+    "event": {"flight": FlightIn(), "rail": RailIn(), "coach": CoachIn(), "bus": BusIn(), "metro": MetroIn(),
+              "taxi": TaxiIn(), "car": CarIn(), "hotel": HotelIn(), "meal": MealIn(),
+              "venue_share": VenueShareIn()},
+    "life": {"electricity": ElectricityIn(), "natural_gas": NaturalGasIn(), "water": WaterIn(),
+             "car": HouseholdCarIn(), "flights": YearlyFlightsIn(), "diet": DietIn()},
+}
+_DESCRIPTION = "; ".join(f"{kind}: {', '.join(types)}" for kind, types in ACTIVITY_SCHEMAS.items())
+
+
+class FootprintIn(Schema):
+    kind = fields.String(load_default="event", validate=validate.OneOf(("event", "life")))
+    scene = fields.String(validate=validate.Length(1, 64),
+                          metadata={"description": "the scene code the guest scanned (gives province and venue)"})
+    province = fields.String(validate=validate.OneOf(sorted(dataset.load().provinces)),
+                             metadata={"description": "province code, e.g. SC (for the electricity factor)"})
+    household_size = _int(1, 20, load_default=1, metadata={"description": "life footprint: people sharing"})
+    activities = fields.List(fields.Dict(), required=True, validate=validate.Length(1, 30),
+                             metadata={"description": f"objects with a 'type'; {_DESCRIPTION}"})
+
+    @post_load
+    def _activities(self, data, **kwargs):
+        schemas = ACTIVITY_SCHEMAS[data["kind"]]
+        errors: dict = {}
+        parsed = []
+        for index, raw in enumerate(data["activities"]):
+            schema = schemas.get(raw.get("type"))
+            if schema is None:
+                errors[index] = {"type": [f"需为 / Must be one of: {', '.join(schemas)}."]}
+                continue
+            try:
+                parsed.append(schema.load(raw))
+            except ValidationError as exc:
+                errors[index] = exc.messages
+        if errors:
+            raise ValidationError({"activities": errors})
+        data["activities"] = parsed
+        return data
+
+
+class FactorOut(Schema):
+    key = fields.String()
+    value = fields.String()
+    unit = fields.String()
+    region = fields.String()
+    year = fields.Integer(allow_none=True)
+    source = fields.String()
+    note = fields.String(allow_none=True)
+
+
+class LineOut(Schema):
+    index = fields.Integer(metadata={"description": "which activity of the request"})
+    activity = fields.String()
+    label = fields.String()
+    inputs = fields.Dict(metadata={"description": "the inputs as understood (airports, distance, ...)"})
+    quantity = fields.String()
+    unit = fields.String()
+    divided_by = fields.Integer(allow_none=True, metadata={"description": "attendance or household size"})
+    factor = fields.Nested(FactorOut)
+    fallback = fields.Boolean(metadata={"description": "a figure from outside China standing in"})
+    kg = fields.String(metadata={"description": "exact kg CO2e of this line"})
+
+
+class ComparisonOut(Schema):
+    china_per_capita_kg = fields.String()
+    ratio_to_china = fields.String()
+    source = fields.String()
+    previous = fields.List(fields.Dict())
+
+
+class FootprintOut(Schema):
+    id = fields.String(allow_none=True, metadata={"description": "null for a preview"})
+    kind = fields.String()
+    scene = fields.String(allow_none=True)
+    dataset_version = fields.String()
+    province = fields.String(allow_none=True)
+    total_kg = fields.String(metadata={"description": "kg CO2e, three places (per person per year for life)"})
+    total_grams = fields.Integer()
+    neutralize_kg = fields.String(metadata={"description": "kg to buy: rounded up to the credit unit"})
+    lines = fields.List(fields.Nested(LineOut))
+    comparison = fields.Nested(ComparisonOut, allow_none=True)
+    created_at = fields.DateTime(allow_none=True)
+
+
+class HistoryQuery(Schema):
+    kind = fields.String(validate=validate.OneOf(("event", "life")))
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+
+
+class HistoryOut(Schema):
+    items = fields.List(fields.Nested(FootprintOut))

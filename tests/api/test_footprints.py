@@ -1,0 +1,152 @@
+"""The footprint API: preview, save, read back, history, validation, stored results."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from carbon.core.db import db
+from carbon.footprint import dataset
+from carbon.footprint.models import Footprint
+
+CONFERENCE = {"kind": "event", "province": "SC", "activities": [
+    {"type": "flight", "route": ["PEK", "CTU"], "round_trip": True},
+    {"type": "hotel", "nights": 2},
+    {"type": "meal", "count": 6, "diet": "medium_meat"},
+]}
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_preview_needs_no_login_and_saves_nothing(app, client):
+    response = client.post("/api/v1/footprints/preview", json=CONFERENCE)
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["id"] is None and body["total_kg"] == "540.954" and body["neutralize_kg"] == "541"
+    assert body["dataset_version"] == dataset.CURRENT_VERSION
+    first = body["lines"][0]
+    assert first["inputs"]["from"] == "PEK" and first["inputs"]["great_circle_km"] == "1556"
+    assert first["factor"] == {"key": "flight.desnz.short.economy.rf", "value": "0.12576", "unit": "kgCO2e/pkm",
+                               "region": "GB", "year": 2025, "source": "UK DESNZ GHG conversion factors 2025",
+                               "note": "<3700 km; with RF"}
+    assert first["fallback"] is True and first["kg"] == "211.3371648"
+    with app.app_context():
+        assert db.session.scalar(select(Footprint)) is None
+
+
+def test_save_read_back_and_history(app, client, login):
+    token, _ = login("o_fp_alice")
+    created = client.post("/api/v1/footprints", json=CONFERENCE, headers=bearer(token))
+    assert created.status_code == 201, created.get_json()
+    body = created.get_json()
+    assert body["id"].startswith("fp_") and body["total_kg"] == "540.954"
+    preview = client.post("/api/v1/footprints/preview", json=CONFERENCE).get_json()
+    assert preview["lines"] == body["lines"]  # the same request always gives the same answer
+
+    again = client.get(f"/api/v1/footprints/{body['id']}", headers=bearer(token))
+    assert again.status_code == 200 and again.get_json()["lines"] == body["lines"]
+
+    rail = client.post("/api/v1/footprints", json={"activities": [{"type": "rail", "distance_km": 1000}]},
+                       headers=bearer(token)).get_json()
+    assert rail["total_kg"] == "30.480"
+    history = client.get("/api/v1/footprints", headers=bearer(token)).get_json()["items"]
+    assert [item["id"] for item in history] == [rail["id"], body["id"]]
+    with app.app_context():
+        row = db.session.scalar(select(Footprint).where(Footprint.public_id == body["id"]))
+        assert row.total_grams == 540954 and row.dataset_version == dataset.CURRENT_VERSION
+        assert row.request["activities"][1]["nights"] == 2
+
+
+def test_someone_elses_footprint_is_not_found(client, login):
+    alice, _ = login("o_fp_owner")
+    created = client.post("/api/v1/footprints", json=CONFERENCE, headers=bearer(alice)).get_json()
+    bob, _ = login("o_fp_other")
+    response = client.get(f"/api/v1/footprints/{created['id']}", headers=bearer(bob))
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "footprint.not_found"
+    assert client.get("/api/v1/footprints", headers=bearer(bob)).get_json()["items"] == []
+
+
+def test_saving_needs_a_login(client):
+    response = client.post("/api/v1/footprints", json=CONFERENCE)
+    assert response.status_code == 401
+
+
+def test_a_new_dataset_never_changes_a_stored_result(app, client, login, monkeypatch):
+    token, _ = login("o_fp_versions")
+    created = client.post("/api/v1/footprints", json=CONFERENCE, headers=bearer(token)).get_json()
+    changed = dataset.Dataset(dataset.CURRENT_VERSION)
+    changed.version = "cn-2099.1"
+    changed.factors["hotel.cn.room_night"] = dataset.Factor("hotel.cn.room_night", Decimal(99), "kgCO2e/room-night",
+                                                            "CN", 2099, "test", "")
+    monkeypatch.setattr(dataset, "load", lambda version=None: changed)
+    stored = client.get(f"/api/v1/footprints/{created['id']}", headers=bearer(token)).get_json()
+    assert stored["total_kg"] == "540.954" and stored["dataset_version"] == dataset.CURRENT_VERSION
+    fresh = client.post("/api/v1/footprints/preview", json=CONFERENCE).get_json()
+    assert fresh["dataset_version"] == "cn-2099.1" and fresh["total_kg"] != "540.954"
+
+
+def test_life_footprint_compares_with_china_and_earlier_results(client, login):
+    token, _ = login("o_fp_life")
+    life = {"kind": "life", "province": "SC", "household_size": 2, "activities": [
+        {"type": "electricity", "kwh_per_month": 200}, {"type": "diet", "diet": "vegan"}]}
+    first = client.post("/api/v1/footprints", json=life, headers=bearer(token)).get_json()
+    assert Decimal(first["total_kg"]) == Decimal(2400) * Decimal("0.1404") / 2 + 365 * Decimal("2.89")
+    assert first["comparison"]["china_per_capita_kg"] == "8900"
+    assert first["comparison"]["previous"] == []
+    life["activities"][0]["kwh_per_month"] = 100
+    second = client.post("/api/v1/footprints", json=life, headers=bearer(token)).get_json()
+    previous = second["comparison"]["previous"]
+    assert [item["id"] for item in previous] == [first["id"]]
+    assert previous[0]["change_kg"] == "-84.240"
+    assert second["comparison"]["ratio_to_china"] == str(
+        (Decimal(second["total_kg"]) / 8900).quantize(Decimal("0.01")))
+
+
+def test_validation_errors_name_each_field(client):
+    response = client.post("/api/v1/footprints/preview", json={"activities": [
+        {"type": "flight", "route": ["PEK"]},
+        {"type": "hotel", "nights": -1},
+        {"type": "taxi", "distance_km": 400000},
+        {"type": "meal"},
+        {"type": "rocket"},
+        {"type": "bus", "distance_km": "1.25"},
+    ]})
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["code"] == "validation_error" and error["request_id"]
+    assert set(error["details"]) == {"activities.0.route", "activities.1.nights", "activities.2.distance_km",
+                                     "activities.3.count", "activities.4.type", "activities.5.distance_km"}
+
+
+def test_bad_shapes_are_422_never_500(client):
+    for body in ({}, {"activities": []}, {"activities": "x"}, {"activities": [1]}, {"kind": "week", "activities": []},
+                 {"activities": [{"type": "rail", "distance_km": True}]},
+                 {"activities": [{"type": "rail", "distance_km": "NaN"}]},
+                 {"activities": [{"type": "rail"}]},
+                 {"province": "ZZ", "activities": [{"type": "rail", "distance_km": 5}]},
+                 {"kind": "life", "activities": [{"type": "hotel", "nights": 1}]}):
+        response = client.post("/api/v1/footprints/preview", json=body)
+        assert response.status_code == 422, (body, response.get_json())
+        assert response.get_json()["error"]["code"] == "validation_error"
+
+
+def test_unknown_airport_and_city_suggest_close_matches(client):
+    response = client.post("/api/v1/footprints/preview",
+                           json={"activities": [{"type": "flight", "route": ["CTU", "PEJ"]}]})
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["code"] == "footprint.unknown_place" and "PEK" in error["details"]["suggestions"]
+    assert "activities.0.route.1" in error["details"]
+    city = client.post("/api/v1/footprints/preview",
+                       json={"activities": [{"type": "rail", "from_city": "Chengdoo", "to_city": "北京"}]})
+    assert city.status_code == 422 and "chengdu" in city.get_json()["error"]["details"]["suggestions"]
+
+
+def test_json_numbers_are_taken_as_written(client):
+    response = client.post("/api/v1/footprints/preview",
+                           json={"activities": [{"type": "rail", "distance_km": 12.5}]})
+    assert response.status_code == 200
+    assert response.get_json()["lines"][0]["kg"] == "0.381"  # 12.5 × 0.03048, exact
