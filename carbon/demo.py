@@ -2,7 +2,62 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from carbon.core.db import db
+from carbon.credits.models import Project
+from carbon.organizers import service as organizers
+from carbon.organizers.models import Organizer
+from carbon.organizers.service import Principal
+from carbon.scenes import codes
+from carbon.scenes import service as scenes
+from carbon.scenes.models import Scene
+
+DEMO_EMAIL = "demo@diandian.local"
+DEMO_PASSWORD = "diandian-demo-2021"
+FORUM_CODE = "cdcnf21"
+PROJECTS = [
+    {"registry_name": "CDCER", "name_zh": "龙泉山城市森林碳汇（示范）",
+     "name_en": "Longquan Mountain urban forest carbon sink (demo)", "methodology": "碳惠天府 林业碳汇",
+     "location": "四川成都", "price_per_tonne": Decimal("50.00")},
+    {"registry_name": "CDCER", "name_zh": "成都公交新能源替代（示范）",
+     "name_en": "Chengdu electric bus replacement (demo)", "methodology": "碳惠天府 公共交通",
+     "location": "四川成都", "price_per_tonne": Decimal("45.00")},
+    {"registry_name": "CCER", "name_zh": "川西户用沼气（示范）", "name_en": "West Sichuan household biogas (demo)",
+     "methodology": "CCER 户用沼气", "location": "四川阿坝", "price_per_tonne": Decimal("70.00")},
+]
 
 
 def seed() -> Iterator[str]:
-    yield "demo: nothing to seed yet"
+    member = db.session.scalar(select(Organizer).where(Organizer.email == DEMO_EMAIL))
+    if member is None:
+        member = organizers.create_organization(
+            "成都数字碳中和高峰论坛组委会 / Forum organizing committee", owner_email=DEMO_EMAIL,
+            owner_password=DEMO_PASSWORD, owner_name="论坛组委会")
+        yield f"demo: organizer {DEMO_EMAIL} created"
+    projects = []
+    for spec in PROJECTS:
+        project = db.session.scalar(select(Project).where(Project.name_en == spec["name_en"]))
+        if project is None:
+            project = Project(**spec, description=spec["name_zh"], unit_kg=Decimal(1))
+            db.session.add(project)
+            yield f"demo: project {spec['name_en']} created"
+        projects.append(project)
+    db.session.commit()
+    if db.session.scalar(select(Scene).where(Scene.code == FORUM_CODE)) is None:
+        principal = Principal(member.organization, "owner", organizer=member)
+        scene = scenes.create_scene(principal, {
+            "code": FORUM_CODE, "slug": "cdcnf-2021", "kind": "conference",
+            "name_zh": "首届中国数字碳中和高峰论坛", "name_en": "First China Digital Carbon Neutrality Forum",
+            "description": "2021年9月7日，成都 / Chengdu, 7 September 2021", "city": "成都", "province": "SC",
+            "starts_on": date(2021, 9, 7), "ends_on": date(2021, 9, 7), "expected_attendance": 500,
+            "venue_kwh": Decimal(12000), "project_ids": [p.public_id for p in projects]})
+        for slug, label in (("door", "入口 / Entrance"), ("badge", "胸牌 / Badge")):
+            scenes.add_channel(principal, scene.public_id, slug, label)
+        scenes.update_scene(principal, scene.public_id, {"status": "live"})
+        yield f"demo: scene {scene.name_zh} created (live)"
+    yield f"demo: organizer login {DEMO_EMAIL} / {DEMO_PASSWORD} (POST /api/v1/admin/auth/login)"
+    yield f"demo: scene code {codes.scene_string(FORUM_CODE)} → GET /api/v1/scenes/resolve?scene=s%3D{FORUM_CODE}"

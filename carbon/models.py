@@ -1,4 +1,7 @@
 """Imports every model so the metadata (and alembic's autogenerate) sees them all."""
 from carbon.accounts.models import AuthSession, User  # noqa: F401
+from carbon.credits.models import Project  # noqa: F401
 from carbon.footprint.models import Footprint  # noqa: F401
+from carbon.organizers.models import ApiKey, Organization, Organizer, OrganizerSession  # noqa: F401
+from carbon.scenes.models import Scene, SceneChannel, SceneDailyStat  # noqa: F401
 from wechat.models import WeChatCredential  # noqa: F401

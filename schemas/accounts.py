@@ -6,6 +6,8 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 class LoginIn(Schema):
     code = fields.String(required=True, validate=validate.Length(min=1, max=128),
                          metadata={"description": "the code from wx.login()"})
+    scene = fields.String(validate=validate.Length(max=200),
+                          metadata={"description": "the scanned scene, if any (counted in the scene's logins)"})
 
 
 class UserOut(Schema):

@@ -16,7 +16,9 @@ from wechatpy.exceptions import WeChatClientException
 from wechat.client import WECHAT_ORIGIN, DiandianWeChatClient
 from wechat.errors import (
     InvalidCode,
+    InvalidPage,
     InvalidPhoneCode,
+    InvalidScene,
     OpenDataInvalid,
     SubscriptionRefused,
     UserBlocked,
@@ -113,7 +115,8 @@ class WeChatGateway:
                                 "check_path": check_path}
         if page:
             body["page"] = page
-        result = self._call(lambda: self.client.post(f"{WECHAT_ORIGIN}/wxa/getwxacodeunlimit", data=body))
+        result = self._call(lambda: self.client.post(f"{WECHAT_ORIGIN}/wxa/getwxacodeunlimit", data=body),
+                            on_error={41030: InvalidPage, 40169: InvalidScene, 40129: InvalidScene})
         if isinstance(result, dict):
             raise WeChatRejected(details={"reason": "no image returned"})
         return result.content

@@ -56,3 +56,15 @@ class OpenDataInvalid(DomainError):
     http_status = 400
     code = "auth.invalid_open_data"
     message = "开放数据解密失败 / The encrypted data could not be decrypted or is not for this app"
+
+
+class InvalidPage(DomainError):
+    http_status = 422
+    code = "wechat.invalid_page"
+    message = "小程序页面不存在或未发布 (41030) / The page does not exist in that version of the mini-program"
+
+
+class InvalidScene(DomainError):
+    http_status = 422
+    code = "wechat.invalid_scene"
+    message = "场景值不符合微信规则 (40169/40129) / WeChat refused the scene string"

@@ -5,6 +5,7 @@ from flask_smorest import Blueprint
 
 from carbon.accounts import service
 from carbon.accounts.auth import current_user, public
+from carbon.scenes import service as scenes
 from schemas.accounts import LoginIn, LoginOut, PhoneIn, ProfilePatchIn, UserOut
 
 blp = Blueprint("accounts", __name__, url_prefix="/api/v1", description="登录与个人资料 / Login and profile")
@@ -16,7 +17,9 @@ blp = Blueprint("accounts", __name__, url_prefix="/api/v1", description="登录�
 @public
 def login(body):
     """Log in with a wx.login() code; returns a session token."""
-    return service.login(body["code"], request.remote_addr)
+    result = service.login(body["code"], request.remote_addr)
+    scenes.record_login(body.get("scene"))
+    return result
 
 
 @blp.route("/auth/logout", methods=["POST"])

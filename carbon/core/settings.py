@@ -38,6 +38,9 @@ class Settings:
     ALLOW_SANDBOX: bool = False  # production only: allow a non-WeChat API base
 
     SESSION_TTL_SECONDS: int = 7 * 24 * 3600
+    ORGANIZER_SESSION_TTL_SECONDS: int = 12 * 3600
+    WECHAT_SCENE_PAGE: str = "pages/scene/index"  # the mini-program page a scene's code opens
+    SCENE_CACHE_SECONDS: float = 5.0  # how long a worker reuses a resolved scene (0: never)
     LOGIN_RATE_PER_MINUTE_CLIENT: int = 30
     LOGIN_RATE_PER_MINUTE_OPENID: int = 10
     MAX_CONTENT_LENGTH: int = 64 * 1024

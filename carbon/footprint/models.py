@@ -20,6 +20,8 @@ class Footprint(db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: new_public_id("fp"))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    scene_id: Mapped[int | None] = mapped_column(ForeignKey("scenes.id", ondelete="SET NULL"), index=True)
+    channel: Mapped[str | None] = mapped_column(String(12))
     scene_code: Mapped[str | None] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(8))
     dataset_version: Mapped[str] = mapped_column(String(32))

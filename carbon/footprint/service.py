@@ -13,6 +13,8 @@ from carbon.footprint import dataset
 from carbon.footprint.activities import Context
 from carbon.footprint.calculator import calculate, to_json
 from carbon.footprint.models import Footprint
+from carbon.scenes import service as scenes
+from carbon.scenes import stats as scene_stats
 
 PREVIOUS_SHOWN = 5
 
@@ -22,33 +24,35 @@ class FootprintNotFound(NotFound):
     message = "未找到该碳足迹 / Footprint not found"
 
 
-def context_for(body: dict) -> Context:
+def context_for(body: dict, scene: dict) -> Context:
     """Where the footprint happens: the request's province, else the scene's; the scene's venue."""
-    scene = scene_facts(body.get("scene"))
     return Context(province=body.get("province") or scene.get("province"),
                    venue_kwh=scene.get("venue_kwh"), venue_attendance=scene.get("venue_attendance"),
                    household_size=body.get("household_size", 1))
 
 
-def scene_facts(scene_code: str | None) -> dict:
-    """Province and venue electricity of a scene; empty until scenes can be resolved."""
-    return {}
+def scene_facts(body: dict) -> dict:
+    """What the scanned scene contributes (404/410/422 for an unknown, closed or malformed code)."""
+    return scenes.footprint_facts(body["scene"]) if body.get("scene") else {}
 
 
 def preview(body: dict) -> dict:
     data = dataset.load()
-    output = to_json(calculate(body["kind"], body["activities"], context_for(body), data))
+    output = to_json(calculate(body["kind"], body["activities"], context_for(body, scene_facts(body)), data))
     comparison = _comparison(Decimal(output["total_kg"]), []) if body["kind"] == "life" else None
     return {**output, "id": None, "scene": body.get("scene"), "comparison": comparison, "created_at": None}
 
 
 def create(user: User, body: dict) -> dict:
     data = dataset.load()
-    result = calculate(body["kind"], body["activities"], context_for(body), data)
-    footprint = Footprint(user_id=user.id, scene_code=body.get("scene"), kind=body["kind"],
-                          dataset_version=data.version, total_grams=result["total_grams"],
-                          request=_jsonable(body), result=to_json(result))
+    scene = scene_facts(body)
+    result = calculate(body["kind"], body["activities"], context_for(body, scene), data)
+    footprint = Footprint(user_id=user.id, scene_id=scene.get("scene_id"), channel=scene.get("channel"),
+                          scene_code=body.get("scene"), kind=body["kind"], dataset_version=data.version,
+                          total_grams=result["total_grams"], request=_jsonable(body), result=to_json(result))
     db.session.add(footprint)
+    if scene:
+        scene_stats.add(scene["scene_id"], scene["channel"], footprints=1)
     db.session.commit()
     return present(footprint)
 

@@ -31,10 +31,20 @@ def test_wxa_code_is_an_image_carrying_the_scene(gateway):
     assert query["scene"] == ["s=cdf21&c=door"] and query["page"] == ["pages/scene/index"]
 
 
-def test_wxa_code_errors_are_upstream_errors(gateway):
+def test_wxa_code_refusals_name_the_cause(gateway):
     with pytest.raises(DomainError) as info:
         gateway.wxa_code("x" * 33)
-    assert info.value.http_status == 502 and info.value.details["errcode"] == 40169
+    assert info.value.http_status == 422 and info.value.code == "wechat.invalid_scene"
+    with pytest.raises(DomainError) as info:
+        gateway.wxa_code("s=abcd", page="pages/nowhere/index")
+    assert info.value.http_status == 422 and info.value.code == "wechat.invalid_page"
+
+
+def test_wxa_code_upstream_failure_is_502(gateway, sandbox):
+    hook(sandbox, "failures", {"path": "/wxa/getwxacodeunlimit", "errcode": -1, "count": 1})
+    with pytest.raises(DomainError) as info:
+        gateway.wxa_code("s=abcd")
+    assert info.value.http_status == 502 and info.value.code == "wechat.busy"
 
 
 def test_subscribe_message_needs_an_acceptance(gateway, sandbox):

@@ -1,0 +1,1 @@
+"""Credit projects and (later) their inventory, reservations and retirements."""

@@ -1,0 +1,1 @@
+"""Organizations, their members and API keys; the admin audience."""

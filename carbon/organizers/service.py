@@ -1,0 +1,162 @@
+"""Organizations, members, organizer sessions and API keys."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from carbon.core import extensions as ext
+from carbon.core.clock import utcnow
+from carbon.core.db import db
+from carbon.core.errors import AuthenticationError, Conflict, NotFound
+from carbon.core.ids import new_token
+from carbon.organizers.models import ApiKey, Organization, Organizer, OrganizerSession
+
+TOKEN_SALT = "diandian.organizer"
+API_KEY_PREFIX = "dk_"
+_DUMMY_HASH = generate_password_hash("diandian-timing-equaliser")
+
+
+class BadCredentials(AuthenticationError):
+    code = "auth.bad_credentials"
+    message = "邮箱或密码错误 / Wrong email or password"
+
+
+class OrganizerTokenInvalid(AuthenticationError):
+    code = "auth.invalid_token"
+    message = "组织者凭证无效，请重新登录 / The organizer token or API key is invalid, expired or revoked"
+
+
+class EmailTaken(Conflict):
+    code = "organizer.email_taken"
+    message = "该邮箱已被使用 / This email is already in use"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who calls an admin route: a member (with a session) or an API key, and their role."""
+
+    organization: Organization
+    role: str
+    organizer: Organizer | None = None
+    api_key: ApiKey | None = None
+
+
+def _serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(ext.settings().SECRET_KEY, salt=TOKEN_SALT)
+
+
+def create_organization(name: str, *, owner_email: str, owner_password: str, owner_name: str) -> Organizer:
+    organization = Organization(name=name)
+    db.session.add(organization)
+    return add_member(organization, email=owner_email, password=owner_password, display_name=owner_name,
+                      role="owner")
+
+
+def add_member(organization: Organization, *, email: str, password: str, display_name: str,
+               role: str) -> Organizer:
+    email = email.strip().lower()
+    if db.session.scalar(select(Organizer.id).where(Organizer.email == email)) is not None:
+        raise EmailTaken(details={"email": [email]})
+    member = Organizer(organization=organization, email=email, display_name=display_name, role=role,
+                       password_hash=generate_password_hash(password))
+    db.session.add(member)
+    db.session.commit()
+    return member
+
+
+def members(organization: Organization) -> list[Organizer]:
+    return list(db.session.scalars(select(Organizer).where(Organizer.organization_id == organization.id)
+                                   .order_by(Organizer.id)))
+
+
+def login(email: str, password: str, client_ip: str | None) -> tuple[Organizer, str, datetime]:
+    settings = ext.settings()
+    limiter = ext.rate_limiter()
+    email = email.strip().lower()
+    limiter.hit(f"admin-login:ip:{client_ip or 'unknown'}", settings.LOGIN_RATE_PER_MINUTE_CLIENT)
+    limiter.hit(f"admin-login:email:{email}", settings.LOGIN_RATE_PER_MINUTE_OPENID)
+    member = db.session.scalar(select(Organizer).where(Organizer.email == email))
+    if member is None:
+        check_password_hash(_DUMMY_HASH, password)  # same cost whether or not the email exists
+        raise BadCredentials()
+    if not check_password_hash(member.password_hash, password) or member.disabled_at is not None:
+        raise BadCredentials()
+    now = utcnow()
+    session = OrganizerSession(token_id=new_token(24), organizer=member, created_at=now,
+                               expires_at=now + timedelta(seconds=settings.ORGANIZER_SESSION_TTL_SECONDS))
+    db.session.add(session)
+    db.session.commit()
+    return member, _serializer().dumps(session.token_id), session.expires_at
+
+
+def logout(token: str) -> None:
+    session = _session(token)
+    session.revoked_at = utcnow()
+    db.session.commit()
+
+
+def authenticate(token: str) -> Principal:
+    """An organizer session token or an API key (``dk_...``); 401 otherwise (a guest token too)."""
+    if token.startswith(API_KEY_PREFIX):
+        key = _api_key(token)
+        return Principal(key.organization, key.role, api_key=key)
+    session = _session(token)
+    member = session.organizer
+    if member.disabled_at is not None:
+        raise OrganizerTokenInvalid()
+    return Principal(member.organization, member.role, organizer=member)
+
+
+def _session(token: str) -> OrganizerSession:
+    try:
+        token_id = _serializer().loads(token)
+    except BadSignature as exc:
+        raise OrganizerTokenInvalid() from exc
+    session = db.session.scalar(select(OrganizerSession).where(OrganizerSession.token_id == str(token_id)))
+    if session is None or session.revoked_at is not None or session.expires_at <= utcnow():
+        raise OrganizerTokenInvalid()
+    return session
+
+
+def create_api_key(organization: Organization, name: str, role: str) -> tuple[ApiKey, str]:
+    """A new key; the whole key is returned once and only its hash is kept."""
+    prefix = new_token(6)[:8].replace("-", "x").replace("_", "y")
+    secret = new_token(24)
+    full = f"{API_KEY_PREFIX}{prefix}_{secret}"
+    key = ApiKey(organization=organization, name=name, role=role, prefix=prefix, key_hash=_hash(full))
+    db.session.add(key)
+    db.session.commit()
+    return key, full
+
+
+def api_keys(organization: Organization) -> list[ApiKey]:
+    return list(db.session.scalars(select(ApiKey).where(ApiKey.organization_id == organization.id)
+                                   .order_by(ApiKey.id)))
+
+
+def revoke_api_key(organization: Organization, public_id: str) -> ApiKey:
+    key = db.session.scalar(select(ApiKey).where(ApiKey.public_id == public_id,
+                                                 ApiKey.organization_id == organization.id))
+    if key is None:
+        raise NotFound(code="organizer.api_key_not_found", message="未找到该密钥 / API key not found")
+    key.revoked_at = key.revoked_at or utcnow()
+    db.session.commit()
+    return key
+
+
+def _api_key(token: str) -> ApiKey:
+    prefix = token[len(API_KEY_PREFIX):].split("_", 1)[0]
+    key = db.session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    if key is None or key.revoked_at is not None or not hmac.compare_digest(key.key_hash, _hash(token)):
+        raise OrganizerTokenInvalid()
+    return key
+
+
+def _hash(full_key: str) -> str:
+    return hashlib.sha256(full_key.encode()).hexdigest()

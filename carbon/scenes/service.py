@@ -1,0 +1,383 @@
+"""Scenes: organizers create and print them; guests resolve the code they scanned."""
+from __future__ import annotations
+
+import csv
+import io
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from urllib.parse import quote
+
+import qrcode
+from flask import current_app
+from marshmallow import ValidationError as MarshmallowError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from carbon.core import extensions as ext
+from carbon.core.clock import utcnow
+from carbon.core.db import db
+from carbon.core.errors import Conflict, Gone, NotFound, ValidationError
+from carbon.core.units import grams_to_kg
+from carbon.credits.models import Project
+from carbon.organizers.service import Principal
+from carbon.scenes import codes, poster, stats
+from carbon.scenes.models import Scene, SceneChannel
+from schemas.footprint import ACTIVITY_SCHEMAS
+
+CODE_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i
+TRANSITIONS = {"draft": {"live", "closed"}, "live": {"closed"}, "closed": {"live"}}
+DEFAULT_PRESETS = {
+    "conference": [("flight", {"round_trip": True, "cabin": "economy"}), ("rail", {"round_trip": True}),
+                   ("hotel", {"nights": 2}), ("meal", {"count": 6, "diet": "medium_meat"})],
+    "scenic_spot": [("rail", {"round_trip": True}), ("coach", {"round_trip": True}),
+                    ("car", {"round_trip": True}), ("hotel", {"nights": 1})],
+    "supermarket": [("car", {"round_trip": True}), ("bus", {}), ("metro", {})],
+    "restaurant": [("meal", {"count": 1})],
+    "hotel": [("hotel", {"nights": 1}), ("meal", {"count": 3})],
+    "custom": [],
+}
+INSTRUCTIONS = ("微信扫一扫，计算并抵消您的碳足迹", "Scan with WeChat to measure and offset your carbon footprint")
+
+
+class SceneNotFound(NotFound):
+    code = "scene.not_found"
+    message = "未找到该场景 / Scene not found"
+
+
+class ChannelNotFound(NotFound):
+    code = "scene.channel_not_found"
+    message = "未找到该场景渠道 / This scene has no such channel"
+
+
+class SceneClosed(Gone):
+    code = "scene.closed"
+    message = "该场景已结束 / This scene has closed"
+
+
+class StatusChangeRefused(Conflict):
+    code = "scene.status_change_refused"
+    message = "不允许的状态变更 / This status change is not allowed"
+
+
+# --- per-app runtime: resolve cache and visit buffer ------------------------------------
+
+@dataclass
+class Runtime:
+    visits: stats.VisitBuffer = field(default_factory=stats.VisitBuffer)
+    cache: dict = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def forget(self) -> None:
+        with self.lock:
+            self.cache.clear()
+
+
+def runtime() -> Runtime:
+    return current_app.extensions.setdefault("diandian.scenes", Runtime())
+
+
+# --- organizers --------------------------------------------------------------------------
+
+def create_scene(principal: Principal, data: dict) -> Scene:
+    code = data.pop("code", None) or _new_code()
+    scene = Scene(organization_id=principal.organization.id, code=code, slug=data.pop("slug", None) or code,
+                  status="draft")
+    _apply(scene, data, creating=True)
+    scene.channels.append(SceneChannel(slug="", label="默认 / Default"))
+    db.session.add(scene)
+    _commit_unique(scene)
+    return scene
+
+
+def list_scenes(principal: Principal) -> list[Scene]:
+    return list(db.session.scalars(select(Scene).where(Scene.organization_id == principal.organization.id)
+                                   .order_by(Scene.id.desc())))
+
+
+def get_scene(principal: Principal, public_id: str) -> Scene:
+    """A scene of the caller's organization; another organization's scene is simply not found."""
+    scene = db.session.scalar(select(Scene).where(Scene.public_id == public_id,
+                                                  Scene.organization_id == principal.organization.id))
+    if scene is None:
+        raise SceneNotFound()
+    return scene
+
+
+def update_scene(principal: Principal, public_id: str, data: dict) -> Scene:
+    scene = get_scene(principal, public_id)
+    status = data.pop("status", None)
+    if status and status != scene.status:
+        if status not in TRANSITIONS[scene.status]:
+            raise StatusChangeRefused(details={"status": [f"{scene.status} → {status}"]})
+        scene.status = status
+    if "slug" in data:
+        scene.slug = data.pop("slug")
+    _apply(scene, data, creating=False)
+    _commit_unique(scene)
+    runtime().forget()
+    return scene
+
+
+def add_channel(principal: Principal, public_id: str, slug: str, label: str) -> SceneChannel:
+    scene = get_scene(principal, public_id)
+    if any(channel.slug == slug for channel in scene.channels):
+        raise Conflict(code="scene.channel_exists", message="渠道已存在 / This channel exists",
+                       details={"slug": [slug]})
+    problem = codes.wechat_scene_problem(codes.scene_string(scene.code, slug))
+    if problem:
+        raise ValidationError(details={"slug": [problem]})
+    channel = SceneChannel(scene=scene, slug=slug, label=label)
+    db.session.add(channel)
+    db.session.commit()
+    return channel
+
+
+def channel_of(scene: Scene, slug: str) -> SceneChannel:
+    for channel in scene.channels:
+        if channel.slug == slug:
+            return channel
+    raise ChannelNotFound(details={"channel": [slug]})
+
+
+def _apply(scene: Scene, data: dict, *, creating: bool) -> None:
+    if "project_ids" in data:
+        scene.projects = _projects(data.pop("project_ids"))
+    if "preset" in data:
+        scene.preset = _checked_preset(data.pop("preset"))
+    elif creating:
+        scene.preset = {"activities": [{"type": kind, "defaults": defaults}
+                                       for kind, defaults in DEFAULT_PRESETS[data["kind"]]]}
+    for name, value in data.items():
+        setattr(scene, name, value)
+    if scene.kind == "custom" and not scene.preset["activities"]:
+        raise ValidationError(details={"preset": ["自定义场景需提供计算项 / A custom scene needs a preset"]})
+    if scene.starts_on and scene.ends_on and scene.ends_on < scene.starts_on:
+        raise ValidationError(details={"ends_on": ["结束早于开始 / Ends before it starts"]})
+
+
+def _checked_preset(preset: dict) -> dict:
+    """Every activity type must be one the calculator knows, every default one of its fields."""
+    schemas = ACTIVITY_SCHEMAS["event"]
+    errors: dict = {}
+    for index, item in enumerate(preset["activities"]):
+        schema = schemas.get(item["type"])
+        if schema is None:
+            errors[f"preset.activities.{index}.type"] = [f"需为 / Must be one of: {', '.join(schemas)}"]
+            continue
+        for name, value in item.get("defaults", {}).items():
+            if name == "type" or name not in schema.fields:
+                errors[f"preset.activities.{index}.defaults.{name}"] = ["未知字段 / Unknown field"]
+                continue
+            try:
+                schema.fields[name].deserialize(value)
+            except MarshmallowError as exc:
+                errors[f"preset.activities.{index}.defaults.{name}"] = exc.messages
+    if errors:
+        raise ValidationError(details=errors)
+    return {"activities": [{"type": item["type"], "defaults": item.get("defaults", {})}
+                           for item in preset["activities"]]}
+
+
+def _projects(public_ids: list[str]) -> list[Project]:
+    found = {p.public_id: p for p in db.session.scalars(select(Project).where(Project.public_id.in_(public_ids)))}
+    missing = [public_id for public_id in public_ids if public_id not in found]
+    if missing:
+        raise ValidationError(details={"project_ids": [f"未知项目 / Unknown project: {', '.join(missing)}"]})
+    return [found[public_id] for public_id in public_ids]
+
+
+def _new_code() -> str:
+    for _ in range(10):
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(7))
+        if db.session.scalar(select(Scene.id).where(Scene.code == code)) is None:
+            return code
+    raise Conflict(code="scene.code_exhausted")
+
+
+def _commit_unique(scene: Scene) -> None:
+    """Commit; a taken code or slug is a 409 naming the field."""
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        text = str(exc.orig).lower()
+        name = "code" if "code" in text else "slug" if "slug" in text else None
+        raise Conflict(code=f"scene.{name or 'conflict'}_taken", message="已被占用 / Already taken",
+                       details={name or "_schema": ["已被占用 / already taken"]}) from exc
+
+
+# --- printed codes ------------------------------------------------------------------------
+
+def wxacode(principal: Principal, public_id: str, slug: str = "", *, regenerate: bool = False,
+            **options) -> SceneChannel:
+    """The channel's mini-program code: fetched from WeChat once, kept, refetched only when asked."""
+    channel = channel_of(get_scene(principal, public_id), slug)
+    if channel.wxacode_png is not None and not regenerate:
+        return channel
+    options = {"page": ext.settings().WECHAT_SCENE_PAGE, "width": 430, "env_version": "release",
+               "check_path": True, **{key: value for key, value in options.items() if value is not None}}
+    scene_text = codes.scene_string(channel.scene.code, channel.slug)
+    channel.wxacode_png = ext.wechat().wxa_code(scene_text, **options)
+    channel.wxacode_options = {**options, "scene": scene_text}
+    channel.wxacode_fetched_at = utcnow()
+    db.session.commit()
+    return channel
+
+
+def h5_link(scene: Scene, slug: str = "") -> str:
+    return f"{ext.settings().PUBLIC_BASE_URL.rstrip('/')}/s?scene={quote(codes.scene_string(scene.code, slug))}"
+
+
+def qrcode_png(principal: Principal, public_id: str, slug: str = "") -> bytes:
+    """A plain QR code of the scene's H5 link (before the mini-program is published, or for browsers)."""
+    scene = get_scene(principal, public_id)
+    channel_of(scene, slug)
+    image = qrcode.make(h5_link(scene, slug), border=2, box_size=10,
+                        error_correction=qrcode.constants.ERROR_CORRECT_M)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def poster_file(principal: Principal, public_id: str, slug: str = "", *, source: str = "wxacode",
+                fmt: str = "png") -> bytes:
+    scene = get_scene(principal, public_id)
+    channel = channel_of(scene, slug)
+    code_png = (wxacode(principal, public_id, slug).wxacode_png if source == "wxacode"
+                else qrcode_png(principal, public_id, slug))
+    dates = " – ".join(str(day) for day in (scene.starts_on, scene.ends_on) if day)
+    footer = " · ".join(part for part in (scene.city, dates, channel.label if channel.slug else "") if part)
+    render = poster.render_poster_pdf if fmt == "pdf" else poster.render_poster_png
+    return render(title_zh=scene.name_zh, title_en=scene.name_en or None, code_png=code_png,
+                  instructions_zh=INSTRUCTIONS[0], instructions_en=INSTRUCTIONS[1], footer=footer or None)
+
+
+# --- guests ------------------------------------------------------------------------------
+
+def resolve(raw_scene: str, *, count_visit: bool = True) -> dict:
+    """The scene a scanned code names, with its preset, offer and live progress.
+
+    A worker reuses a resolved scene for ``SCENE_CACHE_SECONDS`` (organizer edits in the same
+    worker apply at once); visits are counted in memory and written in batches.
+    """
+    code, slug = codes.parse(raw_scene)
+    state = runtime()
+    ttl = ext.settings().SCENE_CACHE_SECONDS
+    now = time.monotonic()
+    with state.lock:
+        cached = state.cache.get((code, slug))
+    if cached is None or cached[0] <= now:
+        payload = _public_view(code, slug)
+        cached = (now + ttl, payload)
+        if ttl > 0:
+            with state.lock:
+                if len(state.cache) > 10_000:
+                    state.cache.clear()
+                state.cache[(code, slug)] = cached
+    payload = cached[1]
+    if count_visit:
+        state.visits.count(payload["_scene_id"], slug)
+    return payload
+
+
+def _public_view(code: str, slug: str) -> dict:
+    scene = db.session.scalar(select(Scene).where(Scene.code == code))
+    if scene is None or scene.status == "draft":
+        raise SceneNotFound(details={"scene": [code]})
+    if scene.status == "closed":
+        raise SceneClosed(details={"scene": [code]})
+    channel = channel_of(scene, slug)
+    totals = stats.totals(scene.id)
+    preset = list(scene.preset["activities"])
+    if venue_share_offered(scene):
+        preset.append({"type": "venue_share", "defaults": {}})
+    return {
+        "_scene_id": scene.id,
+        "scene": {"id": scene.public_id, "code": scene.code, "slug": scene.slug, "kind": scene.kind,
+                  "name_zh": scene.name_zh, "name_en": scene.name_en, "description": scene.description,
+                  "city": scene.city, "province": scene.province, "starts_on": scene.starts_on,
+                  "ends_on": scene.ends_on, "expected_attendance": scene.expected_attendance,
+                  "status": scene.status},
+        "channel": {"slug": channel.slug, "label": channel.label},
+        "preset": {"kind": "event", "activities": preset},
+        "offer": [{"id": p.public_id, "registry": p.registry_name, "name_zh": p.name_zh, "name_en": p.name_en,
+                   "methodology": p.methodology, "location": p.location, "price_per_tonne": p.price_per_tonne,
+                   "unit_kg": p.unit_kg} for p in scene.projects if p.status == "active"],
+        "pledge": {"venue_kwh": scene.venue_kwh, "note": scene.pledge_note} if scene.organizer_pledges_venue
+        else None,
+        "progress": {"visits": totals["visits"], "footprints": totals["footprints"],
+                     "kg_neutralized": grams_to_kg(int(totals["grams_neutralized"])),
+                     "money_raised": Decimal(totals["money_raised"])},
+    }
+
+
+def venue_share_offered(scene: Scene) -> bool:
+    """Guests share the venue's electricity unless the organizer neutralizes it themselves."""
+    return bool(scene.venue_kwh and scene.expected_attendance and not scene.organizer_pledges_venue)
+
+
+def footprint_facts(raw_scene: str) -> dict:
+    """What a footprint takes from its scene: ids for the counters, province, venue electricity."""
+    view = resolve(raw_scene, count_visit=False)
+    scene = db.session.get(Scene, view["_scene_id"])
+    slug = view["channel"]["slug"]
+    shared = venue_share_offered(scene)
+    return {"scene_id": scene.id, "channel": slug, "province": scene.province,
+            "venue_kwh": scene.venue_kwh if shared else None,
+            "venue_attendance": scene.expected_attendance if shared else None}
+
+
+def record_login(raw_scene: str | None) -> None:
+    """Count a login that came from a scanned code; a bad or unknown scene is not counted."""
+    if not raw_scene:
+        return
+    try:
+        view = resolve(raw_scene, count_visit=False)
+    except (NotFound, Gone, ValidationError):
+        return
+    stats.add(view["_scene_id"], codes.parse(raw_scene)[1], logins=1)
+    db.session.commit()
+
+
+# --- statistics --------------------------------------------------------------------------
+
+def scene_stats(principal: Principal, public_id: str) -> dict:
+    scene = get_scene(principal, public_id)
+    runtime().visits.flush()
+    labels = {channel.slug: channel.label for channel in scene.channels}
+    by_channel: dict[str, dict] = {slug: _zero() for slug in labels}
+    by_day: dict = {}
+    total = _zero()
+    for row in stats.rows(scene.id):
+        for bucket in (by_channel.setdefault(row.channel, _zero()), by_day.setdefault(row.day, _zero()), total):
+            for name in stats.COUNTERS:
+                bucket[name] += getattr(row, name)
+    return {"scene": scene.public_id, "totals": _shown(total),
+            "by_channel": [{"channel": slug, "label": labels.get(slug, ""), **_shown(values)}
+                           for slug, values in by_channel.items()],
+            "by_day": [{"day": day, **_shown(values)} for day, values in sorted(by_day.items())]}
+
+
+def scene_stats_csv(principal: Principal, public_id: str) -> str:
+    scene = get_scene(principal, public_id)
+    runtime().visits.flush()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["day", "channel", "visits", "logins", "footprints", "kg_neutralized", "money_raised_cny"])
+    for row in stats.rows(scene.id):
+        writer.writerow([row.day.isoformat(), row.channel or "default", row.visits, row.logins, row.footprints,
+                         grams_to_kg(row.grams_neutralized), row.money_raised])
+    return "\ufeff" + buffer.getvalue()  # BOM: spreadsheet programs then read the Chinese labels right
+
+
+def _zero() -> dict:
+    return {name: 0 for name in stats.COUNTERS}
+
+
+def _shown(values: dict) -> dict:
+    return {"visits": values["visits"], "logins": values["logins"], "footprints": values["footprints"],
+            "kg_neutralized": grams_to_kg(int(values["grams_neutralized"])),
+            "money_raised": Decimal(values["money_raised"])}

@@ -1,0 +1,74 @@
+"""Scene counters per channel and day. Visits are buffered in the worker and added in batches
+(a resolve must stay a read); logins and footprints are added in their own transactions."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from datetime import date
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from carbon.core.clock import CHINA_TZ, clock
+from carbon.core.db import db
+from carbon.scenes.models import SceneDailyStat
+
+FLUSH_SECONDS = 2.0
+FLUSH_AT = 200
+COUNTERS = ("visits", "logins", "footprints", "grams_neutralized", "money_raised")
+
+
+def today() -> date:
+    return clock.now().astimezone(CHINA_TZ).date()
+
+
+def add(scene_id: int, channel: str, **increments) -> None:
+    """Add to today's counters in the current transaction (the caller commits)."""
+    _upsert(scene_id, channel, today(), increments)
+
+
+def _upsert(scene_id: int, channel: str, day: date, increments: dict) -> None:
+    table = SceneDailyStat.__table__
+    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).values(scene_id=scene_id, channel=channel, day=day,
+                                             **{name: increments.get(name, 0) for name in COUNTERS})
+    db.session.execute(statement.on_conflict_do_update(
+        index_elements=["scene_id", "channel", "day"],
+        set_={name: table.c[name] + statement.excluded[name] for name in increments}))
+
+
+class VisitBuffer:
+    """Counts resolves in memory; written by the first request after ``FLUSH_SECONDS`` or ``FLUSH_AT``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: Counter = Counter()
+        self._last = time.monotonic()
+
+    def count(self, scene_id: int, channel: str) -> None:
+        with self._lock:
+            self._pending[(scene_id, channel, today())] += 1
+            due = sum(self._pending.values()) >= FLUSH_AT or time.monotonic() - self._last >= FLUSH_SECONDS
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending, self._last = self._pending, Counter(), time.monotonic()
+        if not pending:
+            return
+        for (scene_id, channel, day), count in pending.items():
+            _upsert(scene_id, channel, day, {"visits": count})
+        db.session.commit()
+
+
+def rows(scene_id: int) -> list[SceneDailyStat]:
+    return list(db.session.scalars(select(SceneDailyStat).where(SceneDailyStat.scene_id == scene_id)
+                                   .order_by(SceneDailyStat.day, SceneDailyStat.channel)))
+
+
+def totals(scene_id: int) -> dict:
+    columns = [func.coalesce(func.sum(getattr(SceneDailyStat, name)), 0) for name in COUNTERS]
+    values = db.session.execute(select(*columns).where(SceneDailyStat.scene_id == scene_id)).one()
+    return dict(zip(COUNTERS, values, strict=True))

@@ -1,0 +1,208 @@
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from carbon.footprint import dataset
+from carbon.scenes.codes import CHANNEL_PATTERN, CODE_PATTERN
+from carbon.scenes.models import KINDS, STATUSES
+from schemas.common import Kilograms, Money
+from schemas.footprint import Quantity
+
+PROVINCES = sorted(dataset.load().provinces)
+
+
+class PresetActivity(Schema):
+    type = fields.String(required=True)
+    defaults = fields.Dict(keys=fields.String(), load_default=dict)
+
+
+class Preset(Schema):
+    activities = fields.List(fields.Nested(PresetActivity), required=True, validate=validate.Length(0, 12))
+
+
+class SceneFields(Schema):
+    name_zh = fields.String(validate=validate.Length(1, 128))
+    name_en = fields.String(validate=validate.Length(0, 160))
+    description = fields.String(validate=validate.Length(0, 4000))
+    city = fields.String(validate=validate.Length(0, 64))
+    province = fields.String(allow_none=True, validate=validate.OneOf(PROVINCES),
+                             metadata={"description": "province code, e.g. SC; sets the electricity factor"})
+    starts_on = fields.Date(allow_none=True)
+    ends_on = fields.Date(allow_none=True)
+    expected_attendance = fields.Integer(strict=True, allow_none=True, validate=validate.Range(1, 1_000_000))
+    preset = fields.Nested(Preset, metadata={"description": "activities to ask for and their defaults"})
+    project_ids = fields.List(fields.String(), validate=validate.Length(0, 10),
+                              metadata={"description": "credit projects offered (ids from GET /api/v1/projects)"})
+    venue_kwh = Quantity(maximum=100_000_000, allow_none=True,
+                         metadata={"description": "the venue's electricity for the event, kWh"})
+    organizer_pledges_venue = fields.Boolean(
+        metadata={"description": "true: the organizer neutralizes the venue itself; guests are not asked to"})
+    pledge_note = fields.String(validate=validate.Length(0, 256))
+    slug = fields.String(validate=validate.Regexp(r"^[a-z0-9][a-z0-9-]{2,47}$"))
+
+
+class SceneCreateIn(SceneFields):
+    kind = fields.String(required=True, validate=validate.OneOf(KINDS))
+    name_zh = fields.String(required=True, validate=validate.Length(1, 128))
+    code = fields.String(validate=validate.Regexp(CODE_PATTERN.pattern),
+                         metadata={"description": "4-12 of a-z 0-9; random when not given"})
+
+
+class ScenePatchIn(SceneFields):
+    status = fields.String(validate=validate.OneOf(STATUSES))
+
+
+class ProjectBrief(Schema):
+    id = fields.String(attribute="public_id")
+    registry = fields.String(attribute="registry_name")
+    name_zh = fields.String()
+    name_en = fields.String()
+    methodology = fields.String()
+    location = fields.String()
+    price_per_tonne = Money()
+    unit_kg = Kilograms()
+
+
+class ChannelOut(Schema):
+    slug = fields.String()
+    label = fields.String()
+    scene_string = fields.Method("_scene_string", metadata={"description": "what the printed code carries"})
+    wxacode_fetched_at = fields.DateTime(allow_none=True)
+    wxacode_options = fields.Dict(allow_none=True)
+
+    def _scene_string(self, channel):
+        from carbon.scenes.codes import scene_string
+
+        return scene_string(channel.scene.code, channel.slug)
+
+
+class SceneOut(Schema):
+    id = fields.String(attribute="public_id")
+    code = fields.String()
+    slug = fields.String()
+    kind = fields.String()
+    status = fields.String()
+    name_zh = fields.String()
+    name_en = fields.String()
+    description = fields.String()
+    city = fields.String()
+    province = fields.String(allow_none=True)
+    starts_on = fields.Date(allow_none=True)
+    ends_on = fields.Date(allow_none=True)
+    expected_attendance = fields.Integer(allow_none=True)
+    preset = fields.Dict()
+    projects = fields.List(fields.Nested(ProjectBrief))
+    venue_kwh = fields.Decimal(as_string=True, allow_none=True)
+    organizer_pledges_venue = fields.Boolean()
+    pledge_note = fields.String()
+    channels = fields.List(fields.Nested(ChannelOut))
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+class ScenesOut(Schema):
+    items = fields.List(fields.Nested(SceneOut))
+
+
+class ChannelIn(Schema):
+    slug = fields.String(required=True, validate=validate.Regexp(CHANNEL_PATTERN.pattern),
+                         metadata={"description": "1-12 of a-z 0-9 -, e.g. door, badge, t12"})
+    label = fields.String(load_default="", validate=validate.Length(0, 64))
+
+
+class ChannelQuery(Schema):
+    channel = fields.String(load_default="", metadata={"description": "channel slug; empty for the default"})
+
+
+class PosterQuery(ChannelQuery):
+    source = fields.String(load_default="wxacode", validate=validate.OneOf(("wxacode", "qrcode")))
+
+
+class WxaCodeIn(Schema):
+    channel = fields.String(load_default="")
+    page = fields.String(validate=validate.Length(1, 128))
+    width = fields.Integer(strict=True, validate=validate.Range(280, 1280))
+    env_version = fields.String(validate=validate.OneOf(("release", "trial", "develop")))
+    check_path = fields.Boolean()
+    regenerate = fields.Boolean(load_default=False)
+
+
+class Counters(Schema):
+    visits = fields.Integer()
+    logins = fields.Integer()
+    footprints = fields.Integer()
+    kg_neutralized = Kilograms()
+    money_raised = Money()
+
+
+class ChannelCounters(Counters):
+    channel = fields.String()
+    label = fields.String()
+
+
+class DayCounters(Counters):
+    day = fields.Date()
+
+
+class StatsOut(Schema):
+    scene = fields.String()
+    totals = fields.Nested(Counters)
+    by_channel = fields.List(fields.Nested(ChannelCounters))
+    by_day = fields.List(fields.Nested(DayCounters))
+
+
+class ResolveQuery(Schema):
+    scene = fields.String(required=True, validate=validate.Length(1, 200),
+                          metadata={"description": "query.scene as the mini-program received it (encoded or not)"})
+
+
+class PublicScene(Schema):
+    id = fields.String()
+    code = fields.String()
+    slug = fields.String()
+    kind = fields.String()
+    name_zh = fields.String()
+    name_en = fields.String()
+    description = fields.String()
+    city = fields.String()
+    province = fields.String(allow_none=True)
+    starts_on = fields.Date(allow_none=True)
+    ends_on = fields.Date(allow_none=True)
+    expected_attendance = fields.Integer(allow_none=True)
+    status = fields.String()
+
+
+class OfferOut(Schema):
+    id = fields.String()
+    registry = fields.String()
+    name_zh = fields.String()
+    name_en = fields.String()
+    methodology = fields.String()
+    location = fields.String()
+    price_per_tonne = Money()
+    unit_kg = Kilograms()
+
+
+class PledgeOut(Schema):
+    venue_kwh = fields.Decimal(as_string=True, allow_none=True)
+    note = fields.String()
+
+
+class ProgressOut(Schema):
+    visits = fields.Integer()
+    footprints = fields.Integer()
+    kg_neutralized = Kilograms()
+    money_raised = Money()
+
+
+class ResolveOut(Schema):
+    scene = fields.Nested(PublicScene)
+    channel = fields.Dict()
+    preset = fields.Dict(metadata={"description": "{kind, activities: [{type, defaults}]}"})
+    offer = fields.List(fields.Nested(OfferOut))
+    pledge = fields.Nested(PledgeOut, allow_none=True)
+    progress = fields.Nested(ProgressOut)
+
+
+class ProjectsOut(Schema):
+    items = fields.List(fields.Nested(ProjectBrief))
