@@ -142,7 +142,7 @@ def test_unknown_and_malformed_codes(client, admin, raw, status, code):
 
 def test_draft_is_not_found_closed_is_gone_reopened_is_back(client, admin):
     scene = make_scene(client, admin, code="forum1")
-    resolve = lambda: client.get("/api/v1/scenes/resolve?scene=s%3Dforum1")  # noqa: E731
+    resolve = lambda: client.get("/api/v1/scenes/resolve?scene=s%3Dforum1")
     assert resolve().status_code == 404
     go_live(client, admin, scene["id"])
     assert resolve().status_code == 200
