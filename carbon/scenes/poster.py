@@ -12,7 +12,9 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 WIDTH, HEIGHT, DPI = 1240, 1754, 150  # A4 portrait at 150 dpi
 MARGIN = 100
-CODE_SIZE = 760  # 12.9 cm printed: scannable from two metres
+CODE_SIZE = 960  # the symbol itself, 16.3 cm printed: about 1:12 of a two-metre scanning distance
+MIN_CODE_SIZE = 700  # 11.9 cm, when a long title leaves less room
+QUIET_ZONE = 48
 GREEN, DARK, GREY = "#1B7F4B", "#0F3D2E", "#5B6B64"
 
 _FONT_DIR = "static/weblate_fonts/kurinto/ttf"
@@ -68,15 +70,19 @@ def _fit(text: str, sizes: range, max_lines: int, bold: bool = False) -> tuple[I
     return font, lines
 
 
-def _code_image(code_png: bytes) -> Image.Image:
-    """The code on white, scaled to CODE_SIZE; two-tone (QR-like) images keep sharp modules."""
+def _code_image(code_png: bytes, size: int) -> Image.Image:
+    """The code on white, its own white border trimmed, scaled to ``size``; two-tone (QR-like)
+    images keep sharp modules."""
     with Image.open(BytesIO(code_png)) as img:
         rgba = img.convert("RGBA")
     flat = Image.new("RGB", rgba.size, "white")
     flat.paste(rgba, mask=rgba)
+    ink = ImageOps.invert(flat.convert("L")).point(lambda value: 255 if value > 32 else 0).getbbox()
+    if ink:
+        flat = flat.crop(ink)
     two_tone = flat.getcolors(2) is not None
     method = Image.Resampling.NEAREST if two_tone else Image.Resampling.LANCZOS
-    return ImageOps.contain(flat, (CODE_SIZE, CODE_SIZE), method=method)
+    return ImageOps.contain(flat, (size, size), method=method)
 
 
 def _text_block(draw: ImageDraw.ImageDraw, y: float, font, lines: list[str], fill: str) -> float:
@@ -103,14 +109,15 @@ def _render(title_zh, title_en, code_png, instructions_zh, instructions_en, foot
         instructions.append(_fit(instructions_en, range(34, 21, -2), 2))
     below = 50 + sum(font.size * 1.3 * len(lines) for font, lines in instructions)
 
-    code = _code_image(code_png)
-    top = max(y + 40, (y + bottom - below - code.height) / 2)
+    room = int(bottom - below - y - 40 - 2 * QUIET_ZONE)
+    code = _code_image(code_png, max(MIN_CODE_SIZE, min(CODE_SIZE, room)))
+    top = max(y + 40 + QUIET_ZONE, (y + bottom - below - code.height) / 2)
     left = (WIDTH - code.width) // 2
-    draw.rounded_rectangle((left - 24, top - 24, left + code.width + 24, top + code.height + 24),
-                           radius=24, outline=GREEN, width=4)
+    draw.rounded_rectangle((left - QUIET_ZONE, top - QUIET_ZONE, left + code.width + QUIET_ZONE,
+                            top + code.height + QUIET_ZONE), radius=24, outline=GREEN, width=4)
     poster.paste(code, (left, int(top)))
 
-    y = top + code.height + 50
+    y = top + code.height + QUIET_ZONE + 36
     for (font, lines), fill in zip(instructions, ("#222222", GREY)):
         y = _text_block(draw, y, font, lines, fill)
     if footer:

@@ -248,7 +248,7 @@ def poster_file(principal: Principal, public_id: str, slug: str = "", *, source:
     channel = channel_of(scene, slug)
     code_png = (wxacode(principal, public_id, slug).wxacode_png if source == "wxacode"
                 else qrcode_png(principal, public_id, slug))
-    dates = " – ".join(str(day) for day in (scene.starts_on, scene.ends_on) if day)
+    dates = " – ".join(dict.fromkeys(str(day) for day in (scene.starts_on, scene.ends_on) if day))
     footer = " · ".join(part for part in (scene.city, dates, channel.label if channel.slug else "") if part)
     render = poster.render_poster_pdf if fmt == "pdf" else poster.render_poster_png
     return render(title_zh=scene.name_zh, title_en=scene.name_en or None, code_png=code_png,
