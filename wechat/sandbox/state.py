@@ -1,6 +1,6 @@
 """All sandbox state, in memory, in one object guarded by one re-entrant lock.
 
-Each emulated area (``mp`` = api.weixin.qq.com; later ``pay``) keeps its data in its own
+Each emulated area (``mp`` = api.weixin.qq.com, ``pay`` = api.mch.weixin.qq.com) keeps its data in its own
 object under ``SandboxState.areas``; what every area shares (virtual clock, recorded calls,
 injected failures) lives on ``SandboxState`` itself. Callers hold ``state.lock`` while they
 read or change anything.
@@ -16,6 +16,8 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from flask import current_app
+
+from wechat.sandbox.pay_crypto import load_private_key, load_public_key
 
 CHINA_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")
 EXTENSION_KEY = "wechat_sandbox"
@@ -91,8 +93,114 @@ class MiniProgramState:
         return cls(blocklist=dict(config["BLOCKLIST"]))
 
 
+@dataclass
+class Merchant:
+    """A WeChat Pay merchant (direct mode): its appid, API certificate serial, public key, APIv3 key."""
+
+    mchid: str
+    appid: str
+    serial_no: str
+    public_key: Any  # cryptography RSAPublicKey: verifies request signatures and paySign
+    apiv3_key: str
+
+
+@dataclass
+class PayOrder:
+    """A JSAPI order of one merchant, with what it was created with and what happened to it."""
+
+    mchid: str
+    appid: str
+    out_trade_no: str
+    description: str
+    attach: str | None
+    notify_url: str
+    total: int
+    currency: str
+    openid: str
+    time_expire: float
+    params: dict[str, Any]  # the validated create parameters: a re-order must repeat them
+    created_at: float
+    prepay_ids: list[str] = field(default_factory=list)  # oldest first; only the last one can pay
+    trade_state: str = "NOTPAY"
+    transaction_id: str | None = None
+    success_time: float | None = None
+    closed_at: float | None = None
+    refunded: int = 0
+    refund_nos: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Prepay:
+    prepay_id: str
+    mchid: str
+    out_trade_no: str
+    issued_at: float
+
+
+@dataclass
+class PayRefund:
+    mchid: str
+    out_refund_no: str
+    refund_id: str
+    out_trade_no: str
+    transaction_id: str
+    reason: str | None
+    notify_url: str | None
+    refund: int
+    total: int
+    currency: str
+    created_at: float
+    success_time: float
+    params: dict[str, Any]
+
+
+@dataclass
+class PayEvent:
+    """One notification (same id and body on every attempt) and where its retries stand."""
+
+    event_id: str
+    event_type: str
+    mchid: str
+    out_trade_no: str
+    url: str
+    body: bytes
+    attempts: int = 0
+    next_due: float | None = None  # None: delivered, given up, or being sent right now
+    acknowledged: bool = False
+    given_up: bool = False
+
+
+@dataclass
+class PayState:
+    """State of the api.mch.weixin.qq.com emulation (WeChat Pay API v3)."""
+
+    merchants: dict[str, Merchant]
+    private_key: Any  # cryptography RSAPrivateKey: the "WeChat Pay" key behind PAY_PUBLIC_KEY_ID
+    orders: dict[tuple[str, str], PayOrder] = field(default_factory=dict)  # (mchid, out_trade_no)
+    transactions: dict[str, tuple[str, str]] = field(default_factory=dict)  # transaction_id -> order key
+    prepays: dict[str, Prepay] = field(default_factory=dict)
+    refunds: dict[tuple[str, str], PayRefund] = field(default_factory=dict)  # (mchid, out_refund_no)
+    events: list[PayEvent] = field(default_factory=list)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> PayState:
+        merchants = {
+            mchid: Merchant(
+                mchid=mchid,
+                appid=merchant["appid"],
+                serial_no=merchant["serial_no"],
+                public_key=load_public_key(merchant["public_key_pem"]),
+                apiv3_key=merchant["apiv3_key"],
+            )
+            for mchid, merchant in config["PAY_MERCHANTS"].items()
+        }
+        return cls(merchants=merchants, private_key=load_private_key(config["PAY_PRIVATE_KEY_PEM"]))
+
+
 AREA_FACTORIES: dict[str, Callable[[dict[str, Any]], Any]] = {
     "mp": MiniProgramState.from_config,
+    "pay": PayState.from_config,
 }
 
 
@@ -115,6 +223,10 @@ class SandboxState:
     @property
     def mp(self) -> MiniProgramState:
         return self.areas["mp"]
+
+    @property
+    def pay(self) -> PayState:
+        return self.areas["pay"]
 
     def now(self) -> float:
         """Sandbox time: real time plus the offset moved by the clock hook."""

@@ -1,0 +1,196 @@
+"""WeChat Pay test hooks under ``/__sandbox__/pay/``: pay as the guest, send notifications, inspect.
+
+Bad hook requests answer 4xx ``{"error": "..."}`` like the other hooks; a payment the guest's
+``wx.requestPayment`` would refuse answers 400 ``{"code", "message"}``.
+"""
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from wechat.sandbox.hooks import HookError, answer_hook_error, payload, positive_int, required_str
+from wechat.sandbox.pay_crypto import pay_sign_message, rsa_verify
+from wechat.sandbox.pay_model import PAID_STATES, find_orders, mark_paid, order_view
+from wechat.sandbox.pay_notify import VARIANTS, CraftError, craft, deliver, queue_transaction_event, run_due
+from wechat.sandbox.state import PayOrder, PayState, sandbox_state
+
+bp = Blueprint("wechat_sandbox_pay_hooks", __name__, url_prefix="/__sandbox__/pay")
+bp.register_error_handler(HookError, answer_hook_error)
+
+PACKAGE_PREFIX = "prepay_id="
+MAX_COUNT, MAX_CONCURRENCY = 100, 32
+
+
+class PaymentRefused(Exception):
+    """What ``wx.requestPayment`` would fail with."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+
+@bp.errorhandler(PaymentRefused)
+def answer_refusal(error: PaymentRefused) -> tuple[Response, int]:
+    return jsonify(code=error.code, message=error.message), 400
+
+
+@bp.errorhandler(CraftError)
+def answer_craft_error(error: CraftError) -> tuple[Response, int]:
+    return jsonify(error=error.message), error.status
+
+
+def the_order(pay: PayState, out_trade_no: str, mchid: str | None) -> PayOrder:
+    orders = find_orders(pay, out_trade_no, mchid)
+    if not orders:
+        raise HookError(404, f"unknown out_trade_no {out_trade_no}")
+    if len(orders) > 1:
+        raise HookError(409, f"several merchants have an order {out_trade_no}: give mchid")
+    return orders[0]
+
+
+def string_field(body: dict[str, Any], name: str, code: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise PaymentRefused(code, f"{name} is required")
+    return value
+
+
+# ---- playing the guest --------------------------------------------------------------------
+
+
+@bp.post("/request-payment")
+def request_payment() -> Response:
+    """``wx.requestPayment``: check paySign and the prepay_id, pay, then notify (attempt 1) unless told not to.
+
+    With ``"deliver": false`` attempt 1 waits, due now, for ``run-due``.
+    """
+    state = sandbox_state()
+    body = payload()
+    package = string_field(body, "package", "PREPAY_NOT_FOUND")
+    timestamp = string_field(body, "timeStamp", "PAY_SIGN_INVALID")
+    nonce = string_field(body, "nonceStr", "PAY_SIGN_INVALID")
+    pay_sign = string_field(body, "paySign", "PAY_SIGN_INVALID")
+    if body.get("signType") != "RSA":
+        raise PaymentRefused("PAY_SIGN_INVALID", "signType must be RSA (API v3)")
+    if not (timestamp.isdigit() and len(timestamp) == 10):
+        raise PaymentRefused("PAY_SIGN_INVALID", "timeStamp must be a string of 10 digits (seconds)")
+    if len(nonce) > 32:
+        raise PaymentRefused("PAY_SIGN_INVALID", "nonceStr is longer than 32 characters")
+    deliver_now = body.get("deliver", True)
+    if not isinstance(deliver_now, bool):
+        raise HookError(400, "deliver must be a boolean")
+    with state.lock:
+        pay = state.pay
+        now = state.now()
+        prepay = pay.prepays.get(package[len(PACKAGE_PREFIX):]) if package.startswith(PACKAGE_PREFIX) else None
+        if prepay is None:
+            raise PaymentRefused("PREPAY_NOT_FOUND", f"no order has package {package!r}")
+        order = pay.orders[(prepay.mchid, prepay.out_trade_no)]
+        app_id = body.get("appId", order.appid)
+        if not isinstance(app_id, str) or not app_id:
+            raise PaymentRefused("PAY_SIGN_INVALID", "appId must be a string")
+        message = pay_sign_message(app_id, timestamp, nonce, package)
+        if not rsa_verify(pay.merchants[order.mchid].public_key, message, pay_sign):
+            raise PaymentRefused("PAY_SIGN_INVALID", "paySign does not verify with the merchant's public key")
+        if app_id != order.appid:
+            raise PaymentRefused("PAY_SIGN_INVALID", f"appId {app_id} is not the appid of the order")
+        openid = body.get("openid")
+        if openid is not None and openid != order.openid:
+            raise PaymentRefused("PAYER_MISMATCH", f"the order is for payer {order.openid}, not {openid}")
+        if order.trade_state in PAID_STATES:
+            raise PaymentRefused("ORDER_PAID", f"order {order.out_trade_no} is already paid")
+        if order.trade_state == "CLOSED":
+            raise PaymentRefused("ORDER_CLOSED", f"order {order.out_trade_no} is closed")
+        if now >= order.time_expire:
+            raise PaymentRefused("ORDER_EXPIRED", f"order {order.out_trade_no} is past its time_expire")
+        if prepay.prepay_id != order.prepay_ids[-1]:
+            raise PaymentRefused("PREPAY_EXPIRED", "a newer prepay_id superseded this one")
+        if now - prepay.issued_at > state.config["PAY_PREPAY_TTL_SECONDS"]:
+            raise PaymentRefused("PREPAY_EXPIRED", "the prepay_id is older than its validity (2 hours)")
+        mark_paid(state, order)
+        event = queue_transaction_event(state, order)
+        answer = {"out_trade_no": order.out_trade_no, "transaction_id": order.transaction_id, "trade_state": "SUCCESS"}
+    notify = None
+    if deliver_now:
+        record = deliver(state, pay, event)
+        if record is not None:
+            notify = {key: record[key] for key in ("event_id", "attempt", "status", "error", "acknowledged")}
+    return jsonify(answer | {"notify": notify})
+
+
+# ---- playing WeChat Pay -------------------------------------------------------------------
+
+
+@bp.post("/notifications/run-due")
+def run_due_notifications() -> Response:
+    """Send every pending notification attempt due by the virtual now; the deliveries made."""
+    return jsonify(deliveries=run_due(sandbox_state()))
+
+
+@bp.post("/notify")
+def send_crafted_notifications() -> Response:
+    """Send hand-made notifications now (not retried); answers one ``{status, body, ...}`` per send."""
+    state = sandbox_state()
+    body = payload()
+    variant = body.get("variant", "normal")
+    if variant not in VARIANTS:
+        raise HookError(400, f"variant must be one of {', '.join(VARIANTS)}")
+    count = positive_int(body, "count", 1)
+    concurrency = positive_int(body, "concurrency", 1)
+    if count > MAX_COUNT or concurrency > MAX_CONCURRENCY:
+        raise HookError(400, f"count is at most {MAX_COUNT}, concurrency at most {MAX_CONCURRENCY}")
+    url = body.get("url")
+    if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
+        raise HookError(400, "url must be an http(s) URL")
+    distinct = body.get("distinct_events", False)
+    if not isinstance(distinct, bool):
+        raise HookError(400, "distinct_events must be a boolean")
+    total = body.get("total", 100)
+    if not isinstance(total, int) or isinstance(total, bool) or total < 1:
+        raise HookError(400, "total must be a positive integer")
+    mchid = body.get("mchid")
+    spec = {"variant": variant, "count": count, "concurrency": concurrency, "url": url,
+            "distinct_events": distinct, "total": total}
+    with state.lock:
+        pay = state.pay
+        if variant == "unknown_order":
+            out_trade_no = body.get("out_trade_no") or f"SANDBOX-UNKNOWN-{secrets.token_hex(4)}"
+            if find_orders(pay, out_trade_no, mchid):
+                raise HookError(409, f"the sandbox knows an order {out_trade_no}")
+            merchant_id = mchid or next(iter(pay.merchants))
+            if merchant_id not in pay.merchants:
+                raise HookError(400, f"unknown mchid {merchant_id}")
+            order = None
+            spec["out_trade_no"] = out_trade_no
+        else:
+            order = the_order(pay, required_str(body, "out_trade_no"), mchid)
+            merchant_id = order.mchid
+        merchant = pay.merchants[merchant_id]
+    records = craft(state, spec, order, merchant)
+    return jsonify([
+        {"status": record["status"], "body": record["response"], "error": record["error"],
+         "event_id": record["event_id"]}
+        for record in records
+    ])
+
+
+# ---- inspecting ---------------------------------------------------------------------------
+
+
+@bp.get("/orders/<out_trade_no>")
+def show_order(out_trade_no: str) -> Response:
+    state = sandbox_state()
+    with state.lock:
+        return jsonify(order_view(the_order(state.pay, out_trade_no, request.args.get("mchid")), state.pay))
+
+
+@bp.get("/notifications")
+def list_notifications() -> Response:
+    """Every delivery made (scheduled attempts and hand-made sends), oldest first."""
+    state = sandbox_state()
+    with state.lock:
+        deliveries = list(state.pay.deliveries)
+    return jsonify(notifications=deliveries)
