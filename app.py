@@ -85,6 +85,7 @@ def _init_extensions(app: Flask, settings) -> None:
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
         app.extensions["diandian.wechat"] = _wechat_gateway(settings, engine, redis_client)
+    app.extensions["diandian.payments"] = _payment_provider(settings)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -93,6 +94,25 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _payment_provider(settings):
+    from pathlib import Path
+
+    from payments.wechatpay.provider import WeChatPayConfig, WeChatPayV3, sandbox_key
+
+    def key(path: str, sandbox_name: str) -> bytes:
+        return Path(path).read_bytes() if path else sandbox_key(sandbox_name)
+
+    notify_url = settings.WECHATPAY_NOTIFY_URL or \
+        f"{settings.PUBLIC_BASE_URL.rstrip('/')}/api/v1/payments/wechatpay/notify"
+    return WeChatPayV3(WeChatPayConfig(
+        mchid=settings.WECHATPAY_MCHID, appid=settings.WECHAT_APPID, serial_no=settings.WECHATPAY_SERIAL_NO,
+        private_key_pem=key(settings.WECHATPAY_PRIVATE_KEY_PATH, "merchant_private_key.pem"),
+        apiv3_key=settings.WECHATPAY_APIV3_KEY, public_key_id=settings.WECHATPAY_PUBLIC_KEY_ID,
+        public_key_pem=key(settings.WECHATPAY_PUBLIC_KEY_PATH, "wechatpay_public_key.pem"),
+        api_base=settings.WECHATPAY_API_BASE, notify_url=notify_url,
+        timeout_seconds=settings.WECHAT_TIMEOUT_SECONDS))
 
 
 def _wechat_gateway(settings, engine, redis_client):
@@ -113,6 +133,8 @@ def _register_blueprints(app: Flask) -> None:
     from carbon.accounts.routes import blp as accounts_blp
     from carbon.core.apidocs import bp as apidocs_bp
     from carbon.core.health import bp as health_bp
+    from carbon.checkout.routes import blp as orders_blp
+    from carbon.checkout.routes import notify as notify_blp
     from carbon.footprint.routes import blp as footprint_blp
     from carbon.organizers.auth import enforce_organizer_auth
     from carbon.organizers.routes import blp as admin_blp
@@ -129,6 +151,8 @@ def _register_blueprints(app: Flask) -> None:
     app.extensions["diandian.api"].register_blueprint(scenes_blp)
     app.extensions["diandian.api"].register_blueprint(admin_blp)
     app.extensions["diandian.api"].register_blueprint(admin_scenes_blp)
+    app.extensions["diandian.api"].register_blueprint(orders_blp)
+    app.extensions["diandian.api"].register_blueprint(notify_blp)
     app.register_blueprint(h5_bp)
 
 

@@ -63,7 +63,8 @@ class ApiKeyOut(Schema):
 
 
 class ApiKeyCreatedOut(ApiKeyOut):
-    key = fields.String(metadata={"description": "shown once; send as 'Authorization: Bearer <key>'"})
+    key = fields.String(attribute="full_key",
+                        metadata={"description": "shown once; send as 'Authorization: Bearer <key>'"})
 
 
 class ApiKeysOut(Schema):

@@ -12,11 +12,12 @@ from carbon.core.db import db
 if TYPE_CHECKING:
     from carbon.core.ratelimit import RateLimiter
     from carbon.core.settings import Settings
+    from payments.provider import PaymentProvider
     from wechat.api import WeChatGateway
 
 migrate = Migrate()
 
-__all__ = ["db", "migrate", "rate_limiter", "redis_client", "settings", "wechat"]
+__all__ = ["db", "migrate", "payments", "rate_limiter", "redis_client", "settings", "wechat"]
 
 
 def api() -> Api:
@@ -30,6 +31,10 @@ def settings() -> Settings:
 
 def wechat() -> WeChatGateway:
     return current_app.extensions["diandian.wechat"]
+
+
+def payments() -> PaymentProvider:
+    return current_app.extensions["diandian.payments"]
 
 
 def redis_client() -> Any | None:

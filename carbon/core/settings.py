@@ -16,6 +16,8 @@ DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
 REAL_WECHAT_API_BASE = "https://api.weixin.qq.com"
 SANDBOX_APPID = "wxd1a2b3c4d5e6f7a8"
 SANDBOX_SECRET = "diandian-sandbox-app-secret-0001"
+SANDBOX_APIV3_KEY = "diandian-sandbox-apiv3-key-00001"
+REAL_WECHATPAY_API_BASE = "https://api.mch.weixin.qq.com"
 
 
 class SettingsError(RuntimeError):
@@ -36,6 +38,19 @@ class Settings:
     WECHAT_TOKEN_MODE: str = "stable"  # stable (stable_token) | classic (cgi-bin/token under a lock)
     WECHAT_TIMEOUT_SECONDS: float = 5.0
     ALLOW_SANDBOX: bool = False  # production only: allow a non-WeChat API base
+
+    WECHATPAY_MCHID: str = "1900000109"
+    WECHATPAY_SERIAL_NO: str = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1"  # the merchant key's serial
+    WECHATPAY_PRIVATE_KEY_PATH: str = ""  # empty: the bundled sandbox key
+    WECHATPAY_APIV3_KEY: str = SANDBOX_APIV3_KEY
+    WECHATPAY_PUBLIC_KEY_ID: str = "PUB_KEY_ID_0114232020220520000000000000000001"
+    WECHATPAY_PUBLIC_KEY_PATH: str = ""  # empty: the bundled sandbox key
+    WECHATPAY_API_BASE: str = "http://127.0.0.1:8090"  # the local sandbox
+    WECHATPAY_NOTIFY_URL: str = ""  # empty: PUBLIC_BASE_URL + /api/v1/payments/wechatpay/notify
+    ORDER_RESERVATION_MINUTES: int = 15
+    MIN_ORDER_AMOUNT: str = "1.00"  # CNY: the smallest charge
+    MAX_ORDER_KG: int = 100_000
+    PLATFORM_FEE_RATE: str = "0.05"  # share of each payment kept as the platform's fee
 
     SESSION_TTL_SECONDS: int = 7 * 24 * 3600
     ORGANIZER_SESSION_TTL_SECONDS: int = 12 * 3600
@@ -67,6 +82,8 @@ class Settings:
             raise SettingsError(f"DIANDIAN_ENV must be development, testing or production, not {self.ENV!r}")
         if self.WECHAT_TOKEN_MODE not in {"stable", "classic"}:
             raise SettingsError("DIANDIAN_WECHAT_TOKEN_MODE must be 'stable' or 'classic'")
+        if len(self.WECHATPAY_APIV3_KEY.encode()) != 32:
+            raise SettingsError("DIANDIAN_WECHATPAY_APIV3_KEY must be 32 bytes")
         if self.SESSION_TTL_SECONDS <= 0:
             raise SettingsError("DIANDIAN_SESSION_TTL_SECONDS must be positive")
         if not self.is_production:
@@ -77,6 +94,15 @@ class Settings:
             raise SettingsError("DIANDIAN_WECHAT_SECRET is missing or the sandbox default")
         if not self.WECHAT_APPID or self.WECHAT_APPID == SANDBOX_APPID:
             raise SettingsError("DIANDIAN_WECHAT_APPID is missing or the sandbox default")
+        if not self.WECHATPAY_PRIVATE_KEY_PATH or not self.WECHATPAY_PUBLIC_KEY_PATH:
+            raise SettingsError("DIANDIAN_WECHATPAY_PRIVATE_KEY_PATH and DIANDIAN_WECHATPAY_PUBLIC_KEY_PATH must "
+                                "name the merchant key and the WeChat Pay public key (not the sandbox's)")
+        if self.WECHATPAY_APIV3_KEY == SANDBOX_APIV3_KEY:
+            raise SettingsError("DIANDIAN_WECHATPAY_APIV3_KEY is the sandbox default")
+        sandbox_pay = self.WECHATPAY_API_BASE.rstrip("/") != REAL_WECHATPAY_API_BASE
+        if sandbox_pay and not self.ALLOW_SANDBOX:
+            raise SettingsError(f"DIANDIAN_WECHATPAY_API_BASE points at {self.WECHATPAY_API_BASE}, not WeChat Pay; "
+                                "set DIANDIAN_ALLOW_SANDBOX=1 to allow this in production")
         if self.uses_wechat_sandbox and not self.ALLOW_SANDBOX:
             raise SettingsError(
                 f"DIANDIAN_WECHAT_API_BASE points at {self.WECHAT_API_BASE}, not WeChat; "

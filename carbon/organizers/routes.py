@@ -84,7 +84,8 @@ def create_api_key(body):
     """A key for machines; the key itself is shown only in this answer (owners only)."""
     require_owner()
     key, full = service.create_api_key(current_principal().organization, body["name"], body["role"])
-    return {**ApiKeyOut().dump(key), "key": full}
+    key.full_key = full  # shown in this answer only; never stored
+    return key
 
 
 @blp.route("/api-keys/<string:key_id>", methods=["DELETE"])

@@ -319,6 +319,16 @@ def venue_share_offered(scene: Scene) -> bool:
     return bool(scene.venue_kwh and scene.expected_attendance and not scene.organizer_pledges_venue)
 
 
+def offered_projects(scene_id: int) -> list[Project]:
+    scene = db.session.get(Scene, scene_id)
+    return [project for project in scene.projects if project.status == "active"] if scene else []
+
+
+def scene_name(scene_id: int) -> str | None:
+    scene = db.session.get(Scene, scene_id)
+    return scene.name_zh if scene else None
+
+
 def footprint_facts(raw_scene: str) -> dict:
     """What a footprint takes from its scene: ids for the counters, province, venue electricity."""
     view = resolve(raw_scene, count_visit=False)

@@ -8,6 +8,10 @@ GOOD_PRODUCTION = {
     "DIANDIAN_WECHAT_APPID": "wx1234567890abcdef",
     "DIANDIAN_WECHAT_SECRET": "real-secret",
     "DIANDIAN_WECHAT_API_BASE": "https://api.weixin.qq.com",
+    "DIANDIAN_WECHATPAY_PRIVATE_KEY_PATH": "/etc/diandian/apiclient_key.pem",
+    "DIANDIAN_WECHATPAY_PUBLIC_KEY_PATH": "/etc/diandian/pub_key.pem",
+    "DIANDIAN_WECHATPAY_APIV3_KEY": "k" * 32,
+    "DIANDIAN_WECHATPAY_API_BASE": "https://api.mch.weixin.qq.com",
 }
 
 
@@ -34,6 +38,10 @@ def test_production_accepts_a_complete_configuration():
     ("DIANDIAN_SECRET_KEY", "short", "DIANDIAN_SECRET_KEY"),
     ("DIANDIAN_WECHAT_SECRET", "", "DIANDIAN_WECHAT_SECRET"),
     ("DIANDIAN_WECHAT_API_BASE", "http://127.0.0.1:8090", "DIANDIAN_ALLOW_SANDBOX"),
+    ("DIANDIAN_WECHATPAY_PRIVATE_KEY_PATH", "", "DIANDIAN_WECHATPAY_PRIVATE_KEY_PATH"),
+    ("DIANDIAN_WECHATPAY_APIV3_KEY", "diandian-sandbox-apiv3-key-00001", "DIANDIAN_WECHATPAY_APIV3_KEY"),
+    ("DIANDIAN_WECHATPAY_APIV3_KEY", "too-short", "DIANDIAN_WECHATPAY_APIV3_KEY"),
+    ("DIANDIAN_WECHATPAY_API_BASE", "http://127.0.0.1:8090", "DIANDIAN_ALLOW_SANDBOX"),
 ])
 def test_production_refuses_to_start_and_names_the_setting(name, value, message):
     with pytest.raises(SettingsError, match=message):

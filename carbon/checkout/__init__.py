@@ -1,0 +1,1 @@
+"""Orders: from a footprint to paid, retired credits."""

@@ -1,0 +1,127 @@
+"""Inventory: blocks of serials minus active reservations minus retirements.
+
+Allocation takes the project's blocks' write locks first (an UPDATE of each block row, in id order,
+so two buyers never allocate from the same picture and never deadlock), then hands out the lowest
+free serials. The database backs this: active reservations and retirements cannot overlap.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select, update
+
+from carbon.core.clock import utcnow
+from carbon.core.db import db
+from carbon.core.errors import Conflict
+from carbon.core.units import ceil_to_unit
+from carbon.credits.models import Project, Reservation, Retirement, SerialBlock, Vintage
+
+KG_PER_TONNE = Decimal(1000)
+
+
+class SoldOut(Conflict):
+    code = "credits.sold_out"
+    message = "该项目剩余减排量不足 / Not enough credits left in this project"
+
+
+@dataclass(frozen=True)
+class Allocation:
+    reservations: list[Reservation]
+    price: Decimal  # exact CNY before rounding to the fen
+
+
+def ceil_units(kg_wanted: Decimal, unit_kg: Decimal) -> int:
+    """Whole sale units covering ``kg_wanted``: never below the footprint."""
+    return int(ceil_to_unit(kg_wanted, unit_kg) / unit_kg)
+
+
+def blocks_of(project: Project) -> list[SerialBlock]:
+    return list(db.session.scalars(select(SerialBlock).join(Vintage).where(Vintage.project_id == project.id)
+                                   .order_by(SerialBlock.id)))
+
+
+def lock_blocks(project: Project) -> list[SerialBlock]:
+    """Take the write lock on every block of the project (row locks on PostgreSQL, the database
+    write lock on SQLite) before reading what is taken."""
+    ids = [block.id for block in blocks_of(project)]
+    for block_id in ids:  # one at a time, ascending: a fixed lock order
+        db.session.execute(update(SerialBlock).where(SerialBlock.id == block_id)
+                           .values(lock_version=SerialBlock.lock_version + 1))
+    return [db.session.get(SerialBlock, block_id) for block_id in ids]
+
+
+def _taken(block: SerialBlock) -> list[tuple[int, int]]:
+    held = db.session.execute(select(Reservation.first_serial, Reservation.last_serial)
+                              .where(Reservation.block_id == block.id, Reservation.status == "active")).all()
+    retired = db.session.execute(select(Retirement.first_serial, Retirement.last_serial)
+                                 .where(Retirement.block_id == block.id)).all()
+    return sorted((int(first), int(last)) for first, last in [*held, *retired])
+
+
+def free_ranges(block: SerialBlock) -> list[tuple[int, int]]:
+    gaps, cursor = [], block.first_serial
+    for first, last in _taken(block):
+        if first > cursor:
+            gaps.append((cursor, first - 1))
+        cursor = max(cursor, last + 1)
+    if cursor <= block.last_serial:
+        gaps.append((cursor, block.last_serial))
+    return gaps
+
+
+def reserve(project: Project, order_id: int, units: int, expires_at: datetime) -> Allocation:
+    """Hold ``units`` serials (lowest free first, across blocks) for an order; SoldOut when short."""
+    reservations, price, wanted = [], Decimal(0), units
+    for block in lock_blocks(project):
+        for first, last in free_ranges(block):
+            if wanted == 0:
+                break
+            take = min(wanted, last - first + 1)
+            reservations.append(Reservation(block_id=block.id, order_id=order_id, first_serial=first,
+                                            last_serial=first + take - 1, expires_at=expires_at))
+            price += take * project.unit_kg * block.price_per_tonne / KG_PER_TONNE
+            wanted -= take
+    if wanted:
+        raise SoldOut(details={"available_units": units - wanted, "requested_units": units})
+    db.session.add_all(reservations)
+    return Allocation(reservations, price)
+
+
+def available_units(project: Project) -> int:
+    total = sum(block.size for block in blocks_of(project))
+    held = db.session.scalar(select(func.coalesce(func.sum(Reservation.last_serial - Reservation.first_serial + 1), 0))
+                             .join(SerialBlock).join(Vintage)
+                             .where(Vintage.project_id == project.id, Reservation.status == "active"))
+    retired = db.session.scalar(select(func.coalesce(func.sum(Retirement.quantity), 0))
+                                .where(Retirement.project_id == project.id))
+    return total - int(held) - int(retired)
+
+
+def retire(order, *, beneficiary_user_id: int, beneficiary_name: str, purpose: str) -> list[Retirement]:
+    """Turn the order's active reservations into retirements (same serials), in the caller's transaction."""
+    held = list(db.session.scalars(select(Reservation).where(Reservation.order_id == order.id,
+                                                             Reservation.status == "active")
+                                   .order_by(Reservation.first_serial)))
+    retirements = []
+    for reservation in held:
+        reservation.status = "consumed"
+        block = reservation.block
+        retirements.append(Retirement(
+            block_id=block.id, order_id=order.id, project_id=order.project_id, vintage_label=block.vintage.label,
+            first_serial=reservation.first_serial, last_serial=reservation.last_serial,
+            quantity=reservation.quantity, kg=reservation.quantity * order.project.unit_kg,
+            beneficiary_user_id=beneficiary_user_id, beneficiary_name=beneficiary_name, purpose=purpose,
+            retired_at=utcnow()))
+    db.session.add_all(retirements)
+    return retirements
+
+
+def release(order) -> int:
+    """Return the order's held serials to inventory; how many units were released."""
+    held = list(db.session.scalars(select(Reservation).where(Reservation.order_id == order.id,
+                                                             Reservation.status == "active")))
+    for reservation in held:
+        reservation.status = "released"
+    return sum(reservation.quantity for reservation in held)

@@ -1,0 +1,1 @@
+"""Money movement: the provider protocol and the WeChat Pay API v3 provider."""

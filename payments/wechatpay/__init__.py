@@ -1,0 +1,1 @@
+"""WeChat Pay API v3, direct merchant, mini-program (JSAPI) payments, public-key mode."""

@@ -1,0 +1,156 @@
+"""The WeChat Pay API v3 provider: JSAPI orders for a mini-program, in public-key mode.
+
+Every answer from WeChat Pay is verified (signature and a 5-minute timestamp window) before it
+is believed; notifications the same way, then decrypted.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from carbon.core.clock import CHINA_TZ, clock
+from payments.provider import Notification, NotifyRejected, ProviderError, ProviderRefused, Refund, Transaction
+from payments.wechatpay import crypto
+
+TIMESTAMP_WINDOW_SECONDS = 300
+SANDBOX_KEYS = Path(__file__).parent / "sandbox_keys"
+
+
+@dataclass(frozen=True)
+class WeChatPayConfig:
+    mchid: str
+    appid: str
+    serial_no: str
+    private_key_pem: bytes
+    apiv3_key: str
+    public_key_id: str
+    public_key_pem: bytes
+    api_base: str
+    notify_url: str
+    timeout_seconds: float = 5.0
+
+
+class WeChatPayV3:
+    name = "wechatpay"
+
+    def __init__(self, config: WeChatPayConfig, session: requests.Session | None = None):
+        if len(config.apiv3_key.encode()) != 32:
+            raise ValueError("the APIv3 key must be 32 bytes")
+        self.config = config
+        self._private_key = crypto.load_private_key(config.private_key_pem)
+        self._public_key = crypto.load_public_key(config.public_key_pem)
+        self._http = session or requests.Session()
+
+    # --- the checkout's calls ----------------------------------------------------------------
+
+    def create(self, *, out_trade_no: str, description: str, total_fen: int, openid: str,
+               time_expire: datetime, attach: str = "") -> str:
+        body = {"appid": self.config.appid, "mchid": self.config.mchid, "description": description[:127],
+                "out_trade_no": out_trade_no, "time_expire": time_expire.astimezone(CHINA_TZ).isoformat(
+                    timespec="seconds"), "notify_url": self.config.notify_url,
+                "amount": {"total": total_fen, "currency": "CNY"}, "payer": {"openid": openid}}
+        if attach:
+            body["attach"] = attach[:128]
+        return self._call("POST", "/v3/pay/transactions/jsapi", body)["prepay_id"]
+
+    def client_params(self, prepay_id: str) -> dict[str, str]:
+        timestamp, nonce_str, package = str(clock.timestamp()), crypto.nonce(), f"prepay_id={prepay_id}"
+        pay_sign = crypto.sign(self._private_key, self.config.appid, timestamp, nonce_str, package)
+        return {"appId": self.config.appid, "timeStamp": timestamp, "nonceStr": nonce_str, "package": package,
+                "signType": "RSA", "paySign": pay_sign}
+
+    def query(self, out_trade_no: str) -> Transaction | None:
+        try:
+            answer = self._call("GET", f"/v3/pay/transactions/out-trade-no/{quote(out_trade_no)}"
+                                       f"?mchid={self.config.mchid}")
+        except ProviderRefused as exc:
+            if exc.code == "ORDER_NOT_EXIST":
+                return None
+            raise
+        return _transaction(answer)
+
+    def close(self, out_trade_no: str) -> None:
+        self._call("POST", f"/v3/pay/transactions/out-trade-no/{quote(out_trade_no)}/close",
+                   {"mchid": self.config.mchid})
+
+    def refund(self, *, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int,
+               reason: str) -> Refund:
+        answer = self._call("POST", "/v3/refund/domestic/refunds", {
+            "out_trade_no": out_trade_no, "out_refund_no": out_refund_no, "reason": reason[:80],
+            "amount": {"refund": refund_fen, "total": total_fen, "currency": "CNY"}})
+        return Refund(answer["out_refund_no"], answer["refund_id"], answer["status"],
+                      int(answer["amount"]["refund"]))
+
+    def parse_notify(self, headers: dict[str, str], body: bytes) -> Notification:
+        """Verify (signature, serial, 5-minute window, probes) and decrypt a payment notification."""
+        text = body.decode("utf-8", errors="strict") if body else ""
+        self._verify(headers, text, rejected=NotifyRejected)
+        try:
+            envelope = json.loads(text)
+            resource = envelope["resource"]
+            if resource.get("algorithm") != "AEAD_AES_256_GCM":
+                raise NotifyRejected("notify.unknown_algorithm")
+            plain = crypto.decrypt(self.config.apiv3_key, nonce_text=resource["nonce"],
+                                   ciphertext=resource["ciphertext"],
+                                   associated_data=resource.get("associated_data", ""))
+            event_type = envelope["event_type"]
+            transaction = _transaction(json.loads(plain)) if event_type.startswith("TRANSACTION.") else None
+            return Notification(envelope["id"], event_type, transaction, clock.now())
+        except ValueError as exc:  # JSON or decryption
+            raise NotifyRejected("notify.undecryptable") from exc
+        except (KeyError, TypeError) as exc:
+            raise NotifyRejected("notify.malformed") from exc
+
+    # --- the wire ------------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")) if body is not None else ""
+        headers = {"Accept": "application/json", "Authorization": crypto.authorization(
+            self._private_key, mchid=self.config.mchid, serial_no=self.config.serial_no, method=method,
+            path=path, body=payload, timestamp=clock.timestamp())}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            response = self._http.request(method, self.config.api_base.rstrip("/") + path,
+                                          data=payload.encode() if body is not None else None, headers=headers,
+                                          timeout=self.config.timeout_seconds)
+        except requests.RequestException as exc:
+            raise ProviderError(f"WeChat Pay unreachable: {type(exc).__name__}") from exc
+        self._verify(response.headers, response.text, rejected=ProviderError)
+        data = response.json() if response.content else {}
+        if response.status_code >= 400:
+            error = ProviderRefused if response.status_code < 500 else ProviderError
+            raise error(data.get("message", response.reason), code=data.get("code"), status=response.status_code)
+        return data
+
+    def _verify(self, headers, body: str, *, rejected: type[Exception]) -> None:
+        if headers.get("Wechatpay-Signature-Type", crypto.SCHEME) != crypto.SCHEME:
+            raise rejected("notify.unknown_signature_type")
+        if headers.get("Wechatpay-Serial") != self.config.public_key_id:
+            raise rejected("notify.unknown_serial")
+        timestamp = headers.get("Wechatpay-Timestamp", "")
+        if not timestamp.isdigit() or abs(clock.timestamp() - int(timestamp)) > TIMESTAMP_WINDOW_SECONDS:
+            raise rejected("notify.stale")
+        signature = headers.get("Wechatpay-Signature", "")
+        if signature.startswith(crypto.SIGNTEST_PREFIX):
+            raise rejected("notify.signtest_probe")
+        if not crypto.verify(self._public_key, signature, timestamp, headers.get("Wechatpay-Nonce", ""), body):
+            raise rejected("notify.bad_signature")
+
+
+def _transaction(data: dict[str, Any]) -> Transaction:
+    amount = data.get("amount") or {}
+    return Transaction(out_trade_no=data["out_trade_no"], trade_state=data["trade_state"], appid=data["appid"],
+                       mchid=data["mchid"], total_fen=int(amount["total"]), currency=amount.get("currency", "CNY"),
+                       transaction_id=data.get("transaction_id"), payer_openid=(data.get("payer") or {}).get("openid"),
+                       success_time=data.get("success_time"), raw=data)
+
+
+def sandbox_key(name: str) -> bytes:
+    return (SANDBOX_KEYS / name).read_bytes()
