@@ -26,3 +26,66 @@ def register(app: Flask) -> None:
         member = create_organization(organization, owner_email=email, owner_password=password,
                                      owner_name=display_name)
         click.echo(f"organizer {member.email} ({member.public_id}) owns {member.organization.public_id}")
+
+    @app.cli.command("expire-orders")
+    def expire_orders() -> None:
+        """Close unpaid orders past their reservation and release their credits."""
+        from carbon.checkout.service import expire_orders as run
+
+        click.echo(run())
+
+    @app.cli.command("reconcile-payments")
+    @click.option("--older-than-minutes", default=10, show_default=True)
+    def reconcile_payments(older_than_minutes: int) -> None:
+        """Query WeChat Pay about payments pending longer than N minutes and confirm the paid ones."""
+        from carbon.checkout.service import reconcile_payments as run
+
+        click.echo(run(older_than_minutes))
+
+    @app.cli.command("refund-order")
+    @click.argument("order_id")
+    @click.option("--reason", required=True)
+    def refund_order(order_id: str, reason: str) -> None:
+        """Refund a paid order in full (credits stay retired; the money is reversed)."""
+        from carbon.checkout.service import refund_order as run
+
+        order = run(order_id, reason)
+        click.echo(f"{order.public_id} {order.status}")
+
+    @app.cli.command("settlement-report")
+    @click.option("--start", "start", required=True, type=click.DateTime(formats=["%Y-%m-%d"]))
+    @click.option("--end", "end", required=True, type=click.DateTime(formats=["%Y-%m-%d"]))
+    def settlement_report(start, end) -> None:
+        """What each project owner is owed for [start, end) (China time), as CSV."""
+        from carbon.core.clock import CHINA_TZ
+        from carbon.ledger.settlement import report_csv
+
+        click.echo(report_csv(start.replace(tzinfo=CHINA_TZ), end.replace(tzinfo=CHINA_TZ)), nl=False)
+
+    @app.cli.command("record-payout")
+    @click.argument("project_id")
+    @click.argument("amount")
+    @click.option("--reference", required=True, help="the bank transfer's reference")
+    def record_payout(project_id: str, amount: str, reference: str) -> None:
+        """Record money paid to a project owner."""
+        from decimal import Decimal
+
+        from carbon.ledger.settlement import record_payout as run
+
+        click.echo(run(project_id, Decimal(amount), reference).public_id)
+
+    @app.cli.command("add-serial-block")
+    @click.argument("project_id")
+    @click.option("--vintage", required=True)
+    @click.option("--first", "first_serial", required=True, type=int)
+    @click.option("--last", "last_serial", required=True, type=int)
+    @click.option("--price-per-tonne", required=True)
+    def add_serial_block(project_id: str, vintage: str, first_serial: int, last_serial: int,
+                         price_per_tonne: str) -> None:
+        """Add a block of unit serials (global positions, never overlapping) to a project's vintage."""
+        from decimal import Decimal
+
+        from carbon.credits.service import add_block
+
+        block = add_block(project_id, vintage, first_serial, last_serial, Decimal(price_per_tonne))
+        click.echo(f"block {block.id}: {block.size} units")

@@ -8,6 +8,7 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from carbon.core.db import db
+from carbon.credits import service as credits
 from carbon.credits.models import Project
 from carbon.organizers import service as organizers
 from carbon.organizers.models import Organizer
@@ -19,6 +20,7 @@ from carbon.scenes.models import Scene
 DEMO_EMAIL = "demo@diandian.local"
 DEMO_PASSWORD = "diandian-demo-2021"
 FORUM_CODE = "cdcnf21"
+BLOCK_UNITS = 1_000_000  # 1,000 t of 1 kg units per demo project
 PROJECTS = [
     {"registry_name": "CDCER", "name_zh": "龙泉山城市森林碳汇（示范）",
      "name_en": "Longquan Mountain urban forest carbon sink (demo)", "methodology": "碳惠天府 林业碳汇",
@@ -39,14 +41,16 @@ def seed() -> Iterator[str]:
             owner_password=DEMO_PASSWORD, owner_name="论坛组委会")
         yield f"demo: organizer {DEMO_EMAIL} created"
     projects = []
-    for spec in PROJECTS:
+    for position, spec in enumerate(PROJECTS):
         project = db.session.scalar(select(Project).where(Project.name_en == spec["name_en"]))
         if project is None:
             project = Project(**spec, description=spec["name_zh"], unit_kg=Decimal(1))
             db.session.add(project)
-            yield f"demo: project {spec['name_en']} created"
+            db.session.commit()
+            first = position * BLOCK_UNITS + 1  # serials are global positions: blocks never overlap
+            credits.add_block(project.public_id, "2021", first, first + BLOCK_UNITS - 1, spec["price_per_tonne"])
+            yield f"demo: project {spec['name_en']} created with {BLOCK_UNITS:,} units (vintage 2021)"
         projects.append(project)
-    db.session.commit()
     if db.session.scalar(select(Scene).where(Scene.code == FORUM_CODE)) is None:
         principal = Principal(member.organization, "owner", organizer=member)
         scene = scenes.create_scene(principal, {

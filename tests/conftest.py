@@ -90,6 +90,7 @@ def redis_url(request) -> Iterator[str]:
 
 def make_config(database_url: str, sandbox_url: str, **overrides) -> dict:
     config = {"ENV": "testing", "DATABASE_URL": database_url, "WECHAT_API_BASE": sandbox_url,
+              "WECHATPAY_API_BASE": sandbox_url,
               "LOG_REQUESTS": False, "SECRET_KEY": "test-secret-key-for-diandian-tests-0001",
               "WECHAT_TIMEOUT_SECONDS": 5, "LOGIN_RATE_PER_MINUTE_CLIENT": 10_000,
               "LOGIN_RATE_PER_MINUTE_OPENID": 10_000}

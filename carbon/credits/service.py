@@ -125,3 +125,20 @@ def release(order) -> int:
     for reservation in held:
         reservation.status = "released"
     return sum(reservation.quantity for reservation in held)
+
+
+def add_block(project_public_id: str, vintage_label: str, first_serial: int, last_serial: int,
+              price_per_tonne: Decimal) -> SerialBlock:
+    project = db.session.scalar(select(Project).where(Project.public_id == project_public_id))
+    if project is None:
+        raise LookupError(f"no project {project_public_id}")
+    vintage = db.session.scalar(select(Vintage).where(Vintage.project_id == project.id,
+                                                      Vintage.label == vintage_label))
+    if vintage is None:
+        vintage = Vintage(project=project, label=vintage_label)
+        db.session.add(vintage)
+    block = SerialBlock(vintage=vintage, first_serial=first_serial, last_serial=last_serial,
+                        price_per_tonne=price_per_tonne)
+    db.session.add(block)
+    db.session.commit()
+    return block

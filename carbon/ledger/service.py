@@ -45,6 +45,7 @@ def reverse(transaction: LedgerTransaction, memo: str) -> LedgerTransaction:
 
 
 def balance(account: str, unit: str) -> Decimal:
+    """The account's balance (exact on PostgreSQL; SQLite sums NUMERIC as floats, rounded back here)."""
     total = db.session.scalar(select(func.coalesce(func.sum(Posting.amount), 0))
                               .where(Posting.account == account, Posting.unit == unit))
     return Decimal(total).quantize(UNITS[unit])
@@ -57,7 +58,11 @@ def balances(prefix: str = "") -> dict[tuple[str, str], Decimal]:
 
 
 def unbalanced_transactions() -> list[int]:
-    """Ids of transactions whose postings do not sum to zero per unit (always empty, checked by tests)."""
-    rows = db.session.execute(select(Posting.transaction_id, Posting.unit).group_by(Posting.transaction_id, Posting.unit)
-                              .having(func.sum(Posting.amount) != 0))
-    return sorted({transaction_id for transaction_id, _ in rows})
+    """Ids of transactions whose postings do not sum to zero per unit (always empty; tests check).
+
+    Summed here in Decimal: SQLite sums NUMERIC columns as floats."""
+    totals: dict[tuple[int, str], Decimal] = defaultdict(Decimal)
+    for transaction_id, unit, amount in db.session.execute(select(Posting.transaction_id, Posting.unit,
+                                                                  Posting.amount)):
+        totals[(transaction_id, unit)] += Decimal(amount)
+    return sorted({transaction_id for (transaction_id, _), total in totals.items() if total != 0})

@@ -1,0 +1,73 @@
+"""What each project owner is owed, per period, and the payouts that settle it."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select
+
+from carbon.core.db import db
+from carbon.core.errors import Conflict, NotFound, ValidationError
+from carbon.core.units import cny
+from carbon.credits.models import Project
+from carbon.ledger import service as ledger
+from carbon.ledger.models import LedgerTransaction, Posting
+
+
+def payable_account(project: Project) -> str:
+    return f"payable:project:{project.public_id}"
+
+
+def report(start: datetime, end: datetime) -> list[dict]:
+    """Per project: owed at the start, earned (payments less fees, less refunds) and paid out in
+    [start, end), owed at the end. Owed is the credit balance of ``payable:project:<id>``."""
+    rows = []
+    for project in db.session.scalars(select(Project).order_by(Project.id)):
+        account = payable_account(project)
+        opening = -_sum(account, until=start)
+        moved = dict(db.session.execute(
+            select(LedgerTransaction.kind, func.sum(Posting.amount)).join(Posting.transaction)
+            .where(Posting.account == account, Posting.unit == "CNY", Posting.created_at >= start,
+                   Posting.created_at < end).group_by(LedgerTransaction.kind)).all())
+        earned = -Decimal(moved.get("payment", 0)) - Decimal(moved.get("refund", 0))
+        paid_out = Decimal(moved.get("payout", 0))
+        rows.append({"project": project.public_id, "name": project.name_zh, "registry": project.registry_name,
+                     "opening_owed": cny(opening), "earned": cny(earned), "paid_out": cny(paid_out),
+                     "closing_owed": cny(opening + earned - paid_out)})
+    return rows
+
+
+def report_csv(start: datetime, end: datetime) -> str:
+    buffer = io.StringIO()
+    fields = ["project", "name", "registry", "opening_owed", "earned", "paid_out", "closing_owed"]
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(report(start, end))
+    return "\ufeff" + buffer.getvalue()
+
+
+def record_payout(project_public_id: str, amount: Decimal, reference: str) -> LedgerTransaction:
+    """Money sent to the project owner: it leaves our WeChat Pay balance and reduces what is owed."""
+    project = db.session.scalar(select(Project).where(Project.public_id == project_public_id))
+    if project is None:
+        raise NotFound(code="project.not_found", message="未找到该项目 / Project not found")
+    amount = cny(amount)
+    if amount <= 0 or not reference.strip():
+        raise ValidationError(details={"amount": ["需为正数并注明转账凭证 / positive, with a reference"]})
+    owed = -ledger.balance(payable_account(project), "CNY")
+    if amount > owed:
+        raise Conflict(code="settlement.overpayment", message="超过应付金额 / More than is owed",
+                       details={"owed": str(owed)})
+    transaction = ledger.post("payout", reference, [(payable_account(project), "CNY", amount),
+                                                    ("cash:wechatpay", "CNY", -amount)],
+                              memo=f"payout to {project.public_id}")
+    db.session.commit()
+    return transaction
+
+
+def _sum(account: str, *, until: datetime) -> Decimal:
+    return Decimal(db.session.scalar(select(func.coalesce(func.sum(Posting.amount), 0))
+                                     .where(Posting.account == account, Posting.unit == "CNY",
+                                            Posting.created_at < until)))

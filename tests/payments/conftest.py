@@ -1,0 +1,81 @@
+"""Payment fixtures: a live service (WeChat Pay's notifications need a real URL), credits, guests."""
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pytest
+import requests
+from werkzeug.serving import make_server
+
+from carbon.core.clock import clock
+from tests.conftest import empty_all_tables, make_config
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveService:
+    url: str
+    app: object
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return requests.get(self.url + path, timeout=10, **kwargs)
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        return requests.post(self.url + path, timeout=10, **kwargs)
+
+
+@pytest.fixture
+def live(database_url, sandbox) -> Iterator[LiveService]:
+    """The service on a real port (threaded), its notify URL pointing at itself."""
+    from app import create_app
+
+    sandbox.reset()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    application = create_app(make_config(database_url, sandbox.url, PUBLIC_BASE_URL=url,
+                                         WECHATPAY_NOTIFY_URL=f"{url}/api/v1/payments/wechatpay/notify"))
+    server = make_server("127.0.0.1", port, application, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield LiveService(url, application)
+    server.shutdown()
+    thread.join(5)
+    clock.reset()
+    with application.app_context():
+        from carbon.core.db import db
+
+        db.session.remove()
+        empty_all_tables(db.engine)
+        db.engine.dispose()
+
+
+def seed_project(app, *, units: int = 10_000, price: str = "60.00", first: int = 1, name: str = "测试项目") -> str:
+    """A project with one 2021 block of ``units`` 1-kg serials; returns its public id."""
+    from carbon.core.db import db
+    from carbon.credits import service as credits
+    from carbon.credits.models import Project
+
+    with app.app_context():
+        project = Project(registry_name="CDCER", name_zh=name, name_en="Test project", methodology="test",
+                          location="成都", price_per_tonne=Decimal(price), unit_kg=Decimal(1))
+        db.session.add(project)
+        db.session.commit()
+        credits.add_block(project.public_id, "2021", first, first + units - 1, Decimal(price))
+        return project.public_id
+
+
+def guest_token(service_url_or_client, sandbox, openid: str) -> str:
+    code = requests.post(f"{sandbox.url}/__sandbox__/login-code", json={"openid": openid}, timeout=5).json()["code"]
+    if isinstance(service_url_or_client, str):
+        response = requests.post(f"{service_url_or_client}/api/v1/auth/login", json={"code": code}, timeout=10)
+        return response.json()["token"]
+    return service_url_or_client.post("/api/v1/auth/login", json={"code": code}).get_json()["token"]
