@@ -1,0 +1,162 @@
+"""The transition tables, every pair; the ledger's rules; the database's guards on serials and postings."""
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from itertools import product
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from carbon.checkout.states import ORDER_TRANSITIONS, PAYMENT_TRANSITIONS, TransitionRefused, move
+from carbon.core.clock import utcnow
+from carbon.core.db import db
+from carbon.credits.models import Reservation, Retirement, SerialBlock
+from carbon.ledger import service as ledger
+from carbon.ledger.models import Posting
+from tests.payments.conftest import seed_project
+
+ORDER_ALLOWED = {("created", "awaiting_payment"), ("created", "cancelled"), ("awaiting_payment", "paid"),
+                 ("awaiting_payment", "expired"), ("awaiting_payment", "cancelled"), ("paid", "fulfilled"),
+                 ("paid", "refunded"), ("fulfilled", "refunded")}
+PAYMENT_ALLOWED = {("created", "pending"), ("created", "failed"), ("created", "canceled"), ("pending", "confirmed"),
+                   ("pending", "failed"), ("pending", "canceled"), ("confirmed", "refunded")}
+
+
+@pytest.mark.parametrize(("start", "end"), list(product(ORDER_TRANSITIONS, repeat=2)))
+def test_every_order_transition(start, end):
+    order = SimpleNamespace(status=start)
+    if (start, end) in ORDER_ALLOWED:
+        move(order, ORDER_TRANSITIONS, end)
+        assert order.status == end
+    else:
+        with pytest.raises(TransitionRefused):
+            move(order, ORDER_TRANSITIONS, end)
+        assert order.status == start
+
+
+@pytest.mark.parametrize(("start", "end"), list(product(PAYMENT_TRANSITIONS, repeat=2)))
+def test_every_payment_transition(start, end):
+    payment = SimpleNamespace(status=start)
+    if (start, end) in PAYMENT_ALLOWED:
+        move(payment, PAYMENT_TRANSITIONS, end)
+        assert payment.status == end
+    else:
+        with pytest.raises(TransitionRefused):
+            move(payment, PAYMENT_TRANSITIONS, end)
+
+
+def test_ledger_refuses_unbalanced_and_inexact_transactions(app):
+    with app.app_context():
+        with pytest.raises(ledger.Unbalanced):
+            ledger.post("payment", "x", [("cash:wechatpay", "CNY", Decimal("1.00")),
+                                         ("revenue:platform_fee", "CNY", Decimal("-0.99"))])
+        with pytest.raises(ledger.Unbalanced):  # balanced in CNY is not enough: kg too
+            ledger.post("payment", "x", [("cash:wechatpay", "CNY", Decimal("1.00")),
+                                         ("revenue:platform_fee", "CNY", Decimal("-1.00")),
+                                         ("retired:user:1", "kg", Decimal("2.000"))])
+        with pytest.raises(ValueError, match="places"):
+            ledger.post("payment", "x", [("a", "CNY", Decimal("0.001")), ("b", "CNY", Decimal("-0.001"))])
+        db.session.rollback()
+        assert db.session.scalar(select(Posting)) is None
+
+
+def test_a_reversal_cancels_a_transaction_and_balances_are_derived(app):
+    with app.app_context():
+        original = ledger.post("payment", "ord_1", [("cash:wechatpay", "CNY", Decimal("5.00")),
+                                                   ("payable:project:p", "CNY", Decimal("-5.00"))])
+        db.session.commit()
+        assert ledger.balance("cash:wechatpay", "CNY") == Decimal("5.00")
+        reversal = ledger.reverse(original, "wrong project")
+        db.session.commit()
+        assert reversal.reverses_id == original.id
+        assert ledger.balance("cash:wechatpay", "CNY") == 0 and ledger.balance("payable:project:p", "CNY") == 0
+        assert len(db.session.scalars(select(Posting)).all()) == 4  # nothing was deleted
+        assert ledger.unbalanced_transactions() == []
+
+
+def test_postings_cannot_be_changed_or_deleted_on_postgresql(app, database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the append-only trigger guards the production database, PostgreSQL")
+    with app.app_context():
+        ledger.post("payment", "ord_2", [("cash:wechatpay", "CNY", Decimal("1.00")),
+                                         ("payable:project:p", "CNY", Decimal("-1.00"))])
+        db.session.commit()
+        for statement in ("UPDATE postings SET amount = 0", "DELETE FROM postings",
+                          "DELETE FROM ledger_transactions"):
+            with pytest.raises(DBAPIError, match="append-only"):
+                db.session.execute(text(statement))
+            db.session.rollback()
+        assert ledger.balance("cash:wechatpay", "CNY") == Decimal("1.00")
+
+
+def _block_and_order(app, login_openid="o_guard"):
+    """A project block and an order row to hang reservations and retirements on."""
+    from carbon.accounts.models import User
+    from carbon.checkout.models import Order
+    from carbon.credits.models import Project
+
+    project_id = seed_project(app, units=100)
+    user = User(openid=login_openid)
+    project = db.session.scalar(select(Project).where(Project.public_id == project_id))
+    order = Order(project=project, units=1, kg=Decimal(1), amount=Decimal("1.00"),
+                  beneficiary_name="x", purpose="x", expires_at=utcnow() + timedelta(minutes=15))
+    db.session.add(user)
+    db.session.flush()
+    order.user_id = user.id
+    db.session.add(order)
+    db.session.commit()
+    return db.session.scalar(select(SerialBlock)), order, user
+
+
+def test_a_serial_is_retired_at_most_once_by_the_database(app):
+    with app.app_context():
+        block, order, user = _block_and_order(app)
+
+        def retirement(first, last):
+            return Retirement(block_id=block.id, order_id=order.id, project_id=order.project_id, vintage_label="2021",
+                              first_serial=first, last_serial=last, quantity=last - first + 1,
+                              kg=Decimal(last - first + 1), beneficiary_user_id=user.id, beneficiary_name="x",
+                              purpose="x")
+        db.session.add(retirement(10, 20))
+        db.session.commit()
+        for first, last in ((20, 25), (5, 10), (12, 13), (1, 100)):
+            db.session.add(retirement(first, last))
+            with pytest.raises((IntegrityError, DBAPIError)):
+                db.session.commit()
+            db.session.rollback()
+        db.session.add(retirement(21, 30))
+        db.session.commit()
+
+
+def test_active_reservations_cannot_overlap_but_released_ones_free_their_serials(app):
+    with app.app_context():
+        block, order, _ = _block_and_order(app)
+
+        def hold(first, last, status="active"):
+            return Reservation(block_id=block.id, order_id=order.id, first_serial=first, last_serial=last,
+                               status=status, expires_at=utcnow())
+        db.session.add(hold(1, 10))
+        db.session.commit()
+        db.session.add(hold(5, 6))
+        with pytest.raises((IntegrityError, DBAPIError)):
+            db.session.commit()
+        db.session.rollback()
+        first = db.session.scalar(select(Reservation))
+        first.status = "released"
+        db.session.commit()
+        db.session.add(hold(5, 6))
+        db.session.commit()
+
+
+def test_blocks_never_overlap(app):
+    from carbon.credits import service as credits
+
+    with app.app_context():
+        project_id = seed_project(app, units=100, first=1)
+        with pytest.raises((IntegrityError, DBAPIError)):
+            credits.add_block(project_id, "2022", 50, 150, Decimal("60"))
+        db.session.rollback()
+        credits.add_block(project_id, "2022", 101, 150, Decimal("60"))
