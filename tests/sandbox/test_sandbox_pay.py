@@ -177,7 +177,7 @@ class PayClient:
         return self.hook("pay/notifications", method="GET").json()["notifications"]
 
     def run_due(self) -> list[dict[str, Any]]:
-        return self.hook("pay/notifications/run-due").json()["deliveries"]
+        return self.hook("pay/notifications/run-due").json()
 
 
 # ---- the notification receiver ------------------------------------------------------------
@@ -200,6 +200,7 @@ class Receiver:
             self.statuses: list[int] = []
             self.default = 204
             self.delay = 0.0
+            self.on_request: Any = None  # called before answering
 
     def app(self, environ: dict, start_response: Any) -> Any:
         request = WsgiRequest(environ)
@@ -208,8 +209,10 @@ class Receiver:
             self.received.append({"path": request.path, "headers": dict(request.headers), "body": body,
                                   "arrived": time.monotonic()})
             status = self.statuses.pop(0) if self.statuses else self.default
-            delay = self.delay
+            delay, on_request = self.delay, self.on_request
         time.sleep(delay)
+        if on_request is not None:
+            on_request()
         answer = b"" if status in (200, 204) else json.dumps({"code": "FAIL", "message": "失败"}).encode()
         return WsgiResponse(answer, status=status, content_type="application/json")(environ, start_response)
 
@@ -722,19 +725,8 @@ def test_deliver_false_leaves_attempt_one_to_run_due(pay, receiver):
 def test_the_receiver_may_call_the_sandbox_back(pay, receiver):
     """No lock is held while a notification is sent: the merchant can query the order meanwhile."""
     seen = {}
-    original = receiver.app
-
-    def querying_app(environ, start_response):
-        seen["state"] = pay.query("ORDER-0059").json()["trade_state"]
-        return original(environ, start_response)
-
-    receiver.app = querying_app
-    receiver.server.app = querying_app
-    try:
-        assert pay.pay("ORDER-0059", notify_url=receiver.url)["notify"]["acknowledged"] is True
-    finally:
-        receiver.server.app = original
-        del receiver.app
+    receiver.on_request = lambda: seen.setdefault("state", pay.query("ORDER-0059").json()["trade_state"])
+    assert pay.pay("ORDER-0059", notify_url=receiver.url)["notify"]["acknowledged"] is True
     assert seen == {"state": "SUCCESS"}
 
 
@@ -979,3 +971,45 @@ def test_reset_clears_pay_state(pay, receiver):
     assert pay.query("ORDER-0081").status_code == 404
     assert pay.notifications() == []
     assert pay.hook("pay/orders/ORDER-0081", method="GET").status_code == 404
+
+
+# ---- the real wechatpayv3 client ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def quick_close_server() -> Iterator[LiveSandbox]:
+    with LiveSandbox({"PAY_CLOSE_MIN_AGE_SECONDS": 0}) as server:
+        yield server
+
+
+def test_the_wechatpayv3_client_works_against_the_sandbox(quick_close_server, http, receiver):
+    """wechatpayv3 in public-key mode verifies every answer (204 included) and decrypts the notify."""
+    from wechatpayv3 import WeChatPay, WeChatPayType
+
+    quick_close_server.reset()
+    wxpay = WeChatPay(
+        wechatpay_type=WeChatPayType.MINIPROG, mchid=MCHID, appid=APPID, apiv3_key=APIV3_KEY,
+        private_key=(CLIENT_KEYS / "merchant_private_key.pem").read_text(), cert_serial_no=SERIAL,
+        public_key=(CLIENT_KEYS / "wechatpay_public_key.pem").read_text(), public_key_id=PUBLIC_KEY_ID,
+        notify_url=receiver.url,
+    )
+    wxpay._core._gate_way = quick_close_server.url
+    status, text = wxpay.pay(description="植树", out_trade_no="V3LIB-0001", amount={"total": 9},
+                             payer={"openid": "o-lib"})
+    assert status == 200, text
+    prepay_id = json.loads(text)["prepay_id"]
+    timestamp, nonce = str(int(time.time())), secrets.token_hex(8)
+    params = {"appId": APPID, "timeStamp": timestamp, "nonceStr": nonce, "package": f"prepay_id={prepay_id}",
+              "signType": "RSA", "paySign": wxpay.sign([APPID, timestamp, nonce, f"prepay_id={prepay_id}"])}
+    paid = http.post(f"{quick_close_server.url}/__sandbox__/pay/request-payment", json=params, timeout=30).json()
+    (arrived,) = receiver.received
+    notification = wxpay.callback(arrived["headers"], arrived["body"])
+    assert notification["resource"]["transaction_id"] == paid["transaction_id"]
+    status, text = wxpay.query(out_trade_no="V3LIB-0001")
+    assert status == 200 and json.loads(text)["trade_state"] == "SUCCESS"
+    assert wxpay.pay(description="植树", out_trade_no="V3LIB-0002", amount={"total": 9},
+                     payer={"openid": "o-lib"})[0] == 200
+    assert wxpay.close(out_trade_no="V3LIB-0002")[0] == 204  # it verified the signature over the empty body
+    status, text = wxpay.refund(out_refund_no="V3LIB-R1", out_trade_no="V3LIB-0001",
+                                amount={"refund": 9, "total": 9, "currency": "CNY"})
+    assert status == 200 and json.loads(text)["status"] == "SUCCESS"

@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException
 
 from wechat.sandbox.errors import request_id
 from wechat.sandbox.pay_crypto import parse_authorization, request_message, rsa_verify, signed_headers
@@ -119,6 +120,19 @@ def answer_pay_error(error: PayError) -> Response:
     if error.detail is not None:
         body["detail"] = error.detail
     return json_answer(body, error.status)
+
+
+@bp.errorhandler(HTTPException)
+def answer_http_error(error: HTTPException) -> Response:
+    code = (error.name or "ERROR").upper().replace(" ", "_")
+    return json_answer({"code": code, "message": error.description or code}, error.code or 500)
+
+
+@bp.errorhandler(Exception)
+def answer_unexpected_error(error: Exception) -> Response:
+    """A sandbox bug still gets WeChat Pay's shape (and signature); the traceback goes to the log."""
+    current_app.logger.exception("wechat sandbox: /v3 call failed")
+    return json_answer({"code": "SYSTEM_ERROR", "message": "系统错误"}, 500)
 
 
 @bp.after_request

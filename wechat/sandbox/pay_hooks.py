@@ -13,7 +13,15 @@ from flask import Blueprint, Response, jsonify, request
 from wechat.sandbox.hooks import HookError, answer_hook_error, payload, positive_int, required_str
 from wechat.sandbox.pay_crypto import pay_sign_message, rsa_verify
 from wechat.sandbox.pay_model import PAID_STATES, find_orders, mark_paid, order_view
-from wechat.sandbox.pay_notify import VARIANTS, CraftError, craft, deliver, queue_transaction_event, run_due
+from wechat.sandbox.pay_notify import (
+    VARIANTS,
+    CraftError,
+    claim,
+    craft,
+    queue_transaction_event,
+    run_due,
+    send_claimed,
+)
 from wechat.sandbox.state import PayOrder, PayState, sandbox_state
 
 bp = Blueprint("wechat_sandbox_pay_hooks", __name__, url_prefix="/__sandbox__/pay")
@@ -112,12 +120,12 @@ def request_payment() -> Response:
             raise PaymentRefused("PREPAY_EXPIRED", "the prepay_id is older than its validity (2 hours)")
         mark_paid(state, order)
         event = queue_transaction_event(state, order)
+        due_at = claim(state, event) if deliver_now else None  # so no run-due can take attempt 1 first
         answer = {"out_trade_no": order.out_trade_no, "transaction_id": order.transaction_id, "trade_state": "SUCCESS"}
     notify = None
-    if deliver_now:
-        record = deliver(state, pay, event)
-        if record is not None:
-            notify = {key: record[key] for key in ("event_id", "attempt", "status", "error", "acknowledged")}
+    if due_at is not None:
+        record = send_claimed(state, pay, event, due_at)
+        notify = {key: record[key] for key in ("event_id", "attempt", "status", "error", "acknowledged")}
     return jsonify(answer | {"notify": notify})
 
 
@@ -126,8 +134,8 @@ def request_payment() -> Response:
 
 @bp.post("/notifications/run-due")
 def run_due_notifications() -> Response:
-    """Send every pending notification attempt due by the virtual now; the deliveries made."""
-    return jsonify(deliveries=run_due(sandbox_state()))
+    """Send every pending notification attempt due by the virtual now; answers the list of deliveries made."""
+    return jsonify(run_due(sandbox_state()))
 
 
 @bp.post("/notify")

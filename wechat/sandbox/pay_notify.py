@@ -142,12 +142,24 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tupl
     return response.status_code, response.text[:RESPONSE_KEEP], None
 
 
-def deliver(state: SandboxState, pay: PayState, event: PayEvent) -> dict[str, Any] | None:
-    """Send the event's next attempt if it is pending; the delivery record, or None."""
+def claim(state: SandboxState, event: PayEvent) -> float | None:
+    """Take the event's pending attempt for this thread: its due time, or None if it is not pending."""
     with state.lock:
         if event.next_due is None:
             return None  # acknowledged, given up, or another thread is sending it
         due_at, event.next_due = event.next_due, None
+        return due_at
+
+
+def deliver(state: SandboxState, pay: PayState, event: PayEvent) -> dict[str, Any] | None:
+    """Send the event's next attempt if it is pending; the delivery record, or None."""
+    due_at = claim(state, event)
+    return None if due_at is None else send_claimed(state, pay, event, due_at)
+
+
+def send_claimed(state: SandboxState, pay: PayState, event: PayEvent, due_at: float) -> dict[str, Any]:
+    """Send a claimed attempt (no lock held while sending), record it, schedule the next one if it failed."""
+    with state.lock:
         attempt = event.attempts + 1
         sent_at = state.now()
         headers = sign(state, event.body)
