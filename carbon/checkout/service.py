@@ -22,6 +22,7 @@ from carbon.core import extensions as ext
 from carbon.core.clock import CHINA_TZ, utcnow
 from carbon.core.db import db
 from carbon.core.errors import Conflict, NotFound, ServiceUnavailable, UpstreamError, ValidationError
+from carbon.core.failpoints import failpoint
 from carbon.core.units import cny, cny_ceil, kg, to_fen
 from carbon.credits import service as credits
 from carbon.credits.models import Project
@@ -284,6 +285,8 @@ def confirm(transaction: Transaction, *, event_id: str | None = None) -> str:
                         money_raised=order.amount)
     db.session.add(OutboxEvent(kind="order.paid", payload={"order": order.public_id,
                                                            "retirements": [r.public_id for r in retirements]}))
+    db.session.flush()
+    failpoint("checkout.confirm.before_commit")
     db.session.commit()
     return "confirmed"
 
