@@ -1,0 +1,114 @@
+"""Jobs: expiring unpaid orders, refunds, settlement and payouts."""
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from carbon.checkout.models import Order, OutboxEvent
+from carbon.checkout.service import expire_orders, refund_order
+from carbon.core.clock import clock, utcnow
+from carbon.core.db import db
+from carbon.core.errors import DomainError
+from carbon.credits import service as credits
+from carbon.credits.models import Project, Reservation, Retirement
+from carbon.ledger import service as ledger
+from carbon.ledger import settlement
+from tests.payments.conftest import guest_token, seed_project
+from tests.payments.test_checkout_e2e import bearer, hook, place_order
+
+
+def advance_both(sandbox, seconds: int) -> None:
+    clock.advance(seconds)
+    requests.post(f"{sandbox.url}/__sandbox__/clock/advance", json={"seconds": seconds}, timeout=5)
+
+
+def test_unpaid_orders_expire_close_at_wechat_pay_and_release_their_credits(live, sandbox):
+    project_id = seed_project(live.app, units=100)
+    token = guest_token(live.url, sandbox, "o_expire")
+    created = place_order(live, token, {"kg": "40"}).json()
+    out_trade_no = created["order"]["payments"][0]["out_trade_no"]
+    with live.app.app_context():
+        project = db.session.scalar(select(Project).where(Project.public_id == project_id))
+        assert credits.available_units(project) == 60
+        assert expire_orders() == {"expired": 0, "confirmed": 0, "deferred": 0}  # not yet due
+        advance_both(sandbox, 16 * 60)
+        assert expire_orders() == {"expired": 1, "confirmed": 0, "deferred": 0}
+        assert credits.available_units(project) == 100
+        order = db.session.scalar(select(Order).where(Order.public_id == created["order"]["id"]))
+        assert order.status == "expired" and order.payments[0].status == "canceled"
+    state = requests.get(f"{sandbox.url}/__sandbox__/pay/orders/{out_trade_no}", timeout=5).json()
+    assert state["trade_state"] == "CLOSED"
+    refused = hook(sandbox, "request-payment", created["request_payment"])
+    assert refused.status_code == 400  # nobody can pay a closed order
+
+
+def test_an_order_paid_just_before_expiry_is_confirmed_not_expired(live, sandbox):
+    seed_project(live.app, units=100)
+    token = guest_token(live.url, sandbox, "o_late")
+    created = place_order(live, token, {"kg": "5"}).json()
+    assert hook(sandbox, "request-payment", {**created["request_payment"], "deliver": False}).status_code == 200
+    with live.app.app_context():
+        advance_both(sandbox, 16 * 60)
+        assert expire_orders() == {"expired": 0, "confirmed": 1, "deferred": 0}
+        order = db.session.scalar(select(Order).where(Order.public_id == created["order"]["id"]))
+        assert order.status == "paid"
+        assert db.session.scalar(select(func.sum(Retirement.quantity))) == 5
+
+
+def _paid_order(live, sandbox, openid: str, kg: str) -> str:
+    token = guest_token(live.url, sandbox, openid)
+    created = place_order(live, token, {"kg": kg}, key=f"k-{openid}").json()
+    notify = hook(sandbox, "request-payment", created["request_payment"]).json()["notify"]
+    assert notify["acknowledged"] is True
+    return created["order"]["id"]
+
+
+def test_refund_reverses_the_money_and_keeps_the_credits_retired(live, sandbox):
+    project_id = seed_project(live.app, units=1000, price="60.00")
+    order_id = _paid_order(live, sandbox, "o_refund", "50")  # 50 kg × 60/t = 3.00 CNY
+    with live.app.app_context():
+        with pytest.raises(DomainError) as missing_reason:
+            refund_order(order_id, "  ")
+        assert missing_reason.value.http_status == 422
+        order = refund_order(order_id, "重复购买 / bought twice")
+        assert order.status == "refunded" and order.payments[0].status == "refunded"
+        assert db.session.scalar(select(func.sum(Retirement.quantity))) == 50  # a retirement is final
+        assert ledger.balance("cash:wechatpay", "CNY") == 0
+        assert ledger.balance(f"payable:project:{project_id}", "CNY") == 0
+        assert ledger.balance("revenue:platform_fee", "CNY") == 0
+        assert ledger.balance(f"inventory:project:{project_id}", "kg") == Decimal("-50.000")
+        assert ledger.unbalanced_transactions() == []
+        assert db.session.scalar(select(OutboxEvent.kind).where(OutboxEvent.kind == "order.refunded"))
+        with pytest.raises(DomainError) as twice:
+            refund_order(order_id, "again")
+        assert twice.value.code == "order.transition_refused"
+    sandbox_order = requests.get(f"{sandbox.url}/__sandbox__/pay/orders/"
+                                 f"{order.payments[0].out_trade_no}", timeout=5).json()
+    assert sandbox_order["trade_state"] == "REFUND"
+
+
+def test_settlement_report_and_payouts(live, sandbox):
+    project_id = seed_project(live.app, units=10_000, price="60.00")
+    start = utcnow() - timedelta(days=1)
+    _paid_order(live, sandbox, "o_settle_1", "100")  # 6.00 CNY, fee 0.30 → owed 5.70
+    _paid_order(live, sandbox, "o_settle_2", "50")   # 3.00 CNY, fee 0.15 → owed 2.85
+    end = utcnow() + timedelta(days=1)
+    with live.app.app_context():
+        [row] = settlement.report(start, end)
+        assert (row["project"], row["opening_owed"], row["earned"], row["paid_out"], row["closing_owed"]) == \
+            (project_id, Decimal("0.00"), Decimal("8.55"), Decimal("0.00"), Decimal("8.55"))
+        with pytest.raises(DomainError) as too_much:
+            settlement.record_payout(project_id, Decimal("9.00"), "BANK-1")
+        assert too_much.value.code == "settlement.overpayment"
+        settlement.record_payout(project_id, Decimal("8.00"), "BANK-2")
+        [after] = settlement.report(start, end + timedelta(seconds=1))
+        assert (after["paid_out"], after["closing_owed"]) == (Decimal("8.00"), Decimal("0.55"))
+        text = settlement.report_csv(start, end)
+        assert text.startswith("\ufeffproject,name,registry,opening_owed") and project_id in text
+        assert ledger.unbalanced_transactions() == []
+        assert db.session.scalar(select(func.count()).select_from(Reservation)
+                                 .where(Reservation.status == "active")) == 0
