@@ -18,7 +18,7 @@ from carbon.credits.models import Project, Reservation, Retirement
 from carbon.ledger import service as ledger
 from carbon.ledger import settlement
 from tests.payments.conftest import guest_token, seed_project
-from tests.payments.test_checkout_e2e import bearer, hook, place_order
+from tests.payments.test_checkout_e2e import hook, place_order
 
 
 def advance_both(sandbox, seconds: int) -> None:
