@@ -54,14 +54,14 @@ def scratch_database(url: str | None = None) -> Iterator[str]:
 
 @contextmanager
 def gunicorn(env: dict[str, str], workers: int = 2, worker_class: str = "sync",
-             threads: int = 1) -> Iterator[str]:
-    """Serve ``app:create_app()`` on a free loopback port; yields the base URL."""
+             threads: int = 1, app_spec: str = "app:create_app()", cwd: Path = ROOT) -> Iterator[str]:
+    """Serve ``app_spec`` (the service by default) on a free loopback port; yields the base URL."""
     port = free_port()
     full_env = {**os.environ, **env, "DIANDIAN_LOG_REQUESTS": "0"}
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", worker_class, "--threads", str(threads),
-         "-b", f"127.0.0.1:{port}", "--log-level", "warning", "app:create_app()"],
-        cwd=ROOT, env=full_env)
+         "-b", f"127.0.0.1:{port}", "--log-level", "warning", app_spec],
+        cwd=cwd, env=full_env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import joinedload
 
 from carbon.accounts.models import User
 from carbon.checkout import states
@@ -270,6 +271,14 @@ def confirm(transaction: Transaction, *, event_id: str | None = None) -> str:
         except IntegrityError:  # the same event id, recorded by a concurrent delivery
             db.session.rollback()
         return "duplicate" if payment.status == "confirmed" else "ignored"
+    with db.session.no_autoflush:  # one flush at the end: fewer round trips
+        _confirm(payment, transaction)
+    failpoint("checkout.confirm.before_commit")
+    db.session.commit()
+    return "confirmed"
+
+
+def _confirm(payment: Payment, transaction: Transaction) -> None:
     order = payment.order
     states.move(payment, states.PAYMENT_TRANSITIONS, "confirmed")
     payment.transaction_id = transaction.transaction_id
@@ -286,9 +295,6 @@ def confirm(transaction: Transaction, *, event_id: str | None = None) -> str:
     db.session.add(OutboxEvent(kind="order.paid", payload={"order": order.public_id,
                                                            "retirements": [r.public_id for r in retirements]}))
     db.session.flush()
-    failpoint("checkout.confirm.before_commit")
-    db.session.commit()
-    return "confirmed"
 
 
 def _post_payment(order: Order, payment: Payment) -> None:
@@ -304,16 +310,19 @@ def _post_payment(order: Order, payment: Payment) -> None:
 
 
 def _locked_payment(out_trade_no: str) -> Payment | None:
-    """The payment, re-read after taking its write lock (a no-op UPDATE: a row lock on PostgreSQL,
-    the database write lock on SQLite), so a concurrent confirmation is seen, never raced.
-    On PostgreSQL a wait longer than LOCK_TIMEOUT fails (→ 503, WeChat retries)."""
+    """The payment (with its order and project), read under its write lock so a concurrent
+    confirmation is seen, never raced: SELECT … FOR UPDATE on PostgreSQL, where a wait longer than
+    LOCK_TIMEOUT fails (→ 503, WeChat retries); on SQLite a no-op UPDATE takes the database lock."""
+    query = (select(Payment).where(Payment.out_trade_no == out_trade_no)
+             .options(joinedload(Payment.order).joinedload(Order.project))
+             .execution_options(populate_existing=True))
     try:
         if db.session.get_bind().dialect.name == "postgresql":
             db.session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+            return db.session.scalar(query.with_for_update(of=Payment))
         db.session.execute(update(Payment).where(Payment.out_trade_no == out_trade_no)
                            .values(status=Payment.status))
-        return db.session.scalar(select(Payment).where(Payment.out_trade_no == out_trade_no)
-                                 .execution_options(populate_existing=True))
+        return db.session.scalar(query)
     except OperationalError as exc:
         db.session.rollback()
         raise LockBusy() from exc

@@ -11,10 +11,12 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import joinedload
 
 from carbon.core.clock import utcnow
 from carbon.core.db import db
 from carbon.core.errors import Conflict
+from carbon.core.ids import new_public_id
 from carbon.core.units import ceil_to_unit
 from carbon.credits.models import Project, Reservation, Retirement, SerialBlock, Vintage
 
@@ -103,13 +105,14 @@ def retire(order, *, beneficiary_user_id: int, beneficiary_name: str, purpose: s
     """Turn the order's active reservations into retirements (same serials), in the caller's transaction."""
     held = list(db.session.scalars(select(Reservation).where(Reservation.order_id == order.id,
                                                              Reservation.status == "active")
+                                   .options(joinedload(Reservation.block).joinedload(SerialBlock.vintage))
                                    .order_by(Reservation.first_serial)))
     retirements = []
     for reservation in held:
         reservation.status = "consumed"
         block = reservation.block
         retirements.append(Retirement(
-            block_id=block.id, order_id=order.id, project_id=order.project_id, vintage_label=block.vintage.label,
+            public_id=new_public_id("ret"), block_id=block.id, order_id=order.id, project_id=order.project_id, vintage_label=block.vintage.label,
             first_serial=reservation.first_serial, last_serial=reservation.last_serial,
             quantity=reservation.quantity, kg=reservation.quantity * order.project.unit_kg,
             beneficiary_user_id=beneficiary_user_id, beneficiary_name=beneficiary_name, purpose=purpose,

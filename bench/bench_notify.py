@@ -1,0 +1,154 @@
+"""WeChat Pay notify handling on PostgreSQL: verify, decrypt, confirm, retire, post — per second
+and p50/p99 with 16 concurrent deliveries, next to a bare Flask route that inserts one row into
+the same PostgreSQL (both under gunicorn, 2 sync workers, interleaved 3 times).
+
+Each delivery confirms a different pending payment, so every request does the whole work. The
+notifications are built here the way WeChat Pay builds them (AES-256-GCM with the APIv3 key,
+RSA-SHA256 with the sandbox's WeChat Pay key). Usage: bench_notify.py [postgres admin URL].
+"""
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import secrets
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import timedelta
+from decimal import Decimal
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from harness import ROOT, gunicorn, load, summary
+from sqlalchemy import create_engine, insert, text
+
+ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+ORDERS = 12_000
+APPID, MCHID = "wxd1a2b3c4d5e6f7a8", "1900000109"
+APIV3_KEY = b"diandian-sandbox-apiv3-key-00001"
+PUBLIC_KEY_ID = "PUB_KEY_ID_0114232020220520000000000000000001"
+
+
+@contextmanager
+def fresh_postgres(admin_url: str):
+    name = f"diandian_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        create_engine(url).dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def prepare(url: str) -> list[str]:
+    """Migrate; one guest, one project, ORDERS pending payments with their held serials."""
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from carbon.accounts.models import User
+    from carbon.checkout.models import Order, Payment
+    from carbon.core.clock import utcnow
+    from carbon.core.db import db
+    from carbon.credits import service as credits
+    from carbon.credits.models import Project, Reservation
+
+    app = create_app({"ENV": "testing", "DATABASE_URL": url, "LOG_REQUESTS": False})
+    with app.app_context():
+        upgrade()
+        db.session.execute(text("CREATE TABLE bench_rows (id bigserial PRIMARY KEY, body bytea, "
+                                "created_at timestamptz DEFAULT now())"))
+        user = User(openid="o_bench")
+        project = Project(registry_name="CDCER", name_zh="基准项目", name_en="Bench project", methodology="-",
+                          location="-", price_per_tonne=Decimal("60.00"), unit_kg=Decimal(1))
+        db.session.add_all([user, project])
+        db.session.commit()
+        credits.add_block(project.public_id, "2021", 1, ORDERS * 10, Decimal("60.00"))
+        block_id = db.session.scalar(text("SELECT id FROM serial_blocks"))
+        expires = utcnow() + timedelta(hours=1)
+        numbers = [f"BENCH{n:010d}" for n in range(ORDERS)]
+        db.session.execute(insert(Order), [
+            {"public_id": f"ord_bench{n:07d}", "user_id": user.id, "project_id": project.id, "units": 10,
+             "kg": Decimal(10), "amount": Decimal("1.00"), "status": "awaiting_payment",
+             "beneficiary_name": "bench", "purpose": "bench", "expires_at": expires} for n in range(ORDERS)])
+        order_ids = [row[0] for row in db.session.execute(text("SELECT id FROM orders ORDER BY id"))]
+        db.session.execute(insert(Payment), [
+            {"order_id": order_id, "provider": "wechatpay", "out_trade_no": number, "amount": Decimal("1.00"),
+             "status": "pending", "prepay_id": f"wx{number}"} for order_id, number in zip(order_ids, numbers)])
+        db.session.execute(insert(Reservation), [
+            {"block_id": block_id, "order_id": order_id, "first_serial": n * 10 + 1, "last_serial": n * 10 + 10,
+             "status": "active", "expires_at": expires} for n, order_id in enumerate(order_ids)])
+        db.session.commit()
+    return numbers
+
+
+def notification(out_trade_no: str, key) -> tuple[bytes, dict[str, str]]:
+    transaction = {"appid": APPID, "mchid": MCHID, "out_trade_no": out_trade_no,
+                   "transaction_id": "42000" + "".join(secrets.choice("0123456789") for _ in range(23)),
+                   "trade_type": "JSAPI", "trade_state": "SUCCESS", "trade_state_desc": "支付成功",
+                   "success_time": "2026-11-26T12:00:00+08:00", "payer": {"openid": "o_bench"},
+                   "amount": {"total": 100, "payer_total": 100, "currency": "CNY", "payer_currency": "CNY"}}
+    nonce = secrets.token_hex(6)
+    sealed = AESGCM(APIV3_KEY).encrypt(nonce.encode(), json.dumps(transaction).encode(), b"transaction")
+    body = json.dumps({"id": f"EV-{uuid.uuid4().hex}", "create_time": "2026-11-26T12:00:00+08:00",
+                       "resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS", "summary": "支付成功",
+                       "resource": {"original_type": "transaction", "algorithm": "AEAD_AES_256_GCM",
+                                    "ciphertext": base64.b64encode(sealed).decode(), "associated_data": "transaction",
+                                    "nonce": nonce}}).encode()
+    timestamp, header_nonce = str(int(time.time())), secrets.token_hex(16)
+    signed = f"{timestamp}\n{header_nonce}\n{body.decode()}\n".encode()
+    signature = base64.b64encode(key.sign(signed, padding.PKCS1v15(), hashes.SHA256())).decode()
+    return body, {"Content-Type": "application/json", "Wechatpay-Timestamp": timestamp, "Wechatpay-Nonce": header_nonce,
+                  "Wechatpay-Signature": signature, "Wechatpay-Serial": PUBLIC_KEY_ID,
+                  "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048"}
+
+
+def main(seconds: float = 5.0, rounds: int = 3) -> None:
+    admin_url = sys.argv[1] if len(sys.argv) > 1 else ADMIN_URL
+    key = serialization.load_pem_private_key(
+        (ROOT / "wechat" / "sandbox" / "keys" / "wechatpay_private_key.pem").read_bytes(), password=None)
+    with fresh_postgres(admin_url) as url:
+        numbers = prepare(url)
+        prepared = [notification(number, key) for number in numbers]  # signed now: within the 5-minute window
+        cursor = itertools.count()
+
+        def next_notify(_i: int):
+            body, headers = prepared[next(cursor)]
+            return "POST", "/api/v1/payments/wechatpay/notify", body, headers
+
+        def bare(_i: int):
+            return "POST", "/insert", b'{"row": 1}', {"Content-Type": "application/json"}
+
+        results: dict[str, list] = {"bare insert route": [], "notify (full confirm)": []}
+        env = {"DIANDIAN_DATABASE_URL": url, "BENCH_DATABASE_URL": url}
+        served = {"workers": 2, "worker_class": "gthread", "threads": 4}  # as deploy/gunicorn.conf.py serves
+        with gunicorn(env, **served) as service, \
+                gunicorn(env, app_spec="bare_insert:app", cwd=ROOT / "bench", **served) as baseline:
+            for _ in range(rounds):
+                results["bare insert route"].append(load("bare insert route", baseline, bare, seconds=seconds,
+                                                         expect=204))
+                results["notify (full confirm)"].append(load("notify (full confirm)", service, next_notify,
+                                                             seconds=seconds, expect=204))
+        engine = create_engine(url)
+        with engine.connect() as connection:
+            confirmed = connection.scalar(text("SELECT count(*) FROM payments WHERE status = 'confirmed'"))
+            retired = connection.scalar(text("SELECT coalesce(sum(quantity), 0) FROM retirements"))
+            unbalanced = connection.scalar(text(
+                "SELECT count(*) FROM (SELECT transaction_id, unit FROM postings GROUP BY 1, 2 "
+                "HAVING sum(amount) <> 0) AS u"))
+        engine.dispose()
+        sent = sum(r.requests for r in results["notify (full confirm)"])
+        print(summary("notify handling vs a bare one-row insert route (PostgreSQL)", results, "bare insert route"))
+        print(f"check: {sent} notifies acknowledged, {confirmed} payments confirmed, {retired} units retired, "
+              f"{unbalanced} unbalanced ledger transactions")
+
+
+if __name__ == "__main__":
+    main()
