@@ -12,3 +12,12 @@ keepalive = 5
 accesslog = None  # the app logs one JSON line per request itself
 errorlog = "-"
 loglevel = os.environ.get("DIANDIAN_GUNICORN_LOG_LEVEL", "warning")
+
+
+def worker_exit(server, worker):
+    """Write the scene visits this worker counted but has not written yet (decision 0006)."""
+    app = getattr(worker, "wsgi", None)
+    if app is not None and hasattr(app, "app_context"):
+        from carbon.scenes.service import flush_visits
+
+        flush_visits(app)

@@ -59,6 +59,8 @@ class ProjectBrief(Schema):
     name_en = fields.String()
     methodology = fields.String()
     location = fields.String()
+    description = fields.String()
+    photos = fields.List(fields.String())
     price_per_tonne = Money()
     unit_kg = Kilograms()
 

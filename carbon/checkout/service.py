@@ -67,7 +67,7 @@ class LockBusy(ServiceUnavailable):
 
 def create_order(user: User, body: dict, idempotency_key: str) -> tuple[Order, dict[str, str]]:
     """A new order (or the one this key already made) and its ``wx.requestPayment`` parameters."""
-    request_hash = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+    request_hash = request_fingerprint(body)
     claim = IdempotencyKey(user_id=user.id, key=idempotency_key, request_hash=request_hash)
     db.session.add(claim)
     try:
@@ -95,6 +95,11 @@ def create_order(user: User, body: dict, idempotency_key: str) -> tuple[Order, d
     states.move(order, states.ORDER_TRANSITIONS, "awaiting_payment")
     db.session.commit()
     return order, ext.payments().client_params(prepay_id)
+
+
+def request_fingerprint(body: dict) -> str:
+    """What makes two order requests "the same" for an Idempotency-Key: the validated body."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _reserve_and_record(user: User, body: dict, claim: IdempotencyKey) -> tuple[Order, Payment]:

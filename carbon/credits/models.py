@@ -4,6 +4,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     CheckConstraint,
     Date,
@@ -35,6 +36,7 @@ class Project(db.Model):
     methodology: Mapped[str] = mapped_column(String(128))
     location: Mapped[str] = mapped_column(String(128))
     description: Mapped[str] = mapped_column(Text, default="")
+    photos: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")  # image URLs
     price_per_tonne: Mapped[Decimal] = mapped_column(Numeric(12, 2))
     unit_kg: Mapped[Decimal] = mapped_column(Numeric(12, 3), default=Decimal(1))
     owner_organization_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))

@@ -79,6 +79,14 @@ def runtime() -> Runtime:
     return current_app.extensions.setdefault("diandian.scenes", Runtime())
 
 
+def flush_visits(app) -> None:
+    """Write an app's buffered visits now (a worker about to exit)."""
+    state = app.extensions.get("diandian.scenes")
+    if state is not None:
+        with app.app_context():
+            state.visits.flush()
+
+
 # --- organizers --------------------------------------------------------------------------
 
 def create_scene(principal: Principal, data: dict) -> Scene:

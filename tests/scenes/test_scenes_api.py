@@ -249,3 +249,25 @@ def test_custom_scene_needs_a_preset(client, admin):
     made = make_scene(client, admin, kind="custom", preset={"activities": [{"type": "taxi",
                                                                             "defaults": {"distance_km": 8}}]})
     assert made["preset"] == {"activities": [{"type": "taxi", "defaults": {"distance_km": 8}}]}
+
+
+def test_buffered_visits_are_written_when_a_worker_exits(app, client, admin):
+    """gunicorn's worker_exit hook (deploy/gunicorn.conf.py) writes what the buffer holds."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    from carbon.scenes import stats
+    from tests.conftest import ROOT
+
+    scene = make_scene(client, admin, code="exit1")
+    go_live(client, admin, scene["id"])
+    assert client.get("/api/v1/scenes/resolve?scene=s%3Dexit1").status_code == 200
+    with app.app_context():
+        scene_id = db.session.scalar(select(SceneChannel.scene_id).limit(1))
+        assert stats.totals(scene_id)["visits"] == 0  # still in the worker's buffer
+    spec = importlib.util.spec_from_file_location("gunicorn_conf", ROOT / "deploy" / "gunicorn.conf.py")
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+    conf.worker_exit(None, SimpleNamespace(wsgi=app))
+    with app.app_context():
+        assert stats.totals(scene_id)["visits"] == 1

@@ -1,0 +1,87 @@
+"""Order creation rules: idempotency, minimum charge, validation, scene counters after payment."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import func, select
+
+from carbon.accounts.models import User
+from carbon.checkout.models import IdempotencyKey, Order, Payment
+from carbon.checkout.service import request_fingerprint
+from carbon.core.db import db
+from carbon.credits.models import Reservation
+from schemas.checkout import OrderIn
+from tests.payments.conftest import guest_token, seed_project
+from tests.payments.test_checkout_e2e import bearer, hook, place_order
+
+
+def test_minimum_charge_and_price_by_block(live, sandbox):
+    seed_project(live.app, price="60.00")
+    token = guest_token(live.url, sandbox, "o_small")
+    small = place_order(live, token, {"kg": "3"}).json()["order"]  # 3 kg × 60/t = 0.18 → the minimum
+    assert (small["kg"], small["amount"]) == ("3.000", "1.00")
+    large = place_order(live, token, {"kg": "100.4"}, key="k2").json()["order"]  # 101 units × 0.06
+    assert (small["units"], large["units"], large["amount"]) == (3, 101, "6.06")
+
+
+def test_a_key_still_being_processed_is_409_and_a_failed_attempt_frees_the_key(live, sandbox):
+    seed_project(live.app, units=10)
+    token = guest_token(live.url, sandbox, "o_keys")
+    with live.app.app_context():  # as if a first request with this key and body were still running
+        user = db.session.scalar(select(User).where(User.openid == "o_keys"))
+        fingerprint = request_fingerprint(OrderIn().load({"kg": "1"}))
+        db.session.add(IdempotencyKey(user_id=user.id, key="busy", request_hash=fingerprint))
+        db.session.commit()
+    busy = place_order(live, token, {"kg": "1"}, key="busy")
+    assert busy.status_code == 409 and busy.json()["error"]["code"] == "order.in_progress"
+
+    sold_out = place_order(live, token, {"kg": "11"}, key="retry-me")
+    assert sold_out.status_code == 409 and sold_out.json()["error"]["code"] == "credits.sold_out"
+    retried = place_order(live, token, {"kg": "11"}, key="retry-me")
+    assert retried.status_code == 409 and retried.json()["error"]["code"] == "credits.sold_out"  # not "in progress"
+    with live.app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Order)) == 0
+        assert db.session.scalar(select(func.count()).select_from(Reservation)) == 0
+
+
+def test_order_validation(live, sandbox):
+    seed_project(live.app)
+    token = guest_token(live.url, sandbox, "o_valid")
+    no_key = live.post("/api/v1/orders", json={"kg": "1"}, headers=bearer(token))
+    assert no_key.status_code == 422 and no_key.json()["error"]["code"] == "order.idempotency_key_required"
+    for body, field in (({}, "kg"), ({"kg": "1", "footprint_id": "fp_x"}, "kg"), ({"kg": "-1"}, "kg"),
+                        ({"kg": "1.0001"}, "kg"), ({"kg": "1", "project_id": "prj_none"}, "project_id"),
+                        ({"footprint_id": "fp_unknown"}, "footprint_id")):
+        response = place_order(live, token, body, key=f"v-{field}-{len(body)}")
+        assert response.status_code == 422, (body, response.text)
+        assert field in response.json()["error"]["details"]
+    assert live.post("/api/v1/orders", json={"kg": "1"}, headers={"Idempotency-Key": "x"}).status_code == 401
+    with live.app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Payment)) == 0
+
+
+def test_a_paid_order_from_a_scene_counts_kg_and_money_for_the_organizer(live, sandbox):
+    from carbon.organizers import service as organizers
+    from carbon.organizers.service import Principal
+    from carbon.scenes import service as scenes
+
+    project_id = seed_project(live.app, price="60.00")
+    with live.app.app_context():
+        member = organizers.create_organization("组委会", owner_email="o@x.example", owner_password="long password",
+                                                owner_name="o")
+        principal = Principal(member.organization, "owner", organizer=member)
+        scene = scenes.create_scene(principal, {"kind": "conference", "name_zh": "论坛", "code": "paid1",
+                                                "project_ids": [project_id]})
+        scenes.add_channel(principal, scene.public_id, "door", "入口")
+        scenes.update_scene(principal, scene.public_id, {"status": "live"})
+        scene_id = scene.public_id
+    token = guest_token(live.url, sandbox, "o_scene_payer")
+    created = place_order(live, token, {"kg": "50", "scene": "s%3Dpaid1%26c%3Ddoor"}).json()
+    assert created["order"]["purpose"].startswith("论坛")
+    assert hook(sandbox, "request-payment", created["request_payment"]).json()["notify"]["acknowledged"]
+    with live.app.app_context():
+        member = db.session.merge(member)
+        stats = scenes.scene_stats(Principal(member.organization, "owner", organizer=member), scene_id)
+    door = next(row for row in stats["by_channel"] if row["channel"] == "door")
+    assert (door["kg_neutralized"], door["money_raised"]) == (Decimal("50.000"), Decimal("3.00"))
+    assert stats["totals"]["money_raised"] == Decimal("3.00")
