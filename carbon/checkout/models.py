@@ -71,7 +71,7 @@ class NotifyEvent(db.Model):
     provider: Mapped[str] = mapped_column(String(16))
     event_id: Mapped[str] = mapped_column(String(64))
     out_trade_no: Mapped[str] = mapped_column(String(32))
-    outcome: Mapped[str] = mapped_column(String(16))  # confirmed | duplicate | ignored
+    outcome: Mapped[str] = mapped_column(String(16))  # confirmed | duplicate | ignored | orphaned
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -36,6 +36,7 @@ from payments.provider import NotifyRejected, ProviderError, ProviderRefused, Tr
 
 log = logging.getLogger("diandian.checkout")
 LOCK_TIMEOUT = "3s"
+CONFIRMABLE = {state for state, targets in states.PAYMENT_TRANSITIONS.items() if "confirmed" in targets}
 
 
 class OrderNotFound(NotFound):
@@ -267,19 +268,35 @@ def confirm(transaction: Transaction, *, event_id: str | None = None) -> str:
     if problems:
         db.session.rollback()
         raise PaymentMismatch(", ".join(problems))
+    outcome = _outcome(payment, transaction)
     if event_id:
         db.session.add(NotifyEvent(provider=payment.provider, event_id=event_id, out_trade_no=payment.out_trade_no,
-                                   outcome="duplicate" if payment.status == "confirmed" else "confirmed"))
-    if payment.status == "confirmed" or transaction.trade_state != "SUCCESS":
+                                   outcome=outcome))
+    if outcome == "orphaned":  # paid after we gave the order up: keep the money visible for a refund
+        log.error("payment for a closed order", extra={"fields": {"out_trade_no": payment.out_trade_no}})
+        db.session.add(OutboxEvent(kind="payment.needs_refund", payload={
+            "out_trade_no": payment.out_trade_no, "transaction_id": transaction.transaction_id,
+            "total_fen": transaction.total_fen}))
+    if outcome != "confirmed":
         try:
             db.session.commit()
         except IntegrityError:  # the same event id, recorded by a concurrent delivery
             db.session.rollback()
-        return "duplicate" if payment.status == "confirmed" else "ignored"
+        return outcome
     with db.session.no_autoflush:  # one flush at the end: fewer round trips
         _confirm(payment, transaction)
     failpoint("checkout.confirm.before_commit")
     db.session.commit()
+    return "confirmed"
+
+
+def _outcome(payment: Payment, transaction: Transaction) -> str:
+    if payment.status == "confirmed":
+        return "duplicate"
+    if transaction.trade_state != "SUCCESS":
+        return "ignored"
+    if payment.status not in CONFIRMABLE:
+        return "orphaned"
     return "confirmed"
 
 
@@ -386,7 +403,8 @@ def _settle_from_query(payment: Payment) -> str:
     if transaction is None or transaction.trade_state != "SUCCESS":
         return "pending"
     try:
-        return "confirmed" if confirm(transaction) in ("confirmed", "duplicate") else "pending"
+        outcome = confirm(transaction)
+        return "confirmed" if outcome in ("confirmed", "duplicate") else "pending"
     except (PaymentMismatch, LockBusy, OperationalError):
         db.session.rollback()
         return "deferred"

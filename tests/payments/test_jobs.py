@@ -112,3 +112,25 @@ def test_settlement_report_and_payouts(live, sandbox):
         assert ledger.unbalanced_transactions() == []
         assert db.session.scalar(select(func.count()).select_from(Reservation)
                                  .where(Reservation.status == "active")) == 0
+
+
+def test_money_for_an_order_we_gave_up_is_kept_visible_for_a_refund(live, sandbox):
+    """If WeChat Pay reports a payment for an order we already closed, nothing is retired or
+    posted; the notify is acknowledged (no endless retries) and a needs-refund event is queued."""
+    seed_project(live.app, units=100)
+    token = guest_token(live.url, sandbox, "o_orphan")
+    created = place_order(live, token, {"kg": "5"}).json()
+    out_trade_no = created["order"]["payments"][0]["out_trade_no"]
+    assert hook(sandbox, "request-payment", {**created["request_payment"], "deliver": False}).status_code == 200
+    with live.app.app_context():
+        order = db.session.scalar(select(Order).where(Order.public_id == created["order"]["id"]))
+        order.payments[0].status, order.status = "canceled", "expired"
+        credits.release(order)
+        db.session.commit()
+    sent = hook(sandbox, "notify", {"out_trade_no": out_trade_no, "variant": "normal"}).json()
+    assert sent[0]["status"] == 204
+    with live.app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Retirement)) == 0
+        assert ledger.balances() == {}
+        event = db.session.scalar(select(OutboxEvent).where(OutboxEvent.kind == "payment.needs_refund"))
+        assert event.payload["out_trade_no"] == out_trade_no
