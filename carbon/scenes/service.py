@@ -211,8 +211,9 @@ def _commit_unique(scene: Scene) -> None:
         db.session.commit()
     except IntegrityError as exc:
         db.session.rollback()
-        text = str(exc.orig).lower()
-        name = "code" if "code" in text else "slug" if "slug" in text else None
+        text = str(exc.orig).lower()  # SQLite: "scenes.code"; PostgreSQL: constraint "uq_scenes_code"
+        name = next((field for field in ("code", "slug") if f"scenes.{field}" in text or f"uq_scenes_{field}" in text),
+                    None)
         raise Conflict(code=f"scene.{name or 'conflict'}_taken", message="已被占用 / Already taken",
                        details={name or "_schema": ["已被占用 / already taken"]}) from exc
 
