@@ -354,13 +354,14 @@ def _locked_payment(out_trade_no: str) -> Payment | None:
 
 def expire_orders() -> dict[str, int]:
     """Close unpaid orders past their reservation at WeChat Pay and release their serials.
-    An order WeChat says was paid meanwhile is confirmed instead."""
+    An order WeChat says was paid meanwhile is confirmed instead. Orders left ``created`` (the
+    process died before WeChat Pay answered) are cancelled the same way."""
     counts = {"expired": 0, "confirmed": 0, "deferred": 0}
-    due = list(db.session.scalars(select(Order.id).where(Order.status == "awaiting_payment",
+    due = list(db.session.scalars(select(Order.id).where(Order.status.in_(("created", "awaiting_payment")),
                                                          Order.expires_at <= utcnow())))
     for order_id in due:
         order = db.session.get(Order, order_id)
-        payment = _live_payment(order)
+        payment = next((p for p in reversed(order.payments) if p.status in ("created", "pending")), None)
         try:
             if payment is not None:
                 ext.payments().close(payment.out_trade_no)
@@ -376,7 +377,7 @@ def expire_orders() -> dict[str, int]:
             continue
         if payment is not None:
             states.move(payment, states.PAYMENT_TRANSITIONS, "canceled")
-        states.move(order, states.ORDER_TRANSITIONS, "expired")
+        states.move(order, states.ORDER_TRANSITIONS, "expired" if order.status == "awaiting_payment" else "cancelled")
         order.closed_at = utcnow()
         credits.release(order)
         db.session.commit()

@@ -134,3 +134,26 @@ def test_money_for_an_order_we_gave_up_is_kept_visible_for_a_refund(live, sandbo
         assert ledger.balances() == {}
         event = db.session.scalar(select(OutboxEvent).where(OutboxEvent.kind == "payment.needs_refund"))
         assert event.payload["out_trade_no"] == out_trade_no
+
+
+def test_an_order_stuck_before_wechat_pay_answered_is_cancelled_and_released(live, sandbox):
+    """A process that died between reserving and hearing from WeChat Pay leaves a ``created``
+    order holding serials; the expiry job cancels it (WeChat Pay does not know it: ORDER_NOT_EXIST)."""
+    from carbon.checkout.models import Payment
+
+    project_id = seed_project(live.app, units=100)
+    token = guest_token(live.url, sandbox, "o_stuck")
+    created = place_order(live, token, {"kg": "30"}).json()
+    with live.app.app_context():
+        order = db.session.scalar(select(Order).where(Order.public_id == created["order"]["id"]))
+        order.status = "created"
+        order.payments[0].status = "created"
+        order.payments[0].out_trade_no = "DDNEVERSENT0001"  # as if WeChat Pay never heard of it
+        db.session.commit()
+        advance_both(sandbox, 16 * 60)
+        assert expire_orders() == {"expired": 1, "confirmed": 0, "deferred": 0}
+        order = db.session.scalar(select(Order).where(Order.public_id == created["order"]["id"]))
+        assert order.status == "cancelled"
+        assert db.session.scalar(select(Payment.status).where(Payment.out_trade_no == "DDNEVERSENT0001")) == "canceled"
+        project = db.session.scalar(select(Project).where(Project.public_id == project_id))
+        assert credits.available_units(project) == 100
