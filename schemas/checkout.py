@@ -4,6 +4,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from schemas.common import Kilograms, Money
 from schemas.footprint import Quantity
+from schemas.scenes import ProjectBrief
 
 
 class OrderIn(Schema):
@@ -21,13 +22,6 @@ class OrderIn(Schema):
             raise ValidationError("需提供 footprint_id 或 kg 之一 / Give exactly one of footprint_id, kg", "kg")
 
 
-class OrderProject(Schema):
-    id = fields.String(attribute="public_id")
-    registry = fields.String(attribute="registry_name")
-    name_zh = fields.String()
-    name_en = fields.String()
-
-
 class PaymentOut(Schema):
     out_trade_no = fields.String()
     status = fields.String()
@@ -43,7 +37,7 @@ class OrderOut(Schema):
     kg = Kilograms()
     amount = Money()
     currency = fields.String()
-    project = fields.Nested(OrderProject)
+    project = fields.Nested(ProjectBrief)
     beneficiary_name = fields.String()
     purpose = fields.String()
     created_at = fields.DateTime()

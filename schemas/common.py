@@ -28,6 +28,13 @@ class Kilograms(fields.Field):
         return _decimal(value, kg)
 
 
+def plain(obj, schema: type[Schema]) -> dict:
+    """The attributes ``schema`` dumps, read off ``obj`` into a dict that ``schema`` can dump later
+    (for answers kept beyond the database session, e.g. cached)."""
+    names = [field.attribute or name for name, field in schema().dump_fields.items()]
+    return {name: getattr(obj, name) for name in names}
+
+
 def _decimal(value, quantize):
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise ValidationError("需为数字字符串 / Must be a number given as a string or integer.")

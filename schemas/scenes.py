@@ -78,7 +78,9 @@ class ChannelOut(Schema):
         return scene_string(channel.scene.code, channel.slug)
 
 
-class SceneOut(Schema):
+class PublicScene(Schema):
+    """What guests see of a scene."""
+
     id = fields.String(attribute="public_id")
     code = fields.String()
     slug = fields.String()
@@ -92,6 +94,11 @@ class SceneOut(Schema):
     starts_on = fields.Date(allow_none=True)
     ends_on = fields.Date(allow_none=True)
     expected_attendance = fields.Integer(allow_none=True)
+
+
+class SceneOut(PublicScene):
+    """What its organizers see."""
+
     preset = fields.Dict()
     projects = fields.List(fields.Nested(ProjectBrief))
     venue_kwh = fields.Decimal(as_string=True, allow_none=True)
@@ -129,12 +136,17 @@ class WxaCodeIn(Schema):
     regenerate = fields.Boolean(load_default=False)
 
 
-class Counters(Schema):
+class Progress(Schema):
+    """A scene's live progress, as guests see it."""
+
     visits = fields.Integer()
-    logins = fields.Integer()
     footprints = fields.Integer()
     kg_neutralized = Kilograms()
     money_raised = Money()
+
+
+class Counters(Progress):
+    logins = fields.Integer()
 
 
 class ChannelCounters(Counters):
@@ -158,52 +170,18 @@ class ResolveQuery(Schema):
                           metadata={"description": "query.scene as the mini-program received it (encoded or not)"})
 
 
-class PublicScene(Schema):
-    id = fields.String()
-    code = fields.String()
-    slug = fields.String()
-    kind = fields.String()
-    name_zh = fields.String()
-    name_en = fields.String()
-    description = fields.String()
-    city = fields.String()
-    province = fields.String(allow_none=True)
-    starts_on = fields.Date(allow_none=True)
-    ends_on = fields.Date(allow_none=True)
-    expected_attendance = fields.Integer(allow_none=True)
-    status = fields.String()
-
-
-class OfferOut(Schema):
-    id = fields.String()
-    registry = fields.String()
-    name_zh = fields.String()
-    name_en = fields.String()
-    methodology = fields.String()
-    location = fields.String()
-    price_per_tonne = Money()
-    unit_kg = Kilograms()
-
-
 class PledgeOut(Schema):
     venue_kwh = fields.Decimal(as_string=True, allow_none=True)
     note = fields.String()
-
-
-class ProgressOut(Schema):
-    visits = fields.Integer()
-    footprints = fields.Integer()
-    kg_neutralized = Kilograms()
-    money_raised = Money()
 
 
 class ResolveOut(Schema):
     scene = fields.Nested(PublicScene)
     channel = fields.Dict()
     preset = fields.Dict(metadata={"description": "{kind, activities: [{type, defaults}]}"})
-    offer = fields.List(fields.Nested(OfferOut))
+    offer = fields.List(fields.Nested(ProjectBrief))
     pledge = fields.Nested(PledgeOut, allow_none=True)
-    progress = fields.Nested(ProgressOut)
+    progress = fields.Nested(Progress)
 
 
 class ProjectsOut(Schema):

@@ -185,10 +185,10 @@ def _project(public_id: str | None, scene_id: int | None) -> Project:
         offered = scenes.offered_projects(scene_id)
         if offered:
             return offered[0]
-    project = db.session.scalar(select(Project).where(Project.status == "active").order_by(Project.id))
-    if project is None:
+    on_offer = credits.active_projects()
+    if not on_offer:
         raise ValidationError(details={"project_id": ["暂无可售项目 / No project on offer"]})
-    return project
+    return on_offer[0]
 
 
 def _purpose(scene: dict) -> str:

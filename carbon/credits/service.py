@@ -34,6 +34,11 @@ class Allocation:
     price: Decimal  # exact CNY before rounding to the fen
 
 
+def active_projects() -> list[Project]:
+    """The projects on offer, oldest first."""
+    return list(db.session.scalars(select(Project).where(Project.status == "active").order_by(Project.id)))
+
+
 def ceil_units(kg_wanted: Decimal, unit_kg: Decimal) -> int:
     """Whole sale units covering ``kg_wanted``: never below the footprint."""
     return int(ceil_to_unit(kg_wanted, unit_kg) / unit_kg)

@@ -1,6 +1,7 @@
 """Footprints: preview (not saved), save for the guest, read back, history, life comparison."""
 from __future__ import annotations
 
+import json
 from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import select
@@ -49,7 +50,7 @@ def create(user: User, body: dict) -> dict:
     result = calculate(body["kind"], body["activities"], context_for(body, scene), data)
     footprint = Footprint(user_id=user.id, scene_id=scene.get("scene_id"), channel=scene.get("channel"),
                           scene_code=body.get("scene"), kind=body["kind"], dataset_version=data.version,
-                          total_grams=result["total_grams"], request=_jsonable(body), result=to_json(result))
+                          total_grams=result["total_grams"], request=json.loads(json.dumps(body, default=str)), result=to_json(result))
     db.session.add(footprint)
     if scene:
         scene_stats.add(scene["scene_id"], scene["channel"], footprints=1)
@@ -94,13 +95,3 @@ def _comparison(total_kg: Decimal, earlier: list[Footprint]) -> dict:
     return {"china_per_capita_kg": str(average.value),
             "ratio_to_china": str((total_kg / average.value).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)),
             "source": f"{average.source}, {average.year}; {average.note}", "previous": previous}
-
-
-def _jsonable(value):
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(item) for item in value]
-    return value

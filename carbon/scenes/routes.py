@@ -3,12 +3,10 @@ from __future__ import annotations
 from flask import Blueprint as FlaskBlueprint
 from flask import render_template_string, request
 from flask_smorest import Blueprint
-from sqlalchemy import select
 
 from carbon.accounts.auth import public
-from carbon.core.db import db
 from carbon.core.errors import DomainError
-from carbon.credits.models import Project
+from carbon.credits import service as credits
 from carbon.scenes import service
 from schemas.scenes import ProjectsOut, ResolveOut, ResolveQuery
 
@@ -30,7 +28,7 @@ def resolve(query):
 @public
 def projects():
     """Credit projects on offer."""
-    return {"items": db.session.scalars(select(Project).where(Project.status == "active").order_by(Project.id))}
+    return {"items": credits.active_projects()}
 
 
 PAGE = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">

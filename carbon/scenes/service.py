@@ -25,7 +25,9 @@ from carbon.credits.models import Project
 from carbon.organizers.service import Principal
 from carbon.scenes import codes, poster, stats
 from carbon.scenes.models import Scene, SceneChannel
+from schemas.common import plain
 from schemas.footprint import ACTIVITY_SCHEMAS
+from schemas.scenes import ProjectBrief, PublicScene
 
 CODE_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i
 TRANSITIONS = {"draft": {"live", "closed"}, "live": {"closed"}, "closed": {"live"}}
@@ -293,33 +295,28 @@ def resolve(raw_scene: str, *, count_visit: bool = True) -> dict:
 
 
 def _public_view(code: str, slug: str) -> dict:
+    """What resolve answers, as plain values (it is cached across requests); keys starting with
+    ``_`` are for the service's own use."""
     scene = db.session.scalar(select(Scene).where(Scene.code == code))
     if scene is None or scene.status == "draft":
         raise SceneNotFound(details={"scene": [code]})
     if scene.status == "closed":
         raise SceneClosed(details={"scene": [code]})
     channel = channel_of(scene, slug)
-    totals = stats.totals(scene.id)
     preset = list(scene.preset["activities"])
-    if venue_share_offered(scene):
+    shared = venue_share_offered(scene)
+    if shared:
         preset.append({"type": "venue_share", "defaults": {}})
     return {
         "_scene_id": scene.id,
-        "scene": {"id": scene.public_id, "code": scene.code, "slug": scene.slug, "kind": scene.kind,
-                  "name_zh": scene.name_zh, "name_en": scene.name_en, "description": scene.description,
-                  "city": scene.city, "province": scene.province, "starts_on": scene.starts_on,
-                  "ends_on": scene.ends_on, "expected_attendance": scene.expected_attendance,
-                  "status": scene.status},
+        "_venue": (scene.venue_kwh, scene.expected_attendance) if shared else (None, None),
+        "scene": plain(scene, PublicScene),
         "channel": {"slug": channel.slug, "label": channel.label},
         "preset": {"kind": "event", "activities": preset},
-        "offer": [{"id": p.public_id, "registry": p.registry_name, "name_zh": p.name_zh, "name_en": p.name_en,
-                   "methodology": p.methodology, "location": p.location, "price_per_tonne": p.price_per_tonne,
-                   "unit_kg": p.unit_kg} for p in scene.projects if p.status == "active"],
+        "offer": [plain(project, ProjectBrief) for project in scene.projects if project.status == "active"],
         "pledge": {"venue_kwh": scene.venue_kwh, "note": scene.pledge_note} if scene.organizer_pledges_venue
         else None,
-        "progress": {"visits": totals["visits"], "footprints": totals["footprints"],
-                     "kg_neutralized": grams_to_kg(int(totals["grams_neutralized"])),
-                     "money_raised": Decimal(totals["money_raised"])},
+        "progress": _shown(stats.totals(scene.id)),
     }
 
 
@@ -341,12 +338,9 @@ def scene_name(scene_id: int) -> str | None:
 def footprint_facts(raw_scene: str) -> dict:
     """What a footprint takes from its scene: ids for the counters, province, venue electricity."""
     view = resolve(raw_scene, count_visit=False)
-    scene = db.session.get(Scene, view["_scene_id"])
-    slug = view["channel"]["slug"]
-    shared = venue_share_offered(scene)
-    return {"scene_id": scene.id, "channel": slug, "province": scene.province,
-            "venue_kwh": scene.venue_kwh if shared else None,
-            "venue_attendance": scene.expected_attendance if shared else None}
+    venue_kwh, attendance = view["_venue"]
+    return {"scene_id": view["_scene_id"], "channel": view["channel"]["slug"],
+            "province": view["scene"]["province"], "venue_kwh": venue_kwh, "venue_attendance": attendance}
 
 
 def record_login(raw_scene: str | None) -> None:
