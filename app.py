@@ -129,21 +129,19 @@ def _wechat_gateway(settings, engine, redis_client):
 
 
 def _register_blueprints(app: Flask) -> None:
-    from carbon.accounts.auth import enforce_guest_auth
+    from carbon.accounts.auth import enforce_audiences
     from carbon.accounts.routes import blp as accounts_blp
     from carbon.checkout.routes import blp as orders_blp
     from carbon.checkout.routes import notify as notify_blp
     from carbon.core.apidocs import bp as apidocs_bp
     from carbon.core.health import bp as health_bp
     from carbon.footprint.routes import blp as footprint_blp
-    from carbon.organizers.auth import enforce_organizer_auth
     from carbon.organizers.routes import blp as admin_blp
     from carbon.scenes.admin_routes import blp as admin_scenes_blp
     from carbon.scenes.routes import blp as scenes_blp
     from carbon.scenes.routes import h5 as h5_bp
 
-    app.before_request(enforce_guest_auth)
-    app.before_request(enforce_organizer_auth)
+    app.before_request(enforce_audiences)
     app.register_blueprint(health_bp)
     app.register_blueprint(apidocs_bp)
     app.extensions["diandian.api"].register_blueprint(accounts_blp)

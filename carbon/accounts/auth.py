@@ -1,8 +1,8 @@
-"""Every ``/api/v1`` route needs a guest token unless marked otherwise.
+"""Who may call a view: every ``/api/v1`` route needs a guest token unless it says otherwise.
 
-Views declare who may call them with ``@public`` (anyone) or, later, other audiences;
-the default is a logged-in guest. The check runs before the view, so forgetting a
-decorator fails closed.
+Views declare their audience with ``@public`` (anyone) or a decorator that ``register_audience``
+returns (e.g. ``@organizer_only``); the default under ``/api/v1`` is a logged-in guest. One
+before_request hook checks every audience, before the view, so forgetting a decorator fails closed.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from carbon.core.errors import AuthenticationError
 
 F = TypeVar("F", bound=Callable)
 API_PREFIX = "/api/v1/"
+_AUDIENCES: dict[str, tuple[Callable[[str], None], str]] = {}
 
 
 def public(view: F) -> F:
@@ -24,8 +25,11 @@ def public(view: F) -> F:
     return view
 
 
-def audience(name: str) -> Callable[[F], F]:
-    """Mark a view for another audience (e.g. ``organizer``), checked by that area's own hook."""
+def register_audience(name: str, authenticate: Callable[[str], None], missing: str) -> Callable[[F], F]:
+    """A new audience: ``authenticate(token)`` sets ``g`` or raises; ``missing`` is the message for
+    a request without a token. Returns the decorator that marks views for it."""
+    _AUDIENCES[name] = (authenticate, missing)
+
     def mark(view: F) -> F:
         view._diandian_audience = name  # type: ignore[attr-defined]
         return view
@@ -40,20 +44,28 @@ def bearer_token() -> str | None:
     return token.strip()
 
 
-def enforce_guest_auth() -> None:
-    """before_request: authenticate guests on every non-public /api/v1 view."""
-    if not request.path.startswith(API_PREFIX) or request.endpoint is None:
+def enforce_audiences() -> None:
+    """before_request: authenticate the caller for the view's audience."""
+    if request.endpoint is None:
         return
     view = current_app.view_functions.get(request.endpoint)
-    who = getattr(view, "_diandian_audience", "guest")
-    if who != "guest":
+    default = "guest" if request.path.startswith(API_PREFIX) else "public"
+    who = getattr(view, "_diandian_audience", default)
+    if who == "public":
         return
+    authenticate, missing = _AUDIENCES[who]
     token = bearer_token()
     if token is None:
-        raise AuthenticationError(code="auth.missing_token",
-                                  message="缺少登录凭证 / Missing 'Authorization: Bearer <token>'")
-    g.user = service.authenticate(token)
+        raise AuthenticationError(code="auth.missing_token", message=missing)
+    authenticate(token)
     g.token = token
+
+
+def _authenticate_guest(token: str) -> None:
+    g.user = service.authenticate(token)
+
+
+register_audience("guest", _authenticate_guest, "缺少登录凭证 / Missing 'Authorization: Bearer <token>'")
 
 
 def current_user() -> User:

@@ -5,29 +5,20 @@ route is scoped to ``current_principal().organization``.
 """
 from __future__ import annotations
 
-from flask import current_app, g, request
+from flask import g
 
-from carbon.accounts.auth import audience, bearer_token
-from carbon.core.errors import AuthenticationError, PermissionDenied
+from carbon.accounts.auth import register_audience
+from carbon.core.errors import PermissionDenied
 from carbon.organizers import service
 from carbon.organizers.service import Principal
 
-organizer_only = audience("organizer")
 
-
-def enforce_organizer_auth() -> None:
-    """before_request: authenticate organizers on every view marked ``@organizer_only``."""
-    if request.endpoint is None:
-        return
-    view = current_app.view_functions.get(request.endpoint)
-    if getattr(view, "_diandian_audience", None) != "organizer":
-        return
-    token = bearer_token()
-    if token is None:
-        raise AuthenticationError(code="auth.missing_token",
-                                  message="缺少组织者凭证 / Missing 'Authorization: Bearer <organizer token or API key>'")
+def _authenticate(token: str) -> None:
     g.principal = service.authenticate(token)
-    g.token = token
+
+
+organizer_only = register_audience(
+    "organizer", _authenticate, "缺少组织者凭证 / Missing 'Authorization: Bearer <organizer token or API key>'")
 
 
 def current_principal() -> Principal:
