@@ -4,11 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 
 from carbon.accounts.models import AuthSession, User
 from carbon.core import extensions as ext
+from carbon.core import session_tokens
 from carbon.core.clock import utcnow
 from carbon.core.db import db
 from carbon.core.errors import AuthenticationError, DomainError
@@ -36,10 +36,6 @@ class LoginResult:
     created: bool
 
 
-def _serializer() -> URLSafeSerializer:
-    return URLSafeSerializer(ext.settings().SECRET_KEY, salt=TOKEN_SALT)
-
-
 def login(code: str, client_ip: str | None) -> LoginResult:
     """Exchange a ``wx.login`` code, find or create the user, open a session."""
     settings = ext.settings()
@@ -62,27 +58,20 @@ def login(code: str, client_ip: str | None) -> LoginResult:
                           expires_at=now + timedelta(seconds=settings.SESSION_TTL_SECONDS))
     db.session.add(session)
     db.session.commit()
-    return LoginResult(user, _serializer().dumps(session.token_id), session.expires_at, created)
+    return LoginResult(user, session_tokens.sign(TOKEN_SALT, session.token_id), session.expires_at, created)
 
 
 def authenticate(token: str) -> User:
     """The user behind a bearer token; 401 when it is forged, expired or revoked."""
-    try:
-        token_id = _serializer().loads(token)
-    except BadSignature as exc:
-        raise TokenInvalid() from exc
-    if not isinstance(token_id, str):
-        raise TokenInvalid()
-    session = db.session.scalar(select(AuthSession).where(AuthSession.token_id == token_id))
-    if session is None or session.revoked_at is not None or session.expires_at <= utcnow():
+    session = session_tokens.live_session(AuthSession, TOKEN_SALT, token)
+    if session is None:
         raise TokenInvalid()
     return session.user
 
 
 def logout(token: str) -> None:
-    token_id = _serializer().loads(token)
-    session = db.session.scalar(select(AuthSession).where(AuthSession.token_id == token_id))
-    if session is not None and session.revoked_at is None:
+    session = session_tokens.live_session(AuthSession, TOKEN_SALT, token)
+    if session is not None:
         session.revoked_at = utcnow()
         db.session.commit()
 

@@ -6,11 +6,11 @@ import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from carbon.core import extensions as ext
+from carbon.core import session_tokens
 from carbon.core.clock import utcnow
 from carbon.core.db import db
 from carbon.core.errors import AuthenticationError, Conflict, NotFound
@@ -45,10 +45,6 @@ class Principal:
     role: str
     organizer: Organizer | None = None
     api_key: ApiKey | None = None
-
-
-def _serializer() -> URLSafeSerializer:
-    return URLSafeSerializer(ext.settings().SECRET_KEY, salt=TOKEN_SALT)
 
 
 def create_organization(name: str, *, owner_email: str, owner_password: str, owner_name: str) -> Organizer:
@@ -92,7 +88,7 @@ def login(email: str, password: str, client_ip: str | None) -> tuple[Organizer, 
                                expires_at=now + timedelta(seconds=settings.ORGANIZER_SESSION_TTL_SECONDS))
     db.session.add(session)
     db.session.commit()
-    return member, _serializer().dumps(session.token_id), session.expires_at
+    return member, session_tokens.sign(TOKEN_SALT, session.token_id), session.expires_at
 
 
 def logout(token: str) -> None:
@@ -114,12 +110,8 @@ def authenticate(token: str) -> Principal:
 
 
 def _session(token: str) -> OrganizerSession:
-    try:
-        token_id = _serializer().loads(token)
-    except BadSignature as exc:
-        raise OrganizerTokenInvalid() from exc
-    session = db.session.scalar(select(OrganizerSession).where(OrganizerSession.token_id == str(token_id)))
-    if session is None or session.revoked_at is not None or session.expires_at <= utcnow():
+    session = session_tokens.live_session(OrganizerSession, TOKEN_SALT, token)
+    if session is None:
         raise OrganizerTokenInvalid()
     return session
 
