@@ -9,9 +9,8 @@
 from __future__ import annotations
 
 import sys
-import time
 
-from harness import get, gunicorn, load, post_json, scratch_database, summary
+from harness import get, gunicorn, load, per_second, post_json, scratch_database, summary
 
 FIVE_ACTIVITIES = {"kind": "event", "province": "SC", "activities": [
     {"type": "flight", "route": ["PEK", "CTU"], "round_trip": True},
@@ -21,15 +20,6 @@ FIVE_ACTIVITIES = {"kind": "event", "province": "SC", "activities": [
     {"type": "taxi", "distance_km": 25},
 ]}
 
-
-def per_second(work, seconds: float = 3.0) -> float:
-    work()  # warm caches (airports, distances)
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        for _ in range(200):
-            work()
-        done += 200
-    return done / (time.perf_counter() - started)
 
 
 def in_process() -> str:
@@ -41,9 +31,9 @@ def in_process() -> str:
     data, schema = dataset.load(), FootprintIn()
     body = schema.load(FIVE_ACTIVITIES)
     ctx = Context(province="SC")
-    calc = [per_second(lambda: calculate("event", body["activities"], ctx, data)) for _ in range(3)]
+    calc = [per_second(lambda: calculate("event", body["activities"], ctx, data), 3.0) for _ in range(3)]
     whole = [per_second(lambda: to_json(calculate("event", (b := schema.load(FIVE_ACTIVITIES))["activities"],
-                                                  Context(province=b["province"]), data))) for _ in range(3)]
+                                                  Context(province=b["province"]), data)), 3.0) for _ in range(3)]
     return (f"in-process, five activities: calculate {sorted(calc)[1]:,.0f}/s; "
             f"validate + calculate + JSON {sorted(whole)[1]:,.0f}/s (median of 3 × 3 s)")
 

@@ -12,11 +12,10 @@ resolve is a read of the worker's memory plus, now and then, one small write.
 from __future__ import annotations
 
 import sys
-import time
 import urllib.error
 import urllib.request
 
-from harness import get, gunicorn, load, scratch_database, summary
+from harness import get, gunicorn, load, per_second, scratch_database, summary
 
 RESOLVE = "/api/v1/scenes/resolve?scene=s%3Dcdcnf21%26c%3Ddoor"
 
@@ -30,15 +29,6 @@ def seed_demo(url: str) -> None:
         for line in demo.seed():
             print(line)
 
-
-def per_second(work, seconds: float = 2.0) -> float:
-    work()  # warm caches (the resolved scene, the session)
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        for _ in range(200):
-            work()
-        done += 200
-    return done / (time.perf_counter() - started)
 
 
 def resolves_per_second(url: str, overrides: dict) -> tuple[float, float]:

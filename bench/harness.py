@@ -30,6 +30,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def per_second(work: Callable[[], object], seconds: float = 2.0) -> float:
+    """Calls of ``work`` per second in this process, after one warm-up call."""
+    work()
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        for _ in range(200):
+            work()
+        done += 200
+    return done / (time.perf_counter() - started)
+
+
 def calibration_ms() -> float:
     """How fast the machine is right now: one pure-Python loop, in ms."""
     started = time.perf_counter()
@@ -54,9 +65,10 @@ def scratch_database(url: str | None = None) -> Iterator[str]:
 
 @contextmanager
 def gunicorn(env: dict[str, str], workers: int = 2, worker_class: str = "sync",
-             threads: int = 1, app_spec: str = "app:create_app()", cwd: Path = ROOT) -> Iterator[str]:
-    """Serve ``app_spec`` (the service by default) on a free loopback port; yields the base URL."""
-    port = free_port()
+             threads: int = 1, app_spec: str = "app:create_app()", cwd: Path = ROOT,
+             port: int | None = None) -> Iterator[str]:
+    """Serve ``app_spec`` (the service by default) on loopback (a free port unless given); yields the base URL."""
+    port = port or free_port()
     full_env = {**os.environ, **env, "DIANDIAN_LOG_REQUESTS": "0"}
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", worker_class, "--threads", str(threads),

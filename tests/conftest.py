@@ -110,6 +110,11 @@ def app(app_config, sandbox) -> Iterator:
     sandbox.reset()
     application = create_app(app_config)
     yield application
+    dispose_app(application)
+
+
+def dispose_app(application) -> None:
+    """After a test: the clock back to real time, every table emptied, connections closed."""
     clock.reset()
     with application.app_context():
         from carbon.core.db import db

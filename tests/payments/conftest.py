@@ -1,7 +1,6 @@
 """Payment fixtures: a live service (WeChat Pay's notifications need a real URL), credits, guests."""
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,14 +10,8 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
-from carbon.core.clock import clock
-from tests.conftest import empty_all_tables, make_config
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from bench.harness import free_port
+from tests.conftest import dispose_app, make_config
 
 
 @dataclass
@@ -41,21 +34,14 @@ def live(database_url, sandbox) -> Iterator[LiveService]:
     sandbox.reset()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    application = create_app(make_config(database_url, sandbox.url, PUBLIC_BASE_URL=url,
-                                         WECHATPAY_NOTIFY_URL=f"{url}/api/v1/payments/wechatpay/notify"))
+    application = create_app(make_config(database_url, sandbox.url, PUBLIC_BASE_URL=url))
     server = make_server("127.0.0.1", port, application, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield LiveService(url, application)
     server.shutdown()
     thread.join(5)
-    clock.reset()
-    with application.app_context():
-        from carbon.core.db import db
-
-        db.session.remove()
-        empty_all_tables(db.engine)
-        db.engine.dispose()
+    dispose_app(application)
 
 
 def seed_project(app, *, units: int = 10_000, price: str = "60.00", first: int = 1, name: str = "测试项目") -> str:
