@@ -42,13 +42,7 @@ MINUTE = 60
 @bp.before_request
 def record_call_and_inject_failure() -> Response | None:
     state = sandbox_state()
-    state.record_call({
-        "method": request.method,
-        "path": request.path,
-        "query": request.args.to_dict(),
-        "json": request.get_json(force=True, silent=True),
-        "content_type": request.content_type,
-    })
+    state.record_request()
     errcode = state.take_failure(request.path)
     return None if errcode is None else error_response(WeChatError(errcode))
 

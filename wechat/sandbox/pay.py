@@ -85,13 +85,7 @@ def request_uri() -> str:
 def authenticate() -> Response | None:
     state = sandbox_state()
     raw = request.get_data()
-    state.record_call({
-        "method": request.method,
-        "path": request.path,
-        "query": request.args.to_dict(),
-        "json": request.get_json(force=True, silent=True),
-        "content_type": request.content_type,
-    })
+    state.record_request()
     if state.take_failure(request.path) is not None:
         raise PayError(500, "SYSTEM_ERROR", "系统错误")
     fields = parse_authorization(request.headers.get("Authorization"))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from flask import current_app
+from flask import current_app, request
 
 from wechat.sandbox.pay_crypto import load_private_key, load_public_key
 
@@ -244,6 +244,16 @@ class SandboxState:
     def record_call(self, call: dict[str, Any]) -> None:
         with self.lock:
             self.calls.append({**call, "at": self.now()})
+
+    def record_request(self) -> None:
+        """Record the API call being served (every emulated area does, before anything else)."""
+        self.record_call({
+            "method": request.method,
+            "path": request.path,
+            "query": request.args.to_dict(),
+            "json": request.get_json(force=True, silent=True),
+            "content_type": request.content_type,
+        })
 
     def arm_failure(self, path: str, errcode: int, count: int) -> None:
         with self.lock:
