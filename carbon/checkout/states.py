@@ -1,6 +1,9 @@
 """The order and payment state machines: one transition table each, nothing else moves a state."""
 from __future__ import annotations
 
+from functools import partial
+
+from carbon.core import states
 from carbon.core.errors import Conflict
 
 ORDER_TRANSITIONS: dict[str, set[str]] = {
@@ -27,8 +30,4 @@ class TransitionRefused(Conflict):
     message = "状态不允许此操作 / Not allowed in the current state"
 
 
-def move(thing, table: dict[str, set[str]], new: str) -> None:
-    """Set ``thing.status`` to ``new`` if the table allows it from the current state."""
-    if new not in table.get(thing.status, set()):
-        raise TransitionRefused(details={"status": [f"{thing.status} → {new}"]})
-    thing.status = new
+move = partial(states.move, refused=TransitionRefused)

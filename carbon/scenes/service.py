@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from carbon.core import extensions as ext
+from carbon.core import states
 from carbon.core.clock import utcnow
 from carbon.core.db import db
 from carbon.core.errors import Conflict, Gone, NotFound, ValidationError
@@ -120,9 +121,7 @@ def update_scene(principal: Principal, public_id: str, data: dict) -> Scene:
     scene = get_scene(principal, public_id)
     status = data.pop("status", None)
     if status and status != scene.status:
-        if status not in TRANSITIONS[scene.status]:
-            raise StatusChangeRefused(details={"status": [f"{scene.status} → {status}"]})
-        scene.status = status
+        states.move(scene, TRANSITIONS, status, StatusChangeRefused)
     if "slug" in data:
         scene.slug = data.pop("slug")
     _apply(scene, data, creating=False)
@@ -225,7 +224,10 @@ def _commit_unique(scene: Scene) -> None:
 def wxacode(principal: Principal, public_id: str, slug: str = "", *, regenerate: bool = False,
             **options) -> SceneChannel:
     """The channel's mini-program code: fetched from WeChat once, kept, refetched only when asked."""
-    channel = channel_of(get_scene(principal, public_id), slug)
+    return _fetched(channel_of(get_scene(principal, public_id), slug), regenerate=regenerate, **options)
+
+
+def _fetched(channel: SceneChannel, *, regenerate: bool = False, **options) -> SceneChannel:
     if channel.wxacode_png is not None and not regenerate:
         return channel
     options = {"page": ext.settings().WECHAT_SCENE_PAGE, "width": 430, "env_version": "release",
@@ -246,8 +248,11 @@ def qrcode_png(principal: Principal, public_id: str, slug: str = "") -> bytes:
     """A plain QR code of the scene's H5 link (before the mini-program is published, or for browsers)."""
     scene = get_scene(principal, public_id)
     channel_of(scene, slug)
-    image = qrcode.make(h5_link(scene, slug), border=2, box_size=10,
-                        error_correction=qrcode.constants.ERROR_CORRECT_M)
+    return _qr_png(h5_link(scene, slug))
+
+
+def _qr_png(text: str) -> bytes:
+    image = qrcode.make(text, border=2, box_size=10, error_correction=qrcode.constants.ERROR_CORRECT_M)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -257,8 +262,7 @@ def poster_file(principal: Principal, public_id: str, slug: str = "", *, source:
                 fmt: str = "png") -> bytes:
     scene = get_scene(principal, public_id)
     channel = channel_of(scene, slug)
-    code_png = (wxacode(principal, public_id, slug).wxacode_png if source == "wxacode"
-                else qrcode_png(principal, public_id, slug))
+    code_png = _fetched(channel).wxacode_png if source == "wxacode" else _qr_png(h5_link(scene, slug))
     dates = " – ".join(dict.fromkeys(str(day) for day in (scene.starts_on, scene.ends_on) if day))
     footer = " · ".join(part for part in (scene.city, dates, channel.label if channel.slug else "") if part)
     render = poster.render_poster_pdf if fmt == "pdf" else poster.render_poster_png
@@ -351,7 +355,7 @@ def record_login(raw_scene: str | None) -> None:
         view = resolve(raw_scene, count_visit=False)
     except (NotFound, Gone, ValidationError):
         return
-    stats.add(view["_scene_id"], codes.parse(raw_scene)[1], logins=1)
+    stats.add(view["_scene_id"], view["channel"]["slug"], logins=1)
     db.session.commit()
 
 
