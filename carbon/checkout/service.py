@@ -24,11 +24,12 @@ from carbon.core.clock import CHINA_TZ, utcnow
 from carbon.core.db import db
 from carbon.core.errors import Conflict, NotFound, ServiceUnavailable, UpstreamError, ValidationError
 from carbon.core.failpoints import failpoint
-from carbon.core.units import cny, cny_ceil, kg, to_fen
+from carbon.core.units import cny, cny_ceil, kg, kg_to_grams, to_fen
 from carbon.credits import service as credits
 from carbon.credits.models import Project
 from carbon.footprint.models import Footprint
 from carbon.ledger import service as ledger
+from carbon.ledger import settlement
 from carbon.ledger.models import LedgerTransaction
 from carbon.scenes import service as scenes
 from carbon.scenes import stats as scene_stats
@@ -308,11 +309,10 @@ def _confirm(payment: Payment, transaction: Transaction) -> None:
     payment.confirmed_at = utcnow()
     states.move(order, states.ORDER_TRANSITIONS, "paid")
     order.paid_at = payment.confirmed_at
-    retirements = credits.retire(order, beneficiary_user_id=order.user_id, beneficiary_name=order.beneficiary_name,
-                                 purpose=order.purpose)
+    retirements = credits.retire(order)
     _post_payment(order, payment)
     if order.scene_id:
-        scene_stats.add(order.scene_id, order.channel or "", grams_neutralized=int(order.kg * 1000),
+        scene_stats.add(order.scene_id, order.channel or "", grams_neutralized=kg_to_grams(order.kg),
                         money_raised=order.amount)
     db.session.add(OutboxEvent(kind="order.paid", payload={"order": order.public_id,
                                                            "retirements": [r.public_id for r in retirements]}))
@@ -321,13 +321,12 @@ def _confirm(payment: Payment, transaction: Transaction) -> None:
 
 def _post_payment(order: Order, payment: Payment) -> None:
     fee = cny(payment.amount * Decimal(ext.settings().PLATFORM_FEE_RATE))
-    project = f"project:{order.project.public_id}"
     ledger.post("payment", order.public_id, [
         ("cash:wechatpay", "CNY", payment.amount),
-        (f"payable:{project}", "CNY", -(payment.amount - fee)),
+        (settlement.payable_account(order.project), "CNY", -(payment.amount - fee)),
         ("revenue:platform_fee", "CNY", -fee),
         (f"retired:user:{order.user_id}", "kg", order.kg),
-        (f"inventory:{project}", "kg", -order.kg),
+        (f"inventory:project:{order.project.public_id}", "kg", -order.kg),
     ], memo=f"{payment.out_trade_no} {payment.transaction_id}")
 
 
@@ -419,25 +418,20 @@ def refund_order(order_public_id: str, reason: str) -> Order:
         raise OrderNotFound()
     if not reason.strip():
         raise ValidationError(details={"reason": ["需要理由 / A reason is required"]})
-    payment = next((p for p in order.payments if p.status == "confirmed"), None)
-    if payment is None or order.status not in ("paid", "fulfilled"):
-        raise states.TransitionRefused(details={"status": [order.status]})
+    states.move(order, states.ORDER_TRANSITIONS, "refunded")  # only a paid order: refused otherwise
+    payment = next(p for p in order.payments if p.status == "confirmed")
+    states.move(payment, states.PAYMENT_TRANSITIONS, "refunded")
     try:
         ext.payments().refund(out_trade_no=payment.out_trade_no, out_refund_no=f"R{payment.out_trade_no}"[:32],
                               refund_fen=to_fen(payment.amount), total_fen=to_fen(payment.amount), reason=reason)
     except ProviderError as exc:
+        db.session.rollback()
         raise PaymentUnavailable(details={"provider": exc.code or "unreachable"}) from exc
-    original = db.session.scalar(select(LedgerTransaction).where(LedgerTransaction.reference == order.public_id,
-                                                                LedgerTransaction.kind == "payment"))
-    fee = cny(payment.amount * Decimal(ext.settings().PLATFORM_FEE_RATE))
-    project = f"project:{order.project.public_id}"
-    ledger.post("refund", order.public_id, [
-        ("cash:wechatpay", "CNY", -payment.amount),
-        (f"payable:{project}", "CNY", payment.amount - fee),
-        ("revenue:platform_fee", "CNY", fee),
-    ], memo=f"refund of {original.public_id if original else payment.out_trade_no}: {reason}")
-    states.move(payment, states.PAYMENT_TRANSITIONS, "refunded")
-    states.move(order, states.ORDER_TRANSITIONS, "refunded")
+    original = db.session.scalars(select(LedgerTransaction).where(LedgerTransaction.reference == order.public_id,
+                                                                 LedgerTransaction.kind == "payment")).one()
+    # The money goes back as it came in (whatever the fee rate is today); the kg stay retired.
+    ledger.post("refund", order.public_id, [(p.account, p.unit, -p.amount) for p in original.postings
+                                            if p.unit == "CNY"], memo=f"refund of {original.public_id}: {reason}")
     db.session.add(OutboxEvent(kind="order.refunded", payload={"order": order.public_id, "reason": reason}))
     db.session.commit()
     return order

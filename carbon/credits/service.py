@@ -106,8 +106,9 @@ def available_units(project: Project) -> int:
     return total - int(held) - int(retired)
 
 
-def retire(order, *, beneficiary_user_id: int, beneficiary_name: str, purpose: str) -> list[Retirement]:
-    """Turn the order's active reservations into retirements (same serials), in the caller's transaction."""
+def retire(order) -> list[Retirement]:
+    """Turn the order's active reservations into retirements (same serials) in the name and for the
+    purpose the order gives, in the caller's transaction."""
     held = list(db.session.scalars(select(Reservation).where(Reservation.order_id == order.id,
                                                              Reservation.status == "active")
                                    .options(joinedload(Reservation.block).joinedload(SerialBlock.vintage))
@@ -120,7 +121,7 @@ def retire(order, *, beneficiary_user_id: int, beneficiary_name: str, purpose: s
             public_id=new_public_id("ret"), block_id=block.id, order_id=order.id, project_id=order.project_id, vintage_label=block.vintage.label,
             first_serial=reservation.first_serial, last_serial=reservation.last_serial,
             quantity=reservation.quantity, kg=reservation.quantity * order.project.unit_kg,
-            beneficiary_user_id=beneficiary_user_id, beneficiary_name=beneficiary_name, purpose=purpose,
+            beneficiary_user_id=order.user_id, beneficiary_name=order.beneficiary_name, purpose=order.purpose,
             retired_at=utcnow()))
     db.session.add_all(retirements)
     return retirements
