@@ -52,11 +52,11 @@ def blocks_of(project: Project) -> list[SerialBlock]:
 def lock_blocks(project: Project) -> list[SerialBlock]:
     """Take the write lock on every block of the project (row locks on PostgreSQL, the database
     write lock on SQLite) before reading what is taken."""
-    ids = [block.id for block in blocks_of(project)]
-    for block_id in ids:  # one at a time, ascending: a fixed lock order
-        db.session.execute(update(SerialBlock).where(SerialBlock.id == block_id)
+    blocks = blocks_of(project)
+    for block in blocks:  # one at a time, ascending: a fixed lock order
+        db.session.execute(update(SerialBlock).where(SerialBlock.id == block.id)
                            .values(lock_version=SerialBlock.lock_version + 1))
-    return [db.session.get(SerialBlock, block_id) for block_id in ids]
+    return blocks
 
 
 def _taken(block: SerialBlock) -> list[tuple[int, int]]:
