@@ -124,8 +124,8 @@ def _reserve_and_record(user: User, body: dict, claim: IdempotencyKey) -> tuple[
                   expires_at=now + timedelta(minutes=settings.ORDER_RESERVATION_MINUTES))
     db.session.add(order)
     db.session.flush()
-    allocation = credits.reserve(project, order.id, units, order.expires_at)
-    order.amount = max(cny_ceil(allocation.price), cny(settings.MIN_ORDER_AMOUNT))
+    price = credits.reserve(project, order.id, units, order.expires_at)
+    order.amount = max(cny_ceil(price), cny(settings.MIN_ORDER_AMOUNT))
     payment = Payment(order=order, provider=ext.payments().name, out_trade_no=_out_trade_no(),
                       amount=order.amount)
     db.session.add(payment)

@@ -6,7 +6,6 @@ free serials. The database backs this: active reservations and retirements canno
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -26,12 +25,6 @@ KG_PER_TONNE = Decimal(1000)
 class SoldOut(Conflict):
     code = "credits.sold_out"
     message = "该项目剩余减排量不足 / Not enough credits left in this project"
-
-
-@dataclass(frozen=True)
-class Allocation:
-    reservations: list[Reservation]
-    price: Decimal  # exact CNY before rounding to the fen
 
 
 def active_projects() -> list[Project]:
@@ -78,8 +71,9 @@ def free_ranges(block: SerialBlock) -> list[tuple[int, int]]:
     return gaps
 
 
-def reserve(project: Project, order_id: int, units: int, expires_at: datetime) -> Allocation:
-    """Hold ``units`` serials (lowest free first, across blocks) for an order; SoldOut when short."""
+def reserve(project: Project, order_id: int, units: int, expires_at: datetime) -> Decimal:
+    """Hold ``units`` serials (lowest free first, across blocks) for an order; SoldOut when short.
+    Returns their price in CNY, exact (each block has its own price), before rounding to the fen."""
     reservations, price, wanted = [], Decimal(0), units
     for block in lock_blocks(project):
         for first, last in free_ranges(block):
@@ -93,7 +87,7 @@ def reserve(project: Project, order_id: int, units: int, expires_at: datetime) -
     if wanted:
         raise SoldOut(details={"available_units": units - wanted, "requested_units": units})
     db.session.add_all(reservations)
-    return Allocation(reservations, price)
+    return price
 
 
 def available_units(project: Project) -> int:

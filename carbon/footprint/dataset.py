@@ -116,10 +116,6 @@ def load(version: str = CURRENT_VERSION) -> Dataset:
     return Dataset(version)
 
 
-def available_versions() -> list[str]:
-    return sorted(path.name for path in DATA_DIR.iterdir() if (path / "factors.csv").is_file())
-
-
 @functools.cache
 def _airports() -> dict[str, dict]:
     import airportsdata
