@@ -1,6 +1,7 @@
 """Fields and schemas every area shares: money, carbon, the error envelope."""
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
 
 from marshmallow import Schema, ValidationError, fields
@@ -31,8 +32,12 @@ class Kilograms(fields.Field):
 def plain(obj, schema: type[Schema]) -> dict:
     """The attributes ``schema`` dumps, read off ``obj`` into a dict that ``schema`` can dump later
     (for answers kept beyond the database session, e.g. cached)."""
-    names = [field.attribute or name for name, field in schema().dump_fields.items()]
-    return {name: getattr(obj, name) for name in names}
+    return {name: getattr(obj, name) for name in _dumped_attributes(schema)}
+
+
+@functools.cache
+def _dumped_attributes(schema: type[Schema]) -> tuple[str, ...]:
+    return tuple(field.attribute or name for name, field in schema().dump_fields.items())
 
 
 def _decimal(value, quantize):
