@@ -257,38 +257,84 @@ class PaymentMismatch(Exception):
 
 def confirm(transaction: Transaction, *, event_id: str | None = None) -> str:
     """Confirm a paid transaction at most once: under the payment's row lock, after checking that
-    amount, currency, appid and mchid are ours; then retire, post, mark paid, queue — one commit."""
+    amount, currency, appid and mchid are ours; then retire, post, mark paid, queue — one commit.
+
+    On PostgreSQL the ``checkout_confirm`` function takes these steps server-side as one statement
+    in its own transaction (decision 0008); elsewhere they run here in the session. Both write the
+    same rows; tests hold them to it."""
+    confirm_path = _confirm_in_database if _confirms_in_database() else _confirm_in_session
+    outcome, detail = confirm_path(transaction, event_id)
+    if outcome == "mismatch":
+        raise PaymentMismatch(detail)
+    if outcome == "refused":
+        raise states.TransitionRefused(details={"status": [f"{detail} → paid"]})
+    if outcome == "orphaned":  # paid after we gave the order up: the money is queued for a refund
+        log.error("payment for a closed order", extra={"fields": {"out_trade_no": transaction.out_trade_no}})
+    return outcome
+
+
+def _confirms_in_database() -> bool:
+    return ext.settings().CONFIRM_IN_DATABASE and db.session.get_bind().dialect.name == "postgresql"
+
+
+CONFIRM_CALL = text(
+    "SELECT outcome, detail FROM checkout_confirm(:out_trade_no, :trade_state, :transaction_id, :total_fen, "
+    ":currency, :appid, :mchid, :event_id, CAST(:provider_data AS json), :expected_appid, :expected_mchid, "
+    ":confirmable, :payable, CAST(:fee_rate AS numeric), :now, :today, :lock_timeout)")
+PAYABLE = sorted(state for state, targets in states.ORDER_TRANSITIONS.items() if "paid" in targets)
+
+
+def _confirm_in_database(transaction: Transaction, event_id: str | None) -> tuple[str, str | None]:
+    """One statement, committed on its own (autocommit): one round trip. A process that dies before
+    it answers has either confirmed (WeChat's retry is then a duplicate) or written nothing."""
+    settings = ext.settings()
+    now = utcnow()
+    failpoint("checkout.confirm.before_commit")
+    try:
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            row = connection.execute(CONFIRM_CALL, {
+                "out_trade_no": transaction.out_trade_no, "trade_state": transaction.trade_state,
+                "transaction_id": transaction.transaction_id, "total_fen": transaction.total_fen,
+                "currency": transaction.currency, "appid": transaction.appid, "mchid": transaction.mchid,
+                "event_id": event_id, "provider_data": json.dumps(transaction.raw, ensure_ascii=False),
+                "expected_appid": settings.WECHAT_APPID, "expected_mchid": settings.WECHATPAY_MCHID,
+                "confirmable": sorted(CONFIRMABLE), "payable": PAYABLE, "fee_rate": settings.PLATFORM_FEE_RATE,
+                "now": now, "today": now.astimezone(CHINA_TZ).date(), "lock_timeout": LOCK_TIMEOUT}).one()
+    except OperationalError as exc:  # lock_timeout: someone else holds the payment
+        raise LockBusy() from exc
+    db.session.expire_all()  # what the session holds of this payment and order is now stale
+    return row.outcome, row.detail
+
+
+def _confirm_in_session(transaction: Transaction, event_id: str | None) -> tuple[str, str | None]:
     settings = ext.settings()
     payment = _locked_payment(transaction.out_trade_no)
-    if payment is None:
-        raise PaymentMismatch("unknown out_trade_no")
-    problems = [name for name, ok in (
+    problems = ["unknown out_trade_no"] if payment is None else [name for name, ok in (
         ("amount", transaction.total_fen == to_fen(payment.amount)), ("currency", transaction.currency == "CNY"),
         ("appid", transaction.appid == settings.WECHAT_APPID), ("mchid", transaction.mchid == settings.WECHATPAY_MCHID),
     ) if not ok]
     if problems:
         db.session.rollback()
-        raise PaymentMismatch(", ".join(problems))
+        return "mismatch", ", ".join(problems)
     outcome = _outcome(payment, transaction)
     if event_id:
         db.session.add(NotifyEvent(provider=payment.provider, event_id=event_id, out_trade_no=payment.out_trade_no,
                                    outcome=outcome))
-    if outcome == "orphaned":  # paid after we gave the order up: keep the money visible for a refund
-        log.error("payment for a closed order", extra={"fields": {"out_trade_no": payment.out_trade_no}})
+    if outcome == "orphaned":
         db.session.add(OutboxEvent(kind="payment.needs_refund", payload={
             "out_trade_no": payment.out_trade_no, "transaction_id": transaction.transaction_id,
             "total_fen": transaction.total_fen}))
-    if outcome != "confirmed":
-        try:
-            db.session.commit()
-        except IntegrityError:  # the same event id, recorded by a concurrent delivery
-            db.session.rollback()
-        return outcome
-    with db.session.no_autoflush:  # one flush at the end: fewer round trips
-        _confirm(payment, transaction)
-    failpoint("checkout.confirm.before_commit")
-    db.session.commit()
-    return "confirmed"
+    if outcome == "confirmed":
+        with db.session.no_autoflush:  # one flush at the end: fewer round trips
+            _confirm(payment, transaction)
+        failpoint("checkout.confirm.before_commit")
+    try:
+        db.session.commit()
+    except IntegrityError:  # the same event id, recorded by a concurrent delivery
+        db.session.rollback()
+        if outcome == "confirmed":
+            raise
+    return outcome, None
 
 
 def _outcome(payment: Payment, transaction: Transaction) -> str:

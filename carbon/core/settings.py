@@ -51,6 +51,7 @@ class Settings:
     MIN_ORDER_AMOUNT: str = "1.00"  # CNY: the smallest charge
     MAX_ORDER_KG: int = 100_000
     PLATFORM_FEE_RATE: str = "0.05"  # share of each payment kept as the platform's fee
+    CONFIRM_IN_DATABASE: bool = True  # PostgreSQL: confirm payments with the checkout_confirm function
 
     SESSION_TTL_SECONDS: int = 7 * 24 * 3600
     ORGANIZER_SESSION_TTL_SECONDS: int = 12 * 3600
