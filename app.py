@@ -58,7 +58,9 @@ def _database_url(url: str) -> str:
 def _engine_options(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 30}}
-    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
+    # No pre-ping: it costs a round trip on every request. A connection that died (database restart,
+    # failover) fails its request with 503 database.unavailable and SQLAlchemy then replaces the pool.
+    return {"pool_size": 5, "max_overflow": 10, "pool_recycle": 1800}
 
 
 def _init_extensions(app: Flask, settings) -> None:

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from carbon.core.errors import DomainError
@@ -127,6 +128,17 @@ def install(app: Flask, *, log_requests: bool) -> None:
         if status == 405 and getattr(exc, "valid_methods", None):
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response
+
+    @app.errorhandler(OperationalError)
+    def _database_unavailable(exc: OperationalError) -> Response:
+        """The database is unreachable (restart, failover) or a lock wait timed out: retry later."""
+        from carbon.core.db import db
+
+        db.session.rollback()
+        logging.getLogger("diandian.error").warning("database unavailable", extra={"fields": {
+            "request_id": request_id(), "path": request.path, "error": type(exc.orig).__name__}})
+        return error_response(503, "database.unavailable", "数据库暂不可用，请稍后重试 / The database is unavailable, "
+                                                           "retry shortly")
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

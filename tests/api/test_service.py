@@ -4,6 +4,9 @@ from __future__ import annotations
 import json
 import logging
 
+import pytest
+from sqlalchemy import create_engine, text
+
 from app import create_app
 from tests.conftest import make_config
 
@@ -69,3 +72,24 @@ def test_one_json_log_line_per_request(database_url, sandbox, caplog):
 
     line = JsonFormatter().format(records[0])
     assert json.loads(line)["request_id"] == "log-check-1"
+
+
+def test_a_dropped_database_connection_answers_503_once_then_the_pool_recovers(client, login, database_url):
+    """No pre-ping: a pooled connection the server dropped (restart, failover) fails one request with
+    the envelope's 503, never a 500; SQLAlchemy replaces the pool and the next request succeeds."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("server-side connection loss is a PostgreSQL behaviour")
+    token, _ = login()
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/v1/me", headers=headers).status_code == 200  # a pooled connection exists
+    admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        dropped = connection.scalar(text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+    admin.dispose()
+    assert dropped >= 1
+    failed = client.get("/api/v1/me", headers=headers)
+    assert failed.status_code == 503
+    assert failed.get_json()["error"]["code"] == "database.unavailable" and failed.get_json()["error"]["request_id"]
+    assert client.get("/api/v1/me", headers=headers).status_code == 200
