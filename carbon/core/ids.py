@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import secrets
-import uuid
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford-like, no i/l/o/u
 
@@ -17,4 +16,4 @@ def new_token(nbytes: int = 32) -> str:
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)  # 32 hex characters, like uuid4().hex, at a fraction of the cost

@@ -16,13 +16,20 @@ branch_labels = None
 depends_on = None
 
 PUBLIC_ID = r"""
-CREATE FUNCTION diandian_public_id(prefix text) RETURNS text LANGUAGE sql VOLATILE AS $$
-    -- Like carbon.core.ids.new_public_id: prefix, '_', 12 characters of a 32-letter alphabet from
-    -- the random bytes of a version-4 UUID (bytes 6 and 8 carry version and variant bits: skipped).
-    SELECT prefix || '_' || string_agg(substr('0123456789abcdefghjkmnpqrstvwxyz',
-                                              get_byte(bytes, position) % 32 + 1, 1), '' ORDER BY position)
-    FROM (SELECT uuid_send(gen_random_uuid()) AS bytes) AS random_uuid,
-         unnest(ARRAY[0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15]) AS position
+CREATE FUNCTION diandian_public_id(prefix text) RETURNS text LANGUAGE plpgsql VOLATILE AS $$
+-- Like carbon.core.ids.new_public_id: prefix, '_', 12 characters of a 32-letter alphabet, drawn from
+-- the random bytes of a version-4 UUID (bytes 6 and 8 carry version and variant bits: skipped).
+-- PL/pgSQL, not SQL: a SQL function with an aggregate is planned again at every statement.
+DECLARE
+    random_bytes bytea := uuid_send(gen_random_uuid());
+    id text := prefix || '_';
+    position integer;
+BEGIN
+    FOREACH position IN ARRAY ARRAY[0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15] LOOP
+        id := id || substr('0123456789abcdefghjkmnpqrstvwxyz', get_byte(random_bytes, position) % 32 + 1, 1);
+    END LOOP;
+    RETURN id;
+END
 $$
 """
 
