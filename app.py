@@ -60,7 +60,7 @@ def _engine_options(url: str) -> dict[str, Any]:
         return {"connect_args": {"timeout": 30}}
     # No pre-ping: it costs a round trip on every request. A connection that died (database restart,
     # failover) fails its request with 503 database.unavailable and SQLAlchemy then replaces the pool.
-    return {"pool_size": 5, "max_overflow": 10, "pool_recycle": 1800}
+    return {"pool_size": 5, "max_overflow": 10, "pool_recycle": 1800, "pool_use_lifo": True}
 
 
 def _init_extensions(app: Flask, settings) -> None:

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
+from flask.sessions import SessionInterface
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -90,7 +91,20 @@ def flatten_messages(messages: dict, prefix: str = "") -> dict[str, list]:
     return flat
 
 
+class NoCookieSessions(SessionInterface):
+    """The API authenticates with bearer tokens and never uses Flask's cookie session: do not parse,
+    verify or sign one on every request."""
+
+    def open_session(self, app, request):
+        return None  # Flask then uses a null session, which refuses writes
+
+    def save_session(self, app, session, response) -> None:
+        return None
+
+
 def install(app: Flask, *, log_requests: bool) -> None:
+    app.session_interface = NoCookieSessions()
+
     @app.before_request
     def _start() -> Response | None:
         incoming = request.headers.get("X-Request-ID", "")
