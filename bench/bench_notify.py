@@ -28,7 +28,7 @@ from harness import ROOT, gunicorn, load, summary
 from sqlalchemy import create_engine, insert, text
 
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-ORDERS = 12_000
+ORDERS = 25_000  # enough for 5 rounds × 5 s at 1,000 notifies/s
 APPID, MCHID = "wxd1a2b3c4d5e6f7a8", "1900000109"
 APIV3_KEY = b"diandian-sandbox-apiv3-key-00001"
 PUBLIC_KEY_ID = "PUB_KEY_ID_0114232020220520000000000000000001"
