@@ -21,8 +21,8 @@ from carbon.checkout import states
 from carbon.checkout.models import IdempotencyKey, NotifyEvent, Order, OutboxEvent, Payment
 from carbon.core import extensions as ext
 from carbon.core.clock import CHINA_TZ, utcnow
-from carbon.core.db import db
-from carbon.core.errors import Conflict, NotFound, ServiceUnavailable, UpstreamError, ValidationError
+from carbon.core.db import db, on_postgresql
+from carbon.core.errors import Conflict, NotFound, UpstreamError, ValidationError
 from carbon.core.failpoints import failpoint
 from carbon.core.units import cny, cny_ceil, kg, kg_to_grams, to_fen
 from carbon.credits import service as credits
@@ -58,11 +58,6 @@ class IdempotencyKeyReused(Conflict):
 class PaymentUnavailable(UpstreamError):
     code = "payment.unavailable"
     message = "微信支付暂不可用，请稍后再试 / WeChat Pay is unavailable, try again later"
-
-
-class LockBusy(ServiceUnavailable):
-    code = "payment.busy"
-    message = "正在处理，请稍后重试 / Busy, retry later"
 
 
 # --- creating an order ---------------------------------------------------------------------
@@ -241,9 +236,9 @@ def handle_notify(headers: dict[str, str], body: bytes) -> tuple[int, dict | Non
         log.warning("notify mismatch", extra={"fields": {"reason": exc.reason,
                                                           "out_trade_no": transaction.out_trade_no}})
         return 400, {"code": "FAIL", "message": f"与订单不符 / mismatch: {exc.reason}"}
-    except (LockBusy, OperationalError) as exc:
+    except OperationalError as exc:  # lock timeout, or the database is unreachable
         db.session.rollback()
-        log.warning("notify deferred", extra={"fields": {"error": type(exc).__name__}})
+        log.warning("notify deferred", extra={"fields": {"error": type(exc.orig).__name__}})
         return 503, {"code": "FAIL", "message": "稍后重试 / busy, retry later"}
     log.info("notify processed", extra={"fields": {"outcome": outcome, "out_trade_no": transaction.out_trade_no}})
     return 204, None
@@ -274,7 +269,7 @@ def confirm(transaction: Transaction, *, event_id: str | None = None) -> str:
 
 
 def _confirms_in_database() -> bool:
-    return ext.settings().CONFIRM_IN_DATABASE and db.session.get_bind().dialect.name == "postgresql"
+    return ext.settings().CONFIRM_IN_DATABASE and on_postgresql()
 
 
 # Sent as driver SQL (psycopg placeholders): this is the hottest statement of the payment path.
@@ -293,18 +288,15 @@ def _confirm_in_database(transaction: Transaction, event_id: str | None) -> tupl
     settings = ext.settings()
     now = utcnow()
     failpoint("checkout.confirm.before_commit")
-    try:
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            outcome, detail = connection.exec_driver_sql(CONFIRM_CALL, {
-                "out_trade_no": transaction.out_trade_no, "trade_state": transaction.trade_state,
-                "transaction_id": transaction.transaction_id, "total_fen": transaction.total_fen,
-                "currency": transaction.currency, "appid": transaction.appid, "mchid": transaction.mchid,
-                "event_id": event_id, "provider_data": json.dumps(transaction.raw, ensure_ascii=False),
-                "expected_appid": settings.WECHAT_APPID, "expected_mchid": settings.WECHATPAY_MCHID,
-                "confirmable": CONFIRMABLE_LIST, "payable": PAYABLE_LIST, "fee_rate": settings.PLATFORM_FEE_RATE,
-                "now": now, "today": now.astimezone(CHINA_TZ).date(), "lock_timeout": LOCK_TIMEOUT}).one()
-    except OperationalError as exc:  # lock_timeout: someone else holds the payment
-        raise LockBusy() from exc
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        outcome, detail = connection.exec_driver_sql(CONFIRM_CALL, {
+            "out_trade_no": transaction.out_trade_no, "trade_state": transaction.trade_state,
+            "transaction_id": transaction.transaction_id, "total_fen": transaction.total_fen,
+            "currency": transaction.currency, "appid": transaction.appid, "mchid": transaction.mchid,
+            "event_id": event_id, "provider_data": json.dumps(transaction.raw, ensure_ascii=False),
+            "expected_appid": settings.WECHAT_APPID, "expected_mchid": settings.WECHATPAY_MCHID,
+            "confirmable": CONFIRMABLE_LIST, "payable": PAYABLE_LIST, "fee_rate": settings.PLATFORM_FEE_RATE,
+            "now": now, "today": now.astimezone(CHINA_TZ).date(), "lock_timeout": LOCK_TIMEOUT}).one()
     db.session.expire_all()  # what the session holds of this payment and order is now stale
     return outcome, detail
 
@@ -386,16 +378,11 @@ def _locked_payment(out_trade_no: str) -> Payment | None:
     query = (select(Payment).where(Payment.out_trade_no == out_trade_no)
              .options(joinedload(Payment.order).joinedload(Order.project))
              .execution_options(populate_existing=True))
-    try:
-        if db.session.get_bind().dialect.name == "postgresql":
-            db.session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-            return db.session.scalar(query.with_for_update(of=Payment))
-        db.session.execute(update(Payment).where(Payment.out_trade_no == out_trade_no)
-                           .values(status=Payment.status))
-        return db.session.scalar(query)
-    except OperationalError as exc:
-        db.session.rollback()
-        raise LockBusy() from exc
+    if on_postgresql():
+        db.session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+        return db.session.scalar(query.with_for_update(of=Payment))
+    db.session.execute(update(Payment).where(Payment.out_trade_no == out_trade_no).values(status=Payment.status))
+    return db.session.scalar(query)
 
 
 # --- jobs -----------------------------------------------------------------------------------
@@ -454,7 +441,7 @@ def _settle_from_query(payment: Payment) -> str:
     try:
         outcome = confirm(transaction)
         return "confirmed" if outcome in ("confirmed", "duplicate") else "pending"
-    except (PaymentMismatch, LockBusy, OperationalError):
+    except (PaymentMismatch, OperationalError):
         db.session.rollback()
         return "deferred"
 

@@ -40,3 +40,8 @@ class UTCDateTime(TypeDecorator):
 
 
 db = SQLAlchemy(model_class=Base)
+
+
+def on_postgresql() -> bool:
+    """Whether the app's database is PostgreSQL (the production database) rather than SQLite."""
+    return db.engine.dialect.name == "postgresql"

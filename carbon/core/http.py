@@ -13,6 +13,7 @@ from flask.sessions import SessionInterface
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
+from carbon.core.db import db
 from carbon.core.errors import DomainError
 from carbon.core.ids import new_request_id
 
@@ -146,8 +147,6 @@ def install(app: Flask, *, log_requests: bool) -> None:
     @app.errorhandler(OperationalError)
     def _database_unavailable(exc: OperationalError) -> Response:
         """The database is unreachable (restart, failover) or a lock wait timed out: retry later."""
-        from carbon.core.db import db
-
         db.session.rollback()
         logging.getLogger("diandian.error").warning("database unavailable", extra={"fields": {
             "request_id": request_id(), "path": request.path, "error": type(exc.orig).__name__}})

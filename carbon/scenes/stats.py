@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from carbon.core.clock import CHINA_TZ, clock
-from carbon.core.db import db
+from carbon.core.db import db, on_postgresql
 from carbon.scenes.models import SceneDailyStat
 
 FLUSH_SECONDS = 2.0
@@ -30,7 +30,7 @@ def add(scene_id: int, channel: str, **increments) -> None:
 
 def _upsert(scene_id: int, channel: str, day: date, increments: dict) -> None:
     table = SceneDailyStat.__table__
-    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
+    dialect = postgresql if on_postgresql() else sqlite
     statement = dialect.insert(table).values(scene_id=scene_id, channel=channel, day=day,
                                              **{name: increments.get(name, 0) for name in COUNTERS})
     db.session.execute(statement.on_conflict_do_update(

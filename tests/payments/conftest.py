@@ -65,3 +65,20 @@ def guest_token(service_url_or_client, sandbox, openid: str) -> str:
         response = requests.post(f"{service_url_or_client}/api/v1/auth/login", json={"code": code}, timeout=10)
         return response.json()["token"]
     return service_url_or_client.post("/api/v1/auth/login", json={"code": code}).get_json()["token"]
+
+
+def live_scene(project_id: str, code: str, email: str):
+    """A live conference scene offering the project, with a ``door`` channel; returns (owner, scene id).
+    Call inside an app context."""
+    from carbon.organizers import service as organizers
+    from carbon.organizers.service import Principal
+    from carbon.scenes import service as scenes
+
+    owner = organizers.create_organization("组委会", owner_email=email, owner_password="long password",
+                                           owner_name="o")
+    principal = Principal(owner.organization, "owner", organizer=owner)
+    scene = scenes.create_scene(principal, {"kind": "conference", "name_zh": "论坛", "code": code,
+                                            "project_ids": [project_id]})
+    scenes.add_channel(principal, scene.public_id, "door", "入口")
+    scenes.update_scene(principal, scene.public_id, {"status": "live"})
+    return owner, scene.public_id

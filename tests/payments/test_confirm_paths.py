@@ -22,13 +22,10 @@ from carbon.core.db import db
 from carbon.core.errors import DomainError
 from carbon.credits.models import Reservation, Retirement
 from carbon.ledger.models import LedgerTransaction, Posting
-from carbon.organizers import service as organizers
-from carbon.organizers.service import Principal
-from carbon.scenes import service as scenes
 from carbon.scenes.models import SceneDailyStat
 from payments.provider import Transaction
 from tests.conftest import empty_all_tables
-from tests.payments.conftest import guest_token, seed_project
+from tests.payments.conftest import guest_token, live_scene, seed_project
 
 RANDOM_IDS = re.compile(r"\b[a-z]{3}_[0-9a-z]{12}\b|\bDD\d{14}[0-9A-F]{14}\b")
 
@@ -62,13 +59,7 @@ def scenario(app, client, sandbox, *, in_database: bool, moment: datetime) -> di
     token = guest_token(client, sandbox, "o_paths")
     assert token
     with app.app_context():
-        owner = organizers.create_organization("组委会", owner_email="paths@x.example", owner_password="long password",
-                                               owner_name="o")
-        principal = Principal(owner.organization, "owner", organizer=owner)
-        scene = scenes.create_scene(principal, {"kind": "conference", "name_zh": "论坛", "code": "paths",
-                                                "project_ids": [project_id]})
-        scenes.add_channel(principal, scene.public_id, "door", "入口")
-        scenes.update_scene(principal, scene.public_id, {"status": "live"})
+        live_scene(project_id, "paths", "paths@x.example")
         user = db.session.scalar(select(User).where(User.openid == "o_paths"))
         paid, _ = checkout.create_order(user, {"kg": Decimal("7.5"), "scene": "s%3Dpaths%26c%3Ddoor"}, "k1")
         abandoned, _ = checkout.create_order(user, {"kg": Decimal(3)}, "k2")

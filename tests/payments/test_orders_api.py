@@ -11,7 +11,7 @@ from carbon.checkout.service import request_fingerprint
 from carbon.core.db import db
 from carbon.credits.models import Reservation
 from schemas.checkout import OrderIn
-from tests.payments.conftest import guest_token, seed_project
+from tests.payments.conftest import guest_token, live_scene, seed_project
 from tests.payments.test_checkout_e2e import bearer, hook, place_order
 
 
@@ -61,20 +61,12 @@ def test_order_validation(live, sandbox):
 
 
 def test_a_paid_order_from_a_scene_counts_kg_and_money_for_the_organizer(live, sandbox):
-    from carbon.organizers import service as organizers
     from carbon.organizers.service import Principal
     from carbon.scenes import service as scenes
 
     project_id = seed_project(live.app, price="60.00")
     with live.app.app_context():
-        member = organizers.create_organization("组委会", owner_email="o@x.example", owner_password="long password",
-                                                owner_name="o")
-        principal = Principal(member.organization, "owner", organizer=member)
-        scene = scenes.create_scene(principal, {"kind": "conference", "name_zh": "论坛", "code": "paid1",
-                                                "project_ids": [project_id]})
-        scenes.add_channel(principal, scene.public_id, "door", "入口")
-        scenes.update_scene(principal, scene.public_id, {"status": "live"})
-        scene_id = scene.public_id
+        member, scene_id = live_scene(project_id, "paid1", "o@x.example")
     token = guest_token(live.url, sandbox, "o_scene_payer")
     created = place_order(live, token, {"kg": "50", "scene": "s%3Dpaid1%26c%3Ddoor"}).json()
     assert created["order"]["purpose"].startswith("论坛")
