@@ -68,6 +68,7 @@ def _init_extensions(app: Flask, settings) -> None:
 
     from carbon.core import extensions as ext
     from carbon.core.db import db
+    from carbon.core.fallback import RedisBreaker
     from carbon.core.ratelimit import RateLimiter
 
     db.init_app(app)
@@ -75,18 +76,19 @@ def _init_extensions(app: Flask, settings) -> None:
     app.extensions["diandian.api"] = Api(app)  # one per app: apispec refuses duplicate schemas
 
     redis_client = None
+    breaker = app.extensions["diandian.redis_breaker"] = RedisBreaker()
     if settings.REDIS_URL:
         import redis
 
         redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
         app.extensions["diandian.redis"] = redis_client
-    app.extensions["diandian.ratelimiter"] = RateLimiter(redis_client)
+    app.extensions["diandian.ratelimiter"] = RateLimiter(redis_client, breaker=breaker)
 
     with app.app_context():
         engine = db.engine
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
-        app.extensions["diandian.wechat"] = _wechat_gateway(settings, engine, redis_client)
+        app.extensions["diandian.wechat"] = _wechat_gateway(settings, engine, redis_client, breaker)
     app.extensions["diandian.payments"] = _payment_provider(settings)
 
 
@@ -117,12 +119,14 @@ def _payment_provider(settings):
         timeout_seconds=settings.WECHAT_TIMEOUT_SECONDS))
 
 
-def _wechat_gateway(settings, engine, redis_client):
+def _wechat_gateway(settings, engine, redis_client, breaker):
     from wechat.api import WeChatGateway
     from wechat.client import DiandianWeChatClient
-    from wechat.tokens import DatabaseTokenStore, RedisTokenStore
+    from wechat.tokens import DatabaseTokenStore, FallbackTokenStore, RedisTokenStore
 
-    store = RedisTokenStore(redis_client) if redis_client is not None else DatabaseTokenStore(engine)
+    store = DatabaseTokenStore(engine)
+    if redis_client is not None:
+        store = FallbackTokenStore(RedisTokenStore(redis_client), store, breaker)
     client = DiandianWeChatClient(settings.WECHAT_APPID, settings.WECHAT_SECRET,
                                   api_base=settings.WECHAT_API_BASE, store=store,
                                   token_mode=settings.WECHAT_TOKEN_MODE,
