@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from carbon.core import extensions as ext
 from carbon.core.db import db
+from carbon.core.http import end_session
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger("diandian.health")
@@ -44,6 +45,6 @@ def _probe(name: str, check) -> str:
         return "ok"
     except Exception as exc:  # noqa: BLE001 - any failure means that part is down
         if name == "database":
-            db.session.rollback()
+            end_session(remove=False)
         log.warning("readiness check failed", extra={"fields": {"part": name, "error": type(exc).__name__}})
         return "down"
