@@ -39,6 +39,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["diandian.settings"] = settings
 
     _init_extensions(app, settings)
+    if settings.TRUSTED_PROXIES:  # the client's address, scheme and host as the proxies in front saw them
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = settings.TRUSTED_PROXIES
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     install(app, log_requests=settings.LOG_REQUESTS)
     _register_blueprints(app)
     _register_cli(app)
