@@ -248,7 +248,11 @@ def install(app: Flask, *, log_requests: bool) -> None:
 
     @app.errorhandler(DomainError)
     def _domain_error(exc: DomainError) -> Response:
-        return error_response(exc.http_status, exc.code, exc.message, exc.details)
+        response = error_response(exc.http_status, exc.code, exc.message, exc.details)
+        retry_after = exc.details.get("retry_after_seconds")
+        if exc.http_status in (429, 503) and isinstance(retry_after, int):
+            response.headers["Retry-After"] = str(max(retry_after, 1))
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

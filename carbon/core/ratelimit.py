@@ -2,11 +2,17 @@
 and in-process too while Redis cannot be reached (carbon/core/fallback.py)."""
 from __future__ import annotations
 
+import hashlib
 import threading
 
 from carbon.core.clock import clock
 from carbon.core.errors import RateLimited
 from carbon.core.fallback import RedisBreaker
+
+
+def key_of(value: str) -> str:
+    """A fixed-length stand-in for a secret or personal value (a login code, an email) in a key."""
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
 
 
 class RateLimiter:

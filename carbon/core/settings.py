@@ -59,6 +59,8 @@ class Settings:
     SCENE_CACHE_SECONDS: float = 5.0  # how long a worker reuses a resolved scene (0: never)
     LOGIN_RATE_PER_MINUTE_CLIENT: int = 30
     LOGIN_RATE_PER_MINUTE_OPENID: int = 10
+    ADMIN_LOGIN_FAILURES_PER_EMAIL: int = 10  # wrong passwords per organizer email per 15 minutes, then locked
+    ADMIN_LOGIN_FAILURES_PER_CLIENT: int = 30  # wrong passwords per client address per 15 minutes, then locked
     TRUSTED_PROXIES: int = 0  # proxies in front (nginx: 1) whose X-Forwarded-For/-Proto/-Host are believed
     MAX_CONTENT_LENGTH: int = 64 * 1024
     LOG_LEVEL: str = "INFO"
