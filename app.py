@@ -32,8 +32,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="openapi.json",
-        API_SPEC_OPTIONS={"components": {"securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]},
     )
     app.config.update(settings.extra)
     app.extensions["diandian.settings"] = settings
@@ -69,8 +67,7 @@ def _engine_options(url: str) -> dict[str, Any]:
 
 
 def _init_extensions(app: Flask, settings) -> None:
-    from flask_smorest import Api
-
+    from carbon.accounts.auth import audience_of
     from carbon.core import extensions as ext
     from carbon.core.db import db
     from carbon.core.fallback import RedisBreaker
@@ -78,7 +75,13 @@ def _init_extensions(app: Flask, settings) -> None:
 
     db.init_app(app)
     ext.migrate.init_app(app, db, directory=str(ROOT / "carbon" / "migrations"))
-    app.extensions["diandian.api"] = Api(app)  # one per app: apispec refuses duplicate schemas
+    from carbon.core.http import requires_json
+    from carbon.core.openapi import DiandianApi
+    from schemas.common import ErrorEnvelope
+
+    # one per app: apispec refuses duplicate schemas
+    app.extensions["diandian.api"] = DiandianApi(app, error_schema=ErrorEnvelope, audience_of=audience_of,
+                                                 requires_json=requires_json)
 
     redis_client = None
     breaker = app.extensions["diandian.redis_breaker"] = RedisBreaker()

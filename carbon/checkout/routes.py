@@ -6,7 +6,8 @@ from flask_smorest import Blueprint
 from carbon.accounts.auth import current_user, public
 from carbon.checkout import service
 from carbon.core.errors import ValidationError
-from schemas.checkout import OrderCreatedOut, OrderIn, OrdersOut
+from carbon.core.openapi import answers
+from schemas.checkout import OrderCreatedOut, OrderIn, OrdersOut, WeChatPayAnswer
 
 blp = Blueprint("orders", __name__, url_prefix="/api/v1", description="订单与支付 / Orders and payment")
 
@@ -14,6 +15,7 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 @blp.route("/orders", methods=["POST"])
+@answers(404, 409, 410, 502)  # scene unknown or closed; key in progress or reused, sold out; WeChat Pay down
 @blp.arguments(OrderIn)
 @blp.response(201, OrderCreatedOut)
 def create_order(body):
@@ -49,6 +51,14 @@ notify = Blueprint("wechatpay_notify", __name__, url_prefix="/api/v1/payments",
 
 
 @notify.route("/wechatpay/notify", methods=["POST"])
+@answers(413)
+@notify.alt_response(204, description="taken (also a duplicate, or an event with nothing to do)", success=True)
+@notify.alt_response(400, schema=WeChatPayAnswer, description="does not match the payment (amount, appid, mchid …)")
+@notify.alt_response(401, schema=WeChatPayAnswer, description="signature or timestamp not trusted")
+@notify.alt_response(503, description="cannot be processed now: WeChat Pay retries", schema={
+    "oneOf": [{"$ref": "#/components/schemas/WeChatPayAnswer"}, {"$ref": "#/components/schemas/ErrorEnvelope"}]})
+@notify.alt_response(500, description="a bug: WeChat Pay retries", schema={
+    "oneOf": [{"$ref": "#/components/schemas/WeChatPayAnswer"}, {"$ref": "#/components/schemas/ErrorEnvelope"}]})
 @public
 def wechatpay_notify():
     """WeChat Pay's payment notification: verified on the raw body, confirmed at most once.

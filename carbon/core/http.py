@@ -202,6 +202,11 @@ def flatten_messages(messages: dict, prefix: str = "") -> dict[str, list]:
     return flat
 
 
+def requires_json(method: str, path: str) -> bool:
+    """A body sent to this method and path must be JSON (else 415)."""
+    return path.startswith("/api/") and method in {"POST", "PUT", "PATCH"}
+
+
 class NoCookieSessions(SessionInterface):
     """The API authenticates with bearer tokens and never uses Flask's cookie session: do not parse,
     verify or sign one on every request."""
@@ -229,8 +234,8 @@ def install(app: Flask, *, log_requests: bool) -> None:
         g.request_id = incoming if _REQUEST_ID.match(incoming) else new_request_id()
         request.environ[REQUEST_ID_ENVIRON] = g.request_id
         g.started = time.perf_counter()
-        if (request.path.startswith("/api/") and request.method in {"POST", "PUT", "PATCH"}
-                and (request.content_length or 0) > 0 and not request.is_json):
+        if requires_json(request.method, request.path) and (request.content_length or 0) > 0 \
+                and not request.is_json:
             return error_response(415, "request.unsupported_media_type",
                                   "请求体须为 JSON / The body must be JSON (Content-Type: application/json)")
         return None
