@@ -16,6 +16,9 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 @blp.route("/orders", methods=["POST"])
 @answers(404, 409, 410, 502)  # scene unknown or closed; key in progress or reused, sold out; WeChat Pay down
+@blp.doc(parameters=[{"in": "header", "name": IDEMPOTENCY_HEADER, "required": True, "schema": {
+    "type": "string", "minLength": 1, "maxLength": 64}, "description": "the same key returns the same order; "
+    "retry with it after a 5xx"}])
 @blp.arguments(OrderIn)
 @blp.response(201, OrderCreatedOut)
 def create_order(body):

@@ -122,9 +122,10 @@ def update_scene(principal: Principal, public_id: str, data: dict) -> Scene:
     status = data.pop("status", None)
     if status and status != scene.status:
         states.move(scene, TRANSITIONS, status, StatusChangeRefused)
-    if "slug" in data:
-        scene.slug = data.pop("slug")
+    slug = data.pop("slug", None)
     _apply(scene, data, creating=False)
+    if slug is not None:  # last: a query in _apply would flush a taken slug before _commit_unique can name it
+        scene.slug = slug
     _commit_unique(scene)
     runtime().forget()
     return scene

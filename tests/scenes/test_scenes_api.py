@@ -243,6 +243,15 @@ def test_codes_slugs_and_channels_are_unique_and_within_rules(client, admin):
         assert client.post(url, json={"slug": bad}, headers=admin).status_code == 422
 
 
+def test_renaming_to_a_taken_slug_is_409_also_when_the_edit_reads_projects(client, admin):
+    """Found by schemathesis: the projects lookup flushed the taken slug early (IntegrityError, 500)."""
+    make_scene(client, admin, slug="taken-slug")
+    other = make_scene(client, admin)
+    response = client.patch(f"/api/v1/admin/scenes/{other['id']}", json={"slug": "taken-slug", "project_ids": []},
+                            headers=admin)
+    assert response.status_code == 409 and response.get_json()["error"]["code"] == "scene.slug_taken"
+
+
 def test_custom_scene_needs_a_preset(client, admin):
     response = client.post("/api/v1/admin/scenes", json={"kind": "custom", "name_zh": "自定义"}, headers=admin)
     assert response.status_code == 422 and "preset" in response.get_json()["error"]["details"]
