@@ -21,7 +21,7 @@ from flask.sessions import SessionInterface
 from redis.exceptions import RedisError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from carbon.core.db import db
@@ -233,6 +233,8 @@ def install(app: Flask, *, log_requests: bool) -> None:
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if _REQUEST_ID.match(incoming) else new_request_id()
         request.environ[REQUEST_ID_ENVIRON] = g.request_id
+        if "\x00" in request.path:
+            return error_response(404, *HTTP_CODES[404])  # no route or id has a NUL in it
         g.started = time.perf_counter()
         if requires_json(request.method, request.path) and (request.content_length or 0) > 0 \
                 and not request.is_json:
@@ -278,6 +280,17 @@ def install(app: Flask, *, log_requests: bool) -> None:
         return unavailable("database", exc, "database.unavailable",
                            "数据库暂不可用，请稍后重试（未写入任何数据） / The database is unavailable, retry shortly "
                            "(nothing was written)")
+
+    @app.errorhandler(DataError)
+    def _unstorable_input(exc: DataError) -> Response:
+        """The database refused a value (a NUL in text, a number out of range, text too long for its
+        column on PostgreSQL): the input was invalid, even where a schema did not say so."""
+        end_session(remove=False)
+        logging.getLogger("diandian.error").warning("database refused a value", extra={"fields": {
+            "request_id": request_id(), "path": request.path, "error": str(exc.orig)[:200]}})
+        return error_response(422, "validation_error", "输入含有无法保存的值（如 NUL 字符、超出范围的数字） / The input has a "
+                                                       "value that cannot be stored (e.g. a NUL character, a number out "
+                                                       "of range)")
 
     @app.errorhandler(RedisError)
     def _redis_unavailable(exc: RedisError) -> Response:

@@ -102,3 +102,12 @@ def test_every_non_public_api_route_requires_a_token(app, client):
             assert response.status_code == 401, (method, path, response.status_code)
             checked += 1
     assert checked >= 4
+
+
+def test_values_the_database_cannot_store_are_input_errors_not_500s(app, client, auth, database_url):
+    """Found by schemathesis on PostgreSQL: text with NUL characters raised DataError (500)."""
+    response = client.patch("/api/v1/me", json={"nickname": "a\x00b"}, headers=auth)
+    assert response.status_code in (200, 422), response.get_json()  # SQLite stores NUL; PostgreSQL cannot
+    if database_url.startswith("postgresql"):
+        assert_envelope(response, 422, "validation_error")
+    assert_envelope(client.get("/api/v1/footprints/fp_x%00y", headers=auth), 404)  # no id has a NUL
