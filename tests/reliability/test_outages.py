@@ -66,6 +66,18 @@ def test_with_redis_unreachable_the_login_limits_still_hold_in_process(database_
         dispose_app(application)
 
 
+def test_a_redis_user_without_a_fallback_answers_503_in_the_envelope(app, client, monkeypatch):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    def down(*args, **kwargs):
+        raise RedisConnectionError("Connection refused")
+
+    monkeypatch.setattr(app.extensions["diandian.ratelimiter"], "hit", down)
+    response = client.post("/api/v1/auth/login", json={"code": "any"})
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "redis.unavailable"
+
+
 def test_readyz_names_the_part_that_is_down(dead_redis_app, database_url, sandbox, tmp_path):
     """The database is required (not ready without it); Redis is not: the service runs degraded."""
     response = dead_redis_app.test_client().get("/readyz")
