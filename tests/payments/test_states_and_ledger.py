@@ -15,11 +15,11 @@ from carbon.core.clock import utcnow
 from carbon.core.db import db
 from carbon.credits.models import Reservation, Retirement, SerialBlock
 from carbon.ledger import service as ledger
-from carbon.ledger.models import Posting
+from carbon.ledger.models import LedgerTransaction, Posting
 from tests.payments.conftest import seed_project
 
-ORDER_ALLOWED = {("created", "awaiting_payment"), ("created", "cancelled"), ("awaiting_payment", "paid"),
-                 ("awaiting_payment", "expired"), ("awaiting_payment", "cancelled"), ("paid", "fulfilled"),
+ORDER_ALLOWED = {("created", "awaiting_payment"), ("created", "canceled"), ("awaiting_payment", "paid"),
+                 ("awaiting_payment", "expired"), ("awaiting_payment", "canceled"), ("paid", "fulfilled"),
                  ("paid", "refunded"), ("fulfilled", "refunded")}
 PAYMENT_ALLOWED = {("created", "pending"), ("created", "failed"), ("created", "canceled"), ("pending", "confirmed"),
                    ("pending", "failed"), ("pending", "canceled"), ("confirmed", "refunded")}
@@ -63,9 +63,9 @@ def test_a_reversal_cancels_a_transaction_and_balances_are_derived(app):
                                                    ("payable:project:p", "CNY", Decimal("-5.00"))])
         db.session.commit()
         assert ledger.balance("cash:wechatpay", "CNY") == Decimal("5.00")
-        reversal = ledger.reverse(original, "wrong project")
+        reversal = ledger.reverse(original.id, "wrong project")
         db.session.commit()
-        assert reversal.reverses_id == original.id
+        assert db.session.get(LedgerTransaction, reversal.id).reverses_id == original.id
         assert ledger.balance("cash:wechatpay", "CNY") == 0 and ledger.balance("payable:project:p", "CNY") == 0
         assert len(db.session.scalars(select(Posting)).all()) == 4  # nothing was deleted
         assert ledger.unbalanced_transactions() == []
