@@ -2,11 +2,13 @@ from __future__ import annotations
 
 from flask import jsonify, request
 from flask_smorest import Blueprint
+from werkzeug.exceptions import HTTPException
 
 from carbon.accounts.auth import current_user, public
 from carbon.checkout import inbox, orders
 from carbon.checkout.outcomes import Outcome
 from carbon.core.errors import ValidationError
+from carbon.core.http import provider_format
 from schemas.checkout import OrderCreatedOut, OrderIn, OrdersOut
 
 blp = Blueprint("orders", __name__, url_prefix="/api/v1", description="订单与支付 / Orders and payment")
@@ -59,8 +61,21 @@ NOT_ACKNOWLEDGED = {
 }
 
 
+def wechatpay_answer(status: int, message: str):
+    response = jsonify({"code": "FAIL", "message": message})
+    response.status_code = status
+    return response
+
+
+@notify.errorhandler(HTTPException)
+def _http_error_as_wechatpay_answer(exc: HTTPException):
+    """A body over the size limit (413) or any other HTTP error, answered the way WeChat Pay reads it."""
+    return wechatpay_answer(exc.code or 400, f"{exc.name}")
+
+
 @notify.route("/wechatpay/notify", methods=["POST"])
 @public
+@provider_format
 def wechatpay_notify():
     """WeChat Pay's payment and refund notifications: verified on the raw body, recorded once,
     confirmed at most once.
@@ -71,6 +86,4 @@ def wechatpay_notify():
     if receipt.outcome not in NOT_ACKNOWLEDGED:
         return "", 204
     status, message = NOT_ACKNOWLEDGED[receipt.outcome]
-    response = jsonify({"code": "FAIL", "message": f"{message}: {receipt.detail}" if receipt.detail else message})
-    response.status_code = status
-    return response
+    return wechatpay_answer(status, f"{message}: {receipt.detail}" if receipt.detail else message)

@@ -92,6 +92,13 @@ def flatten_messages(messages: dict, prefix: str = "") -> dict[str, list]:
     return flat
 
 
+def provider_format(view):
+    """Mark a view that answers in an outside party's format (WeChat Pay's notify): the API's JSON-only
+    checks and envelope are not for it; its blueprint turns HTTP errors into that format itself."""
+    view.provider_format = True
+    return view
+
+
 class NoCookieSessions(SessionInterface):
     """The API authenticates with bearer tokens and never uses Flask's cookie session: do not parse,
     verify or sign one on every request."""
@@ -111,6 +118,8 @@ def install(app: Flask, *, log_requests: bool) -> None:
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if _REQUEST_ID.match(incoming) else new_request_id()
         g.started = time.perf_counter()
+        if getattr(app.view_functions.get(request.endpoint), "provider_format", False):
+            return None
         if (request.path.startswith("/api/") and request.method in {"POST", "PUT", "PATCH"}
                 and (request.content_length or 0) > 0 and not request.is_json):
             return error_response(415, "request.unsupported_media_type",

@@ -91,7 +91,7 @@ def test_guest_pays_and_the_credits_are_retired_once(live, sandbox):
 @pytest.mark.parametrize(("variant", "status"), [
     ("stale", 401), ("tampered_ciphertext", 401), ("tampered_body", 401), ("signtest", 401),
     ("other_key", 401), ("bad_serial", 401), ("wrong_amount", 400), ("wrong_appid", 400),
-    ("wrong_mchid", 400), ("unknown_order", 400),
+    ("wrong_mchid", 400), ("unknown_order", 400), ("wrong_payer", 400),
 ])
 def test_forged_notifies_are_refused_and_change_nothing(live, sandbox, variant, status):
     seed_project(live.app)
