@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 from flask import Flask
+from flask.cli import AppGroup
 
 
 def register(app: Flask) -> None:
@@ -63,7 +64,7 @@ def register(app: Flask) -> None:
         click.echo(f"worker: inbox and outbox ({'RQ on Redis' if ext.job_queue() else 'table sweep'})")
         work(current_app._get_current_object())
 
-    outbox = click.Group("outbox", help="Events after a payment: list failures, replay, run what is due.")
+    outbox = AppGroup("outbox", help="Events after a payment: list failures, replay, run what is due.")
     app.cli.add_command(outbox)
 
     @outbox.command("failed")
