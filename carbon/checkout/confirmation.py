@@ -75,7 +75,8 @@ LOCK_PAYMENT = (
 
 def confirm(transaction: Transaction) -> Outcome:
     """Apply a successful transaction to its payment at most once (see the module's docstring)."""
-    row = db.session.execute(LOCK_PAYMENT.where(Payment.out_trade_no == transaction.out_trade_no)).first()
+    sql = db.session.connection()  # Core on the session's connection: no unit of work on this path
+    row = sql.execute(LOCK_PAYMENT.where(Payment.out_trade_no == transaction.out_trade_no)).first()
     if row is None:
         raise LookupError(f"no payment {transaction.out_trade_no}")  # accept() saw it: cannot happen
     payment = LockedPayment(*row)
@@ -95,10 +96,10 @@ def confirm(transaction: Transaction) -> Outcome:
     order = _Status(payment.order_status)
     move(payment, PAYMENT_TRANSITIONS, PaymentStatus.CONFIRMED)
     move(order, ORDER_TRANSITIONS, OrderStatus.PAID)
-    db.session.execute(update(Payment.__table__).where(Payment.__table__.c.id == payment.id).values(
+    sql.execute(update(Payment.__table__).where(Payment.__table__.c.id == payment.id).values(
         status=payment.status, transaction_id=transaction.transaction_id, provider_data=transaction.raw,
         confirmed_at=now))
-    db.session.execute(update(Order.__table__).where(Order.__table__.c.id == payment.order_id).values(
+    sql.execute(update(Order.__table__).where(Order.__table__.c.id == payment.order_id).values(
         status=order.status, paid_at=now))
     fee = cny(payment.amount * Decimal(ext.settings().PLATFORM_FEE_RATE))
     ledger.post("payment", payment.order_public_id, [

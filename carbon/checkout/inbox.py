@@ -73,7 +73,7 @@ def _receive_refund(notice: RefundNotice, event_id: str) -> Receipt:
 def mismatches(transaction: Transaction) -> str:
     """What in the transaction is not ours (empty when all is well): one indexed read."""
     settings = ext.settings()
-    row = db.session.execute(select(Payment.amount, User.openid).join(Order, Order.id == Payment.order_id)
+    row = db.session.connection().execute(select(Payment.amount, User.openid).join(Order, Order.id == Payment.order_id)
                              .join(User, User.id == Order.user_id)
                              .where(Payment.out_trade_no == transaction.out_trade_no)).first()
     if row is None:
@@ -102,64 +102,92 @@ def record(kind: str, external_id: str, out_trade_no: str, event_id: str | None,
     statement = dialect.insert(TABLE).values(
         provider=provider, kind=kind, event_id=event_id, external_id=external_id, out_trade_no=out_trade_no,
         source=source, payload=payload, status="pending", attempts=0, received_at=utcnow())
-    entry_id = db.session.execute(statement.on_conflict_do_nothing().returning(TABLE.c.id)).scalar()
+    wake = ext.settings().JOBS == "workers" and on_postgresql()
+    returning = [TABLE.c.id, func.pg_notify(WAKE_CHANNEL, "")] if wake else [TABLE.c.id]  # NOTIFY: sent at commit
+    sql = db.session.connection()
+    entry_id = sql.execute(statement.on_conflict_do_nothing().returning(*returning)).scalar()
     new = entry_id is not None
     if not new:
         same = [and_(TABLE.c.kind == kind, TABLE.c.external_id == external_id)]
         if event_id:
             same.append(TABLE.c.event_id == event_id)
-        entry_id = db.session.scalar(select(TABLE.c.id).where(TABLE.c.provider == provider, or_(*same))
-                                     .order_by(TABLE.c.id).limit(1))
-    elif ext.settings().JOBS == "workers" and on_postgresql():
-        db.session.execute(text(f"NOTIFY {WAKE_CHANNEL}"))  # delivered at commit: wakes a worker
+        entry_id = sql.execute(select(TABLE.c.id).where(TABLE.c.provider == provider, or_(*same))
+                               .order_by(TABLE.c.id).limit(1)).scalar()
     db.session.commit()
     return entry_id, new
 
 
 def process(entry_ids: list[int] | None = None, limit: int = BATCH) -> dict[int, Outcome]:
-    """Claim pending entries (these, or the oldest ``limit``) and act on each under its own savepoint;
-    one commit for the batch, then the events it queued are dispatched. Entries another process
-    holds are skipped, never waited for."""
+    """Claim pending entries (these, or the oldest ``limit``) and act on each; one commit for the
+    batch, then the events it queued are dispatched. Entries another process holds are skipped,
+    never waited for. The batch first runs as one transaction; if an entry fails, it runs again
+    entry by entry, each under its own savepoint, so one bad entry never blocks the rest."""
     session = db.session
+    claimed = _claim(entry_ids, limit)
+    if not claimed:
+        session.rollback()
+        return {}
+    outcomes: dict[int, Outcome] = {}
+    errors: dict[int, tuple[int, str]] = {}
+    try:
+        for entry_id, kind, payload, _ in claimed:
+            failing = entry_id
+            outcomes[entry_id] = _act(kind, payload)
+    except Exception as exc:  # noqa: BLE001 - the others again, entry by entry; this one is recorded
+        session.rollback()
+        claimed = _claim([row[0] for row in claimed], limit)
+        outcomes, errors = _one_by_one(claimed, failing, exc)
+    sql = session.connection()
+    done = [{"entry": entry_id, "result": str(outcome)} for entry_id, outcome in outcomes.items()
+            if entry_id not in errors]
+    if done:
+        sql.execute(update(TABLE).where(TABLE.c.id == bindparam("entry")).values(
+            status="done", outcome=bindparam("result"), processed_at=utcnow(), last_error=None), done)
+    for entry_id, (attempts, error) in errors.items():
+        sql.execute(update(TABLE).where(TABLE.c.id == entry_id).values(
+            last_error=error[:256], status="failed" if attempts >= MAX_ATTEMPTS else "pending"))
+    failpoint("checkout.confirm.before_commit")
+    session.commit()
+    log.info("payments processed", extra={"fields": {"entries": len(outcomes), "errors": len(errors)}})
+    jobs.kick()
+    return outcomes
+
+
+def _claim(entry_ids: list[int] | None, limit: int) -> list[tuple]:
+    """Take pending entries for this transaction (``FOR UPDATE SKIP LOCKED``), in lock order."""
     if on_postgresql():
-        session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+        db.session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
     due = select(TABLE.c.id).where(TABLE.c.status == "pending", TABLE.c.attempts < MAX_ATTEMPTS)
     if entry_ids is not None:
         due = due.where(TABLE.c.id.in_(entry_ids))
     due = due.order_by(TABLE.c.id).limit(limit).with_for_update(skip_locked=True)
-    claimed = session.execute(update(TABLE).where(TABLE.c.id.in_(due.scalar_subquery())).values(
+    rows = db.session.connection().execute(update(TABLE).where(TABLE.c.id.in_(due.scalar_subquery())).values(
         attempts=TABLE.c.attempts + 1).returning(TABLE.c.id, TABLE.c.kind, TABLE.c.out_trade_no, TABLE.c.payload,
                                                  TABLE.c.attempts)).all()
-    if not claimed:
-        session.rollback()
-        return {}
-    outcomes, finished, errors = {}, [], []
-    for entry_id, kind, _, payload, attempts in sorted(claimed, key=lambda row: (row[2], row[0])):
+    return [(entry_id, kind, payload, attempts) for entry_id, kind, _, payload, attempts
+            in sorted(rows, key=lambda row: (row[2], row[0]))]  # one lock order: by payment
+
+
+def _one_by_one(claimed: list[tuple], failed_id: int, failure: Exception
+                ) -> tuple[dict[int, Outcome], dict[int, tuple[int, str]]]:
+    """Each entry under its own savepoint; the one that failed the batch is recorded, not run again
+    (a lock that timed out would only time out again)."""
+    outcomes: dict[int, Outcome] = {}
+    errors: dict[int, tuple[int, str]] = {}
+    for entry_id, kind, payload, attempts in claimed:
         try:
-            with session.begin_nested():
-                outcome = _act(kind, payload)
-            outcomes[entry_id] = outcome
-            finished.append({"entry": entry_id, "outcome": outcome})
+            if entry_id == failed_id:
+                raise failure
+            with db.session.begin_nested():
+                outcomes[entry_id] = _act(kind, payload)
         except OperationalError as exc:  # e.g. the payment's lock wait timed out: left for a retry
             outcomes[entry_id] = Outcome.DEFERRED
-            errors.append((entry_id, attempts, f"{type(exc.orig).__name__}"))
-        except Exception as exc:
-            log.exception("inbox entry failed", extra={"fields": {"entry": entry_id}})
+            errors[entry_id] = (attempts, type(exc.orig).__name__)
+        except Exception as exc:  # recorded on the entry, never blocks the rest
+            log.error("inbox entry failed", exc_info=exc, extra={"fields": {"entry": entry_id}})
             outcomes[entry_id] = Outcome.FAILED
-            errors.append((entry_id, attempts, f"{type(exc).__name__}: {exc}"))
-    if finished:
-        session.execute(update(TABLE).where(TABLE.c.id == bindparam("entry")).values(
-            status="done", outcome=bindparam("result"), processed_at=utcnow(), last_error=None),
-            [{"entry": item["entry"], "result": str(item["outcome"])} for item in finished])
-    for entry_id, attempts, error in errors:
-        session.execute(update(TABLE).where(TABLE.c.id == entry_id).values(
-            last_error=error[:256], status="failed" if attempts >= MAX_ATTEMPTS else "pending"))
-    failpoint("checkout.confirm.before_commit")
-    session.commit()
-    for item in finished:
-        log.info("payment processed", extra={"fields": {"entry": item["entry"], "outcome": item["outcome"]}})
-    jobs.kick()
-    return outcomes
+            errors[entry_id] = (attempts, f"{type(exc).__name__}: {exc}")
+    return outcomes, errors
 
 
 def _act(kind: str, payload: dict) -> Outcome:

@@ -113,15 +113,16 @@ def retire(order) -> list[str] | None:
 
     ``order`` needs ``id``, ``units``, ``project_id``, ``unit_kg``, ``user_id``, ``beneficiary_name``
     and ``purpose``. Three statements: read and lock the holds, consume them, insert the retirements."""
-    held = db.session.execute(
+    sql = db.session.connection()
+    held = sql.execute(
         select(Reservation.id, Reservation.block_id, Reservation.first_serial, Reservation.last_serial, Vintage.label)
         .join(SerialBlock, SerialBlock.id == Reservation.block_id).join(Vintage, Vintage.id == SerialBlock.vintage_id)
         .where(Reservation.order_id == order.id, Reservation.status == "active")
         .order_by(Reservation.first_serial).with_for_update(of=Reservation)).all()
     if sum(last - first + 1 for _, _, first, last, _ in held) != order.units:
         return None
-    db.session.execute(update(Reservation).where(Reservation.id.in_([row[0] for row in held]))
-                       .values(status="consumed").execution_options(synchronize_session=False))
+    table = Reservation.__table__
+    sql.execute(update(table).where(table.c.id.in_([row[0] for row in held])).values(status="consumed"))
     now, rows = utcnow(), []
     for _, block_id, first, last, label in held:
         quantity = last - first + 1
@@ -130,7 +131,7 @@ def retire(order) -> list[str] | None:
                      "last_serial": last, "quantity": quantity, "kg": quantity * order.unit_kg,
                      "beneficiary_user_id": order.user_id, "beneficiary_name": order.beneficiary_name,
                      "purpose": order.purpose, "retired_at": now})
-    db.session.execute(insert(Retirement.__table__), rows)
+    sql.execute(insert(Retirement.__table__), rows)
     return [row["public_id"] for row in rows]
 
 

@@ -5,8 +5,8 @@ commit to the handler registered for their kind (decision 0009).
 - After the commit, ``kick()`` hands the session's new events on: run here and now (``inline``,
   development and tests) or queued for the workers (``workers``: RQ on Redis when configured, else
   the workers' sweep of the table).
-- ``dispatch(id)`` runs one event: it claims the row, runs the handler and marks it done in one
-  transaction, so a handler's database writes take effect once. A failure is recorded and retried
+- ``dispatch_batch(ids)`` claims due rows, runs each handler under a savepoint and marks it done
+  in the same transaction, so a handler's database writes take effect once. A failure is recorded and retried
   with backoff; after ``MAX_ATTEMPTS`` the event ends ``failed``, listed and replayed by
   ``flask outbox``. Handlers with effects outside the database must be idempotent themselves.
 """
@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import bindparam, event, insert, select, update
 from sqlalchemy.orm import Session
 
 from carbon.core import extensions as ext
@@ -48,11 +48,12 @@ def emit(kind: str, payload: dict) -> list[int]:
     consumers = sorted(HANDLERS.get(kind, {}))
     rows = [{"kind": kind, "handler": name, "payload": payload, "status": "pending", "attempts": 0,
              "next_attempt_at": now, "created_at": now} for name in consumers]
+    sql = db.session.connection()
     if not rows:
-        db.session.execute(insert(TABLE).values(kind=kind, handler="", payload=payload, status="done", attempts=0,
+        sql.execute(insert(TABLE).values(kind=kind, handler="", payload=payload, status="done", attempts=0,
                                                 next_attempt_at=now, created_at=now, processed_at=now))
         return []
-    ids = list(db.session.scalars(insert(TABLE).returning(TABLE.c.id, sort_by_parameter_order=True), rows))
+    ids = list(sql.execute(insert(TABLE).returning(TABLE.c.id, sort_by_parameter_order=True), rows).scalars())
     db.session.info.setdefault(PENDING, []).extend(ids)
     return ids
 
@@ -74,54 +75,70 @@ def kick() -> None:
     if not ids:
         return
     if ext.settings().JOBS == "inline":
-        for event_id in ids:
-            dispatch(event_id)
+        dispatch_batch(ids)
         return
     queue = ext.job_queue()
     if queue is None:
         return  # the workers' sweep finds them in the table
     try:
-        for event_id in ids:
-            queue.enqueue("carbon.jobs.worker.run_event", event_id)
+        queue.enqueue("carbon.jobs.worker.run_events", ids)
     except Exception as exc:  # noqa: BLE001 - Redis unavailable: the sweep finds them in the table
         log.warning("outbox enqueue failed", extra={"fields": {"error": type(exc).__name__, "events": ids}})
 
 
 def dispatch(event_id: int) -> str:
-    """Run one due event's handler; ``done``, ``retry``, ``failed`` or ``skipped`` (not due, taken, gone)."""
+    """Run one due event: ``done``, ``retry``, ``failed`` or ``skipped`` (not due, taken, or gone)."""
+    return dispatch_batch([event_id]).get(event_id, "skipped")
+
+
+def dispatch_batch(event_ids: list[int] | None = None, limit: int = 100) -> dict[int, str]:
+    """Claim due events (these, or the oldest ``limit``), run each handler under its own savepoint,
+    and commit once: a handler's database writes and its event's ``done`` mark commit together, so
+    they take effect once. Events another process holds are skipped, never waited for."""
     session = db.session
     now = utcnow()
-    claimed = session.execute(
-        update(TABLE).where(TABLE.c.id == event_id, TABLE.c.status == "pending", TABLE.c.next_attempt_at <= now)
-        .values(attempts=TABLE.c.attempts + 1)
-        .returning(TABLE.c.kind, TABLE.c.handler, TABLE.c.payload, TABLE.c.attempts)).first()
-    if claimed is None:
+    due = select(TABLE.c.id).where(TABLE.c.status == "pending", TABLE.c.next_attempt_at <= now)
+    if event_ids is not None:
+        due = due.where(TABLE.c.id.in_(event_ids))
+    due = due.order_by(TABLE.c.id).limit(limit).with_for_update(skip_locked=True)
+    claimed = session.connection().execute(
+        update(TABLE).where(TABLE.c.id.in_(due.scalar_subquery())).values(attempts=TABLE.c.attempts + 1)
+        .returning(TABLE.c.id, TABLE.c.kind, TABLE.c.handler, TABLE.c.payload, TABLE.c.attempts)).all()
+    if not claimed:
         session.rollback()
-        return "skipped"
-    kind, name, payload, attempts = claimed
-    handler = HANDLERS.get(kind, {}).get(name)
-    try:
-        if handler is None:
-            raise LookupError(f"no handler {name} for {kind}")
-        handler(payload)
-        session.execute(update(TABLE).where(TABLE.c.id == event_id)
-                        .values(status="done", processed_at=utcnow(), last_error=None))
-        session.commit()
-    except Exception as exc:  # noqa: BLE001 - any failure of a handler is recorded and retried
-        session.rollback()
-        return _record_failure(event_id, attempts, exc)
-    kick()  # what the handler emitted
-    return "done"
+        return {}
+    results: dict[int, str] = {}
+    failures = []
+    for event_id, kind, name, payload, attempts in sorted(claimed):
+        handler = HANDLERS.get(kind, {}).get(name)
+        try:
+            if handler is None:
+                raise LookupError(f"no handler {name} for {kind}")
+            with session.begin_nested():
+                handler(payload)
+            results[event_id] = "done"
+        except Exception as exc:  # noqa: BLE001 - any failure of a handler is recorded and retried
+            failures.append((event_id, attempts, exc))
+    sql = session.connection()
+    done = [{"event": event_id} for event_id, result in results.items() if result == "done"]
+    if done:
+        sql.execute(update(TABLE).where(TABLE.c.id == bindparam("event"))
+                    .values(status="done", processed_at=utcnow(), last_error=None), done)
+    for event_id, attempts, exc in failures:
+        results[event_id] = _record_failure(event_id, attempts, exc)
+    session.commit()
+    kick()  # what the handlers emitted
+    return results
 
 
 def _record_failure(event_id: int, attempts: int, exc: Exception) -> str:
+    """In the batch's transaction: the error, and the next attempt's time (backoff) or ``failed``."""
     final = attempts >= MAX_ATTEMPTS
     delay = BACKOFF_SECONDS[min(attempts, len(BACKOFF_SECONDS)) - 1]
     error = f"{type(exc).__name__}: {exc}"[:512]
-    db.session.execute(update(TABLE).where(TABLE.c.id == event_id).values(
-        attempts=attempts, last_error=error, status="failed" if final else "pending",
+    db.session.connection().execute(update(TABLE).where(TABLE.c.id == event_id).values(
+        last_error=error, status="failed" if final else "pending",
         next_attempt_at=utcnow() + timedelta(seconds=delay)))
-    db.session.commit()
     (log.error if final else log.warning)("outbox event failed", extra={"fields": {
         "event": event_id, "attempts": attempts, "final": final, "error": error}})
     return "failed" if final else "retry"
@@ -141,9 +158,10 @@ def run_due(limit: int = 100, lag_seconds: float = 0) -> dict[str, int]:
     """Dispatch due events here: the workers' sweep (with a lag when RQ delivers fresh events), and
     ``flask outbox run``."""
     counts: dict[str, int] = {}
-    for event_id in due(limit, lag_seconds):
-        outcome = dispatch(event_id)
-        counts[outcome] = counts.get(outcome, 0) + 1
+    ids = due(limit, lag_seconds)
+    if ids:
+        for outcome in dispatch_batch(ids, limit).values():
+            counts[outcome] = counts.get(outcome, 0) + 1
     return counts
 
 

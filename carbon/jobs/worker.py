@@ -23,10 +23,10 @@ SWEEP_SECONDS = 1.0
 SWEEP_LAG_SECONDS = 5.0  # with RQ: leave fresh events to the queue
 
 
-def run_event(event_id: int) -> str:
-    """The RQ job: dispatch one outbox event in the worker's app context."""
+def run_events(event_ids: list[int]) -> dict[int, str]:
+    """The RQ job: dispatch the outbox events one commit queued, in the worker's app context."""
     try:
-        return jobs.dispatch(event_id)
+        return jobs.dispatch_batch(event_ids)
     finally:
         db.session.remove()
 
@@ -34,8 +34,9 @@ def run_event(event_id: int) -> str:
 def work(app: Flask, stop: threading.Event | None = None) -> None:
     """Run until ``stop`` is set (or forever, for ``flask worker``)."""
     stop = stop or threading.Event()
-    threads = [threading.Thread(target=_inbox_loop, args=(app, stop), name="inbox", daemon=True),
-               threading.Thread(target=_sweep_loop, args=(app, stop), name="outbox-sweep", daemon=True)]
+    confirmed = threading.Event()  # set after an inbox batch: its events are due for the sweep
+    threads = [threading.Thread(target=_inbox_loop, args=(app, stop, confirmed), name="inbox", daemon=True),
+               threading.Thread(target=_sweep_loop, args=(app, stop, confirmed), name="outbox-sweep", daemon=True)]
     for thread in threads:
         thread.start()
     queue = ext.job_queue()
@@ -53,7 +54,7 @@ def work(app: Flask, stop: threading.Event | None = None) -> None:
         thread.join(5)
 
 
-def _inbox_loop(app: Flask, stop: threading.Event) -> None:
+def _inbox_loop(app: Flask, stop: threading.Event, confirmed: threading.Event) -> None:
     from carbon.checkout import inbox
 
     with app.app_context():
@@ -63,6 +64,7 @@ def _inbox_loop(app: Flask, stop: threading.Event) -> None:
                 if listener is None and on_postgresql():
                     listener = _listen()  # before the batch: a wake-up during it is not lost
                 if inbox.process():
+                    confirmed.set()
                     continue  # there may be more
             except Exception:
                 db.session.rollback()
@@ -102,9 +104,10 @@ def _wait(listener, stop: threading.Event) -> bool:
     return True
 
 
-def _sweep_loop(app: Flask, stop: threading.Event) -> None:
+def _sweep_loop(app: Flask, stop: threading.Event, confirmed: threading.Event) -> None:
     with app.app_context():
-        lag = SWEEP_LAG_SECONDS if ext.job_queue() is not None else 0
+        queued = ext.job_queue() is not None
+        lag = SWEEP_LAG_SECONDS if queued else 0
         while not stop.is_set():
             try:
                 jobs.run_due(lag_seconds=lag)
@@ -113,5 +116,9 @@ def _sweep_loop(app: Flask, stop: threading.Event) -> None:
                 log.exception("outbox sweep failed")
             finally:
                 db.session.remove()
-            stop.wait(SWEEP_SECONDS)
+            if queued:
+                stop.wait(SWEEP_SECONDS)
+            else:  # the sweep is the dispatcher: woken by the inbox loop, or once a second
+                confirmed.wait(SWEEP_SECONDS)
+                confirmed.clear()
 

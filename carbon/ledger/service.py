@@ -48,10 +48,11 @@ def post(kind: str, reference: str, entries: list[tuple[str, str, Decimal]], mem
         raise Unbalanced(f"postings do not balance: {unbalanced}")
     now, public_id = utcnow(), new_public_id("ltx")
     transactions, rows = LedgerTransaction.__table__, Posting.__table__
-    transaction_id = db.session.execute(insert(transactions).values(
+    sql = db.session.connection()
+    transaction_id = sql.execute(insert(transactions).values(
         public_id=public_id, kind=kind, reference=reference, memo=memo[:256], created_at=now,
         reverses_id=reverses.id if reverses else None).returning(transactions.c.id)).scalar_one()
-    db.session.execute(insert(rows), [{**posting, "transaction_id": transaction_id, "created_at": now}
+    sql.execute(insert(rows), [{**posting, "transaction_id": transaction_id, "created_at": now}
                                       for posting in postings])
     return Posted(transaction_id, public_id)
 

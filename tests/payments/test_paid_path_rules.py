@@ -254,3 +254,39 @@ def test_a_beneficiary_name_must_pass_wechats_content_check(live, sandbox):
     fine = place_order(live, token, {"kg": "2", "beneficiary_name": "张三一家"}, key="fine-name")
     assert fine.status_code == 201 and fine.json()["order"]["beneficiary_name"] == "张三一家"
 
+
+
+def test_one_bad_entry_never_blocks_the_rest_of_a_batch(live, sandbox, monkeypatch):
+    import dataclasses
+
+    from carbon.checkout import confirmation, inbox
+    from carbon.core import extensions as ext
+
+    seed_project(live.app)
+    numbers = []
+    for n in range(3):
+        token = guest_token(live.url, sandbox, f"o_batch_{n}")
+        created = place_order(live, token, {"kg": "2"}, key=f"batch-{n}").json()
+        assert hook(sandbox, "request-payment", {**created["request_payment"], "deliver": False}).status_code == 200
+        numbers.append(created["order"]["payments"][0]["out_trade_no"])
+    real_confirm = confirmation.confirm
+
+    def confirm(transaction):
+        if transaction.out_trade_no == numbers[1]:
+            raise RuntimeError("a bug in one entry")
+        return real_confirm(transaction)
+
+    with live.app.app_context():
+        for number in numbers:  # recorded, as workers find them
+            transaction = ext.payments().query(number)
+            inbox.record("transaction", transaction.transaction_id, number, None, "query",
+                         dataclasses.asdict(transaction))
+        monkeypatch.setattr(confirmation, "confirm", confirm)
+        outcomes = inbox.process()
+        assert sorted(outcomes.values()) == ["confirmed", "confirmed", "failed"]
+        entries = {e.out_trade_no: e for e in db.session.scalars(select(InboxEntry))}
+        assert [entries[n].status for n in numbers] == ["done", "pending", "done"]
+        assert entries[numbers[1]].last_error == "RuntimeError: a bug in one entry"
+        monkeypatch.setattr(confirmation, "confirm", real_confirm)
+        assert list(inbox.process().values()) == ["confirmed"]
+        assert db.session.scalar(select(func.count()).select_from(Payment).where(Payment.status == "confirmed")) == 3
