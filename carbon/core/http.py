@@ -202,9 +202,17 @@ def flatten_messages(messages: dict, prefix: str = "") -> dict[str, list]:
     return flat
 
 
-def requires_json(method: str, path: str) -> bool:
-    """A body sent to this method and path must be JSON (else 415)."""
-    return path.startswith("/api/") and method in {"POST", "PUT", "PATCH"}
+def provider_format(view):
+    """Mark a view that answers in an outside party's format (WeChat Pay's notify): the API's JSON-only
+    checks and envelope are not for it; its blueprint turns HTTP errors into that format itself."""
+    view.provider_format = True
+    return view
+
+
+def requires_json(view, method: str, path: str) -> bool:
+    """A body sent to this view, method and path must be JSON (else 415)."""
+    return (path.startswith("/api/") and method in {"POST", "PUT", "PATCH"}
+            and not getattr(view, "provider_format", False))
 
 
 class NoCookieSessions(SessionInterface):
@@ -236,8 +244,8 @@ def install(app: Flask, *, log_requests: bool) -> None:
         if "\x00" in request.path:
             return error_response(404, *HTTP_CODES[404])  # no route or id has a NUL in it
         g.started = time.perf_counter()
-        if requires_json(request.method, request.path) and (request.content_length or 0) > 0 \
-                and not request.is_json:
+        if requires_json(app.view_functions.get(request.endpoint), request.method, request.path) \
+                and (request.content_length or 0) > 0 and not request.is_json:
             return error_response(415, "request.unsupported_media_type",
                                   "请求体须为 JSON / The body must be JSON (Content-Type: application/json)")
         return None

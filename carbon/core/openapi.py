@@ -41,7 +41,7 @@ class StatusesPlugin(BasePlugin):
     """apispec plugin: completes each operation's responses and security from its Flask view."""
 
     def __init__(self, app: Flask, *, audience_of: Callable[[Callable | None, str], str],
-                 requires_json: Callable[[str, str], bool]) -> None:
+                 requires_json: Callable[[Callable | None, str, str], bool]) -> None:
         self.app = app
         self.audience_of = audience_of
         self.requires_json = requires_json
@@ -62,7 +62,7 @@ class StatusesPlugin(BasePlugin):
                 self._security_scheme(audience)
             if rule.arguments:
                 statuses.add(404)
-            if self.requires_json(method.upper(), rule.rule):
+            if self.requires_json(view, method.upper(), rule.rule):
                 statuses.add(415)
             if "requestBody" in operation:
                 statuses.update(WITH_JSON_BODY)
@@ -92,7 +92,7 @@ class DiandianApi(Api):
     DEFAULT_ERROR_RESPONSE_NAME = None
 
     def __init__(self, app: Flask, *, error_schema: type, audience_of: Callable[[Callable | None, str], str],
-                 requires_json: Callable[[str, str], bool]) -> None:
+                 requires_json: Callable[[Callable | None, str, str], bool]) -> None:
         self.ERROR_SCHEMA = error_schema
         plugin = StatusesPlugin(app, audience_of=audience_of, requires_json=requires_json)
         super().__init__(app, spec_kwargs={"extra_plugins": [plugin]})
