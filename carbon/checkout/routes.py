@@ -18,7 +18,7 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 @blp.route("/orders", methods=["POST"])
-@answers(404, 409, 410, 502)  # scene unknown or closed; key in progress or reused, sold out; WeChat Pay down
+@answers(404, 409, 410, 429, 502)  # scene gone; key busy or reused, sold out, hold limit; WeChat checks and Pay
 @blp.doc(parameters=[{"in": "header", "name": IDEMPOTENCY_HEADER, "required": True, "schema": {
     "type": "string", "minLength": 1, "maxLength": 64}, "description": "the same key returns the same order; "
     "retry with it after a 5xx"}])

@@ -49,6 +49,7 @@ PARTIALLY_SAVED = ("request.partially_saved",
                     "unavailable after part of this request may have been saved; retry it, with the same "
                     "Idempotency-Key where the route takes one"))
 REQUEST_ID_ENVIRON = "diandian.request_id"
+UNAVAILABLE_RETRY_SECONDS = 2  # a restart or failover of the database or Redis is usually over by then
 
 
 class JsonFormatter(logging.Formatter):
@@ -95,7 +96,9 @@ def unavailable(dependency: str, exc: Exception, code: str, message: str) -> Res
         "error": type(getattr(exc, "orig", None) or exc).__name__}})
     if sent:
         code, message = PARTIALLY_SAVED
-    return error_response(503, code, message, {"dependency": dependency})
+    response = error_response(503, code, message, {"dependency": dependency})
+    response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_SECONDS)
+    return response
 
 
 def _note_commit(connection) -> None:

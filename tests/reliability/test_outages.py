@@ -146,6 +146,7 @@ def test_a_database_failure_after_the_order_was_committed_does_not_say_nothing_w
     error = response.get_json()["error"]
     assert error["code"] == "request.partially_saved"
     assert "Idempotency-Key" in error["message"] and error["request_id"] == response.headers["X-Request-ID"]
+    assert response.headers["Retry-After"].isdigit()
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Order)) == 1  # it was indeed saved
 
