@@ -129,11 +129,18 @@ def process(entry_ids: list[int] | None = None, limit: int = BATCH) -> dict[int,
         return {}
     outcomes: dict[int, Outcome] = {}
     errors: dict[int, tuple[int, str]] = {}
+    failing: int | None = None  # the entry that failed, where it can be told
     try:
         for entry_id, kind, payload, _ in claimed:
-            failing = entry_id
-            outcomes[entry_id] = _act(kind, payload)
-    except Exception as exc:  # noqa: BLE001 - the others again, entry by entry; this one is recorded
+            if kind == "refund":
+                failing = entry_id
+                outcomes[entry_id] = _act(kind, payload)
+        failing = claimed[0][0] if len(claimed) == 1 else None  # a batch's failure names no one entry
+        payments = [(entry_id, payload) for entry_id, kind, payload, _ in claimed if kind == "transaction"]
+        if payments:
+            confirmed = confirmation.confirm_many([Transaction(**payload) for _, payload in payments])
+            outcomes.update(zip([entry_id for entry_id, _ in payments], confirmed, strict=True))
+    except Exception as exc:  # noqa: BLE001 - again entry by entry; the one known to fail is recorded
         session.rollback()
         claimed = _claim([row[0] for row in claimed], limit)
         outcomes, errors = _one_by_one(claimed, failing, exc)
@@ -168,7 +175,7 @@ def _claim(entry_ids: list[int] | None, limit: int) -> list[tuple]:
             in sorted(rows, key=lambda row: (row[2], row[0]))]  # one lock order: by payment
 
 
-def _one_by_one(claimed: list[tuple], failed_id: int, failure: Exception
+def _one_by_one(claimed: list[tuple], failed_id: int | None, failure: Exception
                 ) -> tuple[dict[int, Outcome], dict[int, tuple[int, str]]]:
     """Each entry under its own savepoint; the one that failed the batch is recorded, not run again
     (a lock that timed out would only time out again)."""
@@ -193,7 +200,7 @@ def _one_by_one(claimed: list[tuple], failed_id: int, failure: Exception
 def _act(kind: str, payload: dict) -> Outcome:
     if kind == "refund":
         return confirmation.settle_refund(RefundNotice(**payload))
-    return confirmation.confirm(Transaction(**payload))
+    return confirmation.confirm_many([Transaction(**payload)])[0]
 
 
 def pending_count() -> int:
