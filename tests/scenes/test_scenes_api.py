@@ -13,29 +13,9 @@ from PIL import Image
 from sqlalchemy import select
 
 from carbon.core.db import db
-from carbon.organizers import service as organizers
 from carbon.scenes.codes import MAX_SCENE_LENGTH, WECHAT_SCENE_CHARS, wechat_scene_problem
 from carbon.scenes.models import SceneChannel
-
-OWNER = {"email": "owner@forum.example", "password": "correct horse battery"}
-
-
-@pytest.fixture
-def admin(app, client):
-    """Headers of a logged-in owner of a fresh organization."""
-    with app.app_context():
-        organizers.create_organization("论坛组委会", owner_email=OWNER["email"], owner_password=OWNER["password"],
-                                       owner_name="Owner")
-    token = client.post("/api/v1/admin/auth/login", json=OWNER).get_json()["token"]
-    return {"Authorization": f"Bearer {token}"}
-
-
-def make_scene(client, admin, **fields) -> dict:
-    body = {"kind": "conference", "name_zh": "首届中国数字碳中和高峰论坛",
-            "name_en": "First China Digital Carbon Neutrality Forum", "city": "成都", "province": "SC", **fields}
-    response = client.post("/api/v1/admin/scenes", json=body, headers=admin)
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
+from tests.conftest import make_scene
 
 
 def go_live(client, admin, scene_id):
