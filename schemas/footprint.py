@@ -6,6 +6,7 @@ from decimal import Decimal, InvalidOperation
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from carbon.footprint import dataset
+from schemas.common import Text
 
 CABINS = ("economy", "premium_economy", "business", "first")
 DIETS = ("high_meat", "medium_meat", "low_meat", "pescatarian", "vegetarian", "vegan")
@@ -49,7 +50,7 @@ def _int(low: int, high: int, **kwargs):
 
 
 class _Activity(Schema):
-    type = fields.String(required=True)
+    type = Text(required=True)
 
 
 class _Trip(_Activity):
@@ -58,8 +59,8 @@ class _Trip(_Activity):
     MAX_KM = 5000
     CITY_PAIRS = True
     distance_km = Quantity(maximum=5000)
-    from_city = fields.String(validate=validate.Length(1, 32))
-    to_city = fields.String(validate=validate.Length(1, 32))
+    from_city = Text(validate=validate.Length(1, 32))
+    to_city = Text(validate=validate.Length(1, 32))
     round_trip = fields.Boolean(load_default=False)
     passengers = _int(1, 9, load_default=1)
 
@@ -76,12 +77,12 @@ class _Trip(_Activity):
 
 
 class FlightIn(_Activity):
-    route = fields.List(fields.String(validate=validate.Regexp(r"^[A-Za-z]{3}$", error="IATA 三字码 / IATA code")),
+    route = fields.List(Text(validate=validate.Regexp(r"^[A-Za-z]{3}$", error="IATA 三字码 / IATA code")),
                         validate=validate.Length(2, 6),
                         metadata={"description": "IATA codes, e.g. [\"PEK\", \"CTU\"]; multi-leg allowed"})
     distance_km = Quantity(maximum=20000, metadata={"description": "great-circle km, instead of route"})
     round_trip = fields.Boolean(load_default=False)
-    cabin = fields.String(load_default="economy", validate=validate.OneOf(CABINS))
+    cabin = Text(load_default="economy", validate=validate.OneOf(CABINS))
     passengers = _int(1, 9, load_default=1)
     radiative_forcing = fields.Boolean(load_default=True, metadata={"description": "含辐射强迫 / with RF (×1.9)"})
 
@@ -92,7 +93,7 @@ class FlightIn(_Activity):
 
 
 class RailIn(_Trip):
-    service = fields.String(load_default="high_speed", validate=validate.OneOf(("high_speed", "conventional")))
+    service = Text(load_default="high_speed", validate=validate.OneOf(("high_speed", "conventional")))
 
 
 class CoachIn(_Trip):
@@ -113,7 +114,7 @@ class MetroIn(BusIn):
 
 
 class CarIn(_Trip):
-    fuel = fields.String(load_default="petrol", validate=validate.OneOf(FUELS))
+    fuel = Text(load_default="petrol", validate=validate.OneOf(FUELS))
     occupants = _int(1, 9, load_default=1)
 
 
@@ -125,7 +126,7 @@ class HotelIn(_Activity):
 
 class MealIn(_Activity):
     count = _int(1, 200, required=True)
-    diet = fields.String(load_default="medium_meat", validate=validate.OneOf(DIETS))
+    diet = Text(load_default="medium_meat", validate=validate.OneOf(DIETS))
 
 
 class VenueShareIn(_Activity):
@@ -146,18 +147,18 @@ class WaterIn(_Activity):
 
 class HouseholdCarIn(_Activity):
     km_per_year = Quantity(maximum=300000, minimum=Decimal(0), exclusive_minimum=False, required=True)
-    fuel = fields.String(load_default="petrol", validate=validate.OneOf(FUELS))
+    fuel = Text(load_default="petrol", validate=validate.OneOf(FUELS))
 
 
 class YearlyFlightsIn(_Activity):
     round_trips_per_year = _int(0, 100, required=True)
     one_way_km = Quantity(maximum=20000, metadata={"description": "default: China's average trip, 1,774 km"})
-    cabin = fields.String(load_default="economy", validate=validate.OneOf(CABINS))
+    cabin = Text(load_default="economy", validate=validate.OneOf(CABINS))
     radiative_forcing = fields.Boolean(load_default=True)
 
 
 class DietIn(_Activity):
-    diet = fields.String(required=True, validate=validate.OneOf(DIETS))
+    diet = Text(required=True, validate=validate.OneOf(DIETS))
 
 
 ACTIVITY_SCHEMAS = {
@@ -171,11 +172,11 @@ _DESCRIPTION = "; ".join(f"{kind}: {', '.join(types)}" for kind, types in ACTIVI
 
 
 class FootprintIn(Schema):
-    kind = fields.String(load_default="event", validate=validate.OneOf(("event", "life")))
-    scene = fields.String(validate=validate.Length(1, 64),
-                          metadata={"description": "the scene code the guest scanned (gives province and venue)"})
-    province = fields.String(validate=validate.OneOf(sorted(dataset.load().provinces)),
-                             metadata={"description": "province code, e.g. SC (for the electricity factor)"})
+    kind = Text(load_default="event", validate=validate.OneOf(("event", "life")))
+    scene = Text(validate=validate.Length(1, 64),
+                 metadata={"description": "the scene code the guest scanned (gives province and venue)"})
+    province = Text(validate=validate.OneOf(sorted(dataset.load().provinces)),
+                    metadata={"description": "province code, e.g. SC (for the electricity factor)"})
     household_size = _int(1, 20, load_default=1, metadata={"description": "life footprint: people sharing"})
     activities = fields.List(fields.Dict(), required=True, validate=validate.Length(1, 30),
                              metadata={"description": f"objects with a 'type'; {_DESCRIPTION}"})
@@ -245,7 +246,7 @@ class FootprintOut(Schema):
 
 
 class HistoryQuery(Schema):
-    kind = fields.String(validate=validate.OneOf(("event", "life")))
+    kind = Text(validate=validate.OneOf(("event", "life")))
     limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
 
 

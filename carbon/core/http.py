@@ -1,4 +1,5 @@
-"""Request ids, one JSON log line per request, and the one error envelope."""
+"""Request ids, one JSON log line per request, the one error envelope, and what every request body
+must be before a view sees it (JSON, within the size limit, not nested too deeply)."""
 from __future__ import annotations
 
 import json
@@ -11,14 +12,18 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from flask.sessions import SessionInterface
 from sqlalchemy.exc import OperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
 
 from carbon.core.db import db
 from carbon.core.errors import DomainError
 from carbon.core.ids import new_request_id
+from carbon.core.text import unstorable
 
 log = logging.getLogger("diandian.request")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+MAX_JSON_DEPTH = 20
+MAX_INT_DIGITS = sys.get_int_max_str_digits() or 4300  # Python refuses longer integers (ValueError)
 
 HTTP_CODES = {
     400: ("request.bad_request", "请求格式有误 / Malformed request"),
@@ -92,6 +97,62 @@ def flatten_messages(messages: dict, prefix: str = "") -> dict[str, list]:
     return flat
 
 
+class JsonTooDeep(DomainError):
+    code = "request.json_too_deep"
+    message = f"JSON 嵌套超过 {MAX_JSON_DEPTH} 层 / The JSON body is nested more than {MAX_JSON_DEPTH} levels deep"
+
+
+class NumberTooLong(DomainError):
+    code = "request.number_too_long"
+    message = f"数字超过 {MAX_INT_DIGITS} 位 / A number in the body has more than {MAX_INT_DIGITS} digits"
+
+
+def _chunked() -> bool:
+    return "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+
+
+def _read_chunked_body() -> None:
+    """A chunked body has no Content-Length for werkzeug to check: read it up to the limit (the
+    server de-chunks it), and one byte more says whether it went over."""
+    data = request.get_data(cache=True)
+    limit = request.max_content_length
+    if limit is not None and len(data) >= limit and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
+
+
+def _check_json_body() -> None:
+    """Refuse what Python's parser cannot take (nesting near the recursion limit, integers past
+    ``MAX_INT_DIGITS``) or what no route needs (nesting past ``MAX_JSON_DEPTH``), before a view parses.
+    Bodies that cannot hold either (few brackets, short) are not parsed here."""
+    data = request.get_data(cache=True)
+    if len(data) <= MAX_INT_DIGITS and data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:
+        return
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise JsonTooDeep() from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return  # malformed: the view's parser answers 400 as for any bad JSON
+    except ValueError:
+        raise NumberTooLong() from None
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise JsonTooDeep()
+
+
+def json_depth(value: Any) -> int:
+    """How deeply lists and objects nest in ``value`` (a scalar is 0, ``[]`` is 1), without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        deepest = max(deepest, level)
+        pending.extend((child, level + 1) for child in item)
+    return deepest
+
+
 class NoCookieSessions(SessionInterface):
     """The API authenticates with bearer tokens and never uses Flask's cookie session: do not parse,
     verify or sign one on every request."""
@@ -111,10 +172,18 @@ def install(app: Flask, *, log_requests: bool) -> None:
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if _REQUEST_ID.match(incoming) else new_request_id()
         g.started = time.perf_counter()
-        if (request.path.startswith("/api/") and request.method in {"POST", "PUT", "PATCH"}
-                and (request.content_length or 0) > 0 and not request.is_json):
-            return error_response(415, "request.unsupported_media_type",
-                                  "请求体须为 JSON / The body must be JSON (Content-Type: application/json)")
+        if request.view_args and any(isinstance(value, str) and unstorable(value)
+                                     for value in request.view_args.values()):
+            raise NotFound()  # a path id with NUL or control characters names nothing
+        if request.path.startswith("/api/") and request.method in BODY_METHODS:
+            chunked = request.content_length is None and _chunked()
+            if ((request.content_length or 0) > 0 or chunked) and not request.is_json:
+                return error_response(415, "request.unsupported_media_type",
+                                      "请求体须为 JSON / The body must be JSON (Content-Type: application/json)")
+            if chunked:
+                _read_chunked_body()
+            if request.is_json:
+                _check_json_body()
         return None
 
     @app.after_request
