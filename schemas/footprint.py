@@ -187,7 +187,8 @@ class FootprintIn(Schema):
         errors: dict = {}
         parsed = []
         for index, raw in enumerate(data["activities"]):
-            schema = schemas.get(raw.get("type"))
+            kind = raw.get("type")
+            schema = schemas.get(kind) if isinstance(kind, str) else None  # a list or object is no type
             if schema is None:
                 errors[index] = {"type": [f"需为 / Must be one of: {', '.join(schemas)}."]}
                 continue

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import select
 
 from carbon.core.db import db
@@ -150,3 +151,14 @@ def test_json_numbers_are_taken_as_written(client):
                            json={"activities": [{"type": "rail", "distance_km": 12.5}]})
     assert response.status_code == 200
     assert response.get_json()["lines"][0]["kg"] == "0.381"  # 12.5 × 0.03048, exact
+
+
+@pytest.mark.parametrize("kind", [["flight"], {"flight": 1}, 7, None, True])
+@pytest.mark.parametrize("path", ["/api/v1/footprints/preview", "/api/v1/footprints"])
+def test_an_activity_type_that_is_not_a_string_is_422_naming_it(client, login, path, kind):
+    token, _ = login("o_types")
+    response = client.post(path, json={"activities": [{"type": "meal", "count": 1}, {"type": kind}]},
+                           headers=bearer(token))
+    assert response.status_code == 422, response.get_data(as_text=True)
+    error = response.get_json()["error"]
+    assert error["code"] == "validation_error" and set(error["details"]) == {"activities.1.type"}
