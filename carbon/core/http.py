@@ -22,6 +22,17 @@ from carbon.core.text import unstorable
 log = logging.getLogger("diandian.request")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# HTML pages (the H5 scene page, /api/docs) load nothing from elsewhere and run no script.
+HTML_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+                               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+}
+# The API authenticates with bearer tokens only (no cookies), so any origin may call it: a page
+# elsewhere still needs a token the guest or organizer gave it.
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-ID"
+CORS_EXPOSE_HEADERS = "X-Request-ID, Retry-After, WWW-Authenticate"
+CORS_MAX_AGE_SECONDS = 600
 MAX_JSON_DEPTH = 20
 MAX_INT_DIGITS = sys.get_int_max_str_digits() or 4300  # Python refuses longer integers (ValueError)
 
@@ -68,6 +79,11 @@ def error_response(status: int, code: str, message: str, details: dict | None = 
     response = jsonify({"error": {"code": code, "message": message, "details": details or {},
                                   "request_id": request_id()}})
     response.status_code = status
+    if status == 401:  # RFC 6750: the challenge, and which error when a token was given
+        response.headers["WWW-Authenticate"] = 'Bearer realm="diandian"' + (
+            ', error="invalid_token"' if code == "auth.invalid_token" else "")
+    elif status == 429:
+        response.headers["Retry-After"] = str(int((details or {}).get("retry_after_seconds", 60)))
     return response
 
 
@@ -153,6 +169,33 @@ def json_depth(value: Any) -> int:
     return deepest
 
 
+def _preflight() -> Response:
+    """A CORS preflight for a route that exists: which methods and headers a page elsewhere may use."""
+    response = Response(status=204)
+    del response.headers["Content-Type"]
+    methods = request.url_rule.map.bind_to_environ(request.environ).allowed_methods()  # every rule of the path
+    response.headers["Access-Control-Allow-Methods"] = ", ".join(sorted(methods))
+    response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+    response.headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE_SECONDS)
+    return response
+
+
+def _answer_headers(response: Response) -> None:
+    """What every answer says about itself: never sniffed; API answers never stored (they are a
+    guest's, an organizer's or carry a token) and readable from any origin; HTML pages framed by none."""
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    if request.path.startswith("/api/v1/"):
+        headers.setdefault("Cache-Control", "no-store")
+        if request.headers.get("Origin"):
+            headers["Access-Control-Allow-Origin"] = "*"
+            headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
+    if response.mimetype == "text/html":
+        for name, value in HTML_HEADERS.items():
+            headers.setdefault(name, value)
+
+
 class NoCookieSessions(SessionInterface):
     """The API authenticates with bearer tokens and never uses Flask's cookie session: do not parse,
     verify or sign one on every request."""
@@ -172,6 +215,9 @@ def install(app: Flask, *, log_requests: bool) -> None:
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if _REQUEST_ID.match(incoming) else new_request_id()
         g.started = time.perf_counter()
+        if (request.method == "OPTIONS" and request.url_rule is not None and request.path.startswith("/api/v1/")
+                and request.headers.get("Origin") and request.headers.get("Access-Control-Request-Method")):
+            return _preflight()
         if request.view_args and any(isinstance(value, str) and unstorable(value)
                                      for value in request.view_args.values()):
             raise NotFound()  # a path id with NUL or control characters names nothing
@@ -189,6 +235,7 @@ def install(app: Flask, *, log_requests: bool) -> None:
     @app.after_request
     def _finish(response: Response) -> Response:
         response.headers["X-Request-ID"] = request_id()
+        _answer_headers(response)
         if log_requests:
             duration_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
             log.info("request", extra={"fields": {
