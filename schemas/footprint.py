@@ -5,6 +5,7 @@ from decimal import Decimal, InvalidOperation
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from carbon.core.units import fixed_numbers
 from carbon.footprint import dataset
 from schemas.common import Text
 
@@ -42,7 +43,7 @@ class Quantity(fields.Field):
         if too_small or number > self.maximum:
             low = f"> {self.minimum}" if self.exclusive_minimum else f"≥ {self.minimum}"
             raise ValidationError(f"需 {low} 且 ≤ {self.maximum} / Must be {low} and ≤ {self.maximum}.")
-        return number.normalize() if number == number.to_integral_value() else number
+        return number.quantize(Decimal(1)) if number == number.to_integral_value() else number  # 1000, not 1E+3
 
 
 def _int(low: int, high: int, **kwargs):
@@ -202,9 +203,25 @@ class FootprintIn(Schema):
         return data
 
 
+class Shown(fields.String):
+    """Text a person reads, every number in fixed point: results stored before this rule say "1E+3"."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else fixed_numbers(str(value))
+
+
+class ShownInputs(fields.Dict):
+    """The inputs as understood, their texts under the same rule."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        return {key: fixed_numbers(item) if isinstance(item, str) else item for key, item in value.items()}
+
+
 class FactorOut(Schema):
     key = fields.String()
-    value = fields.String()
+    value = Shown()
     unit = fields.String()
     region = fields.String()
     year = fields.Integer(allow_none=True)
@@ -215,9 +232,9 @@ class FactorOut(Schema):
 class LineOut(Schema):
     index = fields.Integer(metadata={"description": "which activity of the request"})
     activity = fields.String()
-    label = fields.String()
-    inputs = fields.Dict(metadata={"description": "the inputs as understood (airports, distance, ...)"})
-    quantity = fields.String()
+    label = Shown()
+    inputs = ShownInputs(metadata={"description": "the inputs as understood (airports, distance, ...)"})
+    quantity = Shown()
     unit = fields.String()
     divided_by = fields.Integer(allow_none=True, metadata={"description": "attendance or household size"})
     factor = fields.Nested(FactorOut)

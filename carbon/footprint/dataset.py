@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+from carbon.core.units import fixed
+
 DATA_DIR = Path(__file__).parent / "data"
 CURRENT_VERSION = "cn-2025.1"
 CHINA_REGIONS = ("CN",)
@@ -33,7 +35,7 @@ class Factor:
         return not (self.region.startswith("CN") or self.region == "INT")
 
     def as_dict(self) -> dict:
-        return {"key": self.key, "value": str(self.value), "unit": self.unit, "region": self.region,
+        return {"key": self.key, "value": fixed(self.value), "unit": self.unit, "region": self.region,
                 "year": self.year, "source": self.source, "note": self.note or None}
 
 

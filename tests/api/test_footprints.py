@@ -1,6 +1,8 @@
 """The footprint API: preview, save, read back, history, validation, stored results."""
 from __future__ import annotations
 
+import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -162,3 +164,67 @@ def test_an_activity_type_that_is_not_a_string_is_422_naming_it(client, login, p
     assert response.status_code == 422, response.get_data(as_text=True)
     error = response.get_json()["error"]
     assert error["code"] == "validation_error" and set(error["details"]) == {"activities.1.type"}
+
+
+EXPONENT = re.compile(r"\d[eE][+-]?\d")
+ROUND_NUMBERS = [
+    {"kind": "event", "activities": [{"type": "flight", "distance_km": 20000}, {"type": "flight", "distance_km": "1E+4"},
+                                     {"type": "flight", "distance_km": 1000, "round_trip": True},
+                                     {"type": "rail", "distance_km": 1000}, {"type": "car", "distance_km": "1000.0"},
+                                     {"type": "taxi", "distance_km": 100, "passengers": 2}]},
+    {"kind": "life", "activities": [{"type": "electricity", "kwh_per_month": 1000},
+                                    {"type": "car", "km_per_year": 100000, "fuel": "electric"},
+                                    {"type": "natural_gas", "m3_per_month": 100},
+                                    {"type": "flights", "round_trips_per_year": 10, "one_way_km": 2000}]},
+]
+
+
+def strings_in(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings_in(item)
+    elif isinstance(value, str):
+        yield value
+
+
+@pytest.mark.parametrize("body", ROUND_NUMBERS)
+def test_round_numbers_are_shown_in_fixed_point(client, login, body):
+    token, _ = login("o_fixed")
+    created = client.post("/api/v1/footprints", json=body, headers=bearer(token))
+    assert created.status_code == 201, created.get_json()
+    answers = [created.get_json(), client.post("/api/v1/footprints/preview", json=body).get_json(),
+               client.get(f"/api/v1/footprints/{created.get_json()['id']}", headers=bearer(token)).get_json(),
+               client.get("/api/v1/footprints", headers=bearer(token)).get_json()]
+    for answer in answers:
+        shown = [text for text in strings_in(answer) if EXPONENT.search(text)]
+        assert shown == [], shown
+    lines = answers[0]["lines"]
+    if body["kind"] == "event":
+        assert lines[0]["label"] == "航班 / Flight 20000 km" and lines[0]["inputs"]["great_circle_km"] == "20000"
+        assert lines[1]["label"] == "航班 / Flight 10000 km"
+        rail = next(line for line in lines if line["activity"] == "rail")
+        assert rail["quantity"] == "1000" and rail["inputs"]["distance_km"] == "1000"
+    else:
+        assert lines[0]["quantity"] == "12000" and lines[0]["inputs"]["kwh_per_month"] == "1000"
+
+
+def test_results_stored_with_exponents_are_shown_in_fixed_point(app, client, login):
+    """Results saved before the fix carry "1E+3"; they are shown as plain numbers, their values unchanged."""
+    token, _ = login("o_fixed_stored")
+    created = client.post("/api/v1/footprints", json={"activities": [{"type": "rail", "distance_km": 1000}]},
+                          headers=bearer(token)).get_json()
+    with app.app_context():
+        row = db.session.scalar(select(Footprint).where(Footprint.public_id == created["id"]))
+        result = json.loads(json.dumps(row.result))
+        line = result["lines"][0]
+        line.update(quantity="1E+3", label="航班 / Flight 2E+4 km")
+        line["inputs"].update(distance_km="1E+3", great_circle_km="2.16E+4", note="E+3 stays text")
+        row.result = result
+        db.session.commit()
+    shown = client.get(f"/api/v1/footprints/{created['id']}", headers=bearer(token)).get_json()["lines"][0]
+    assert shown["quantity"] == "1000" and shown["label"] == "航班 / Flight 20000 km"
+    assert shown["inputs"]["distance_km"] == "1000" and shown["inputs"]["great_circle_km"] == "21600"
+    assert shown["inputs"]["note"] == "E+3 stays text" and shown["kg"] == created["lines"][0]["kg"]
