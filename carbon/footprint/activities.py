@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from carbon.core.units import fixed
-from carbon.footprint.dataset import Dataset, Factor, airport
+from carbon.footprint.dataset import Dataset, Factor, Metro, airport, city_code_of
 
 EXACT = Decimal("0.00000001")
 LONG_HAUL_KM = 3700  # DESNZ: short-haul below 3,700 km, long-haul above
@@ -89,7 +89,8 @@ def ground_distance(inputs: dict, data: Dataset, detour_key: str) -> tuple[Decim
 def _unknown(field: str, exc: LookupError) -> InputError:
     suggestions = getattr(exc, "suggestions", [])
     name = getattr(exc, "name", "")
-    hint = f"；是否是 / did you mean: {', '.join(suggestions)}" if suggestions else ""
+    shown = getattr(exc, "shown", suggestions)
+    hint = f"；是否是 / did you mean: {', '.join(shown)}" if shown else ""
     return InputError(field, f"未知名称 / Unknown name '{name}'{hint}", code="footprint.unknown_place",
                       suggestions=suggestions)
 
@@ -106,15 +107,20 @@ def flight(inputs: dict, ctx: Context, data: Dataset) -> list[dict]:
         stops = []
         for position, code in enumerate(inputs["route"]):
             try:
-                stops.append(airport(code))
+                stops.append((airport(code), city_code_of(code)))
             except LookupError as exc:
                 raise _unknown(f"route.{position}", exc) from exc
         if inputs.get("round_trip"):
             stops = stops + stops[-2::-1]
-        for origin, destination in itertools.pairwise(stops):
+        for (origin, origin_city), (destination, destination_city) in itertools.pairwise(stops):
             gcd = great_circle_km(origin["lat"], origin["lon"], destination["lat"], destination["lon"])
-            legs.append(({"from": origin["iata"], "to": destination["iata"], "from_name": origin["name"],
-                          "to_name": destination["name"], "great_circle_km": fixed(gcd)}, gcd))
+            described = {"from": origin["iata"], "to": destination["iata"], "from_name": origin["name"],
+                         "to_name": destination["name"], "great_circle_km": fixed(gcd)}
+            for end, metro in (("from", origin_city), ("to", destination_city)):
+                if metro:
+                    described[f"{end}_city_code"] = metro.code
+                    described["note"] = "；".join(filter(None, (described.get("note"), _city_code_note(metro))))
+            legs.append((described, gcd))
     else:
         for _ in range(_trips(inputs)):
             legs.append(({"great_circle_km": fixed(inputs["distance_km"])}, inputs["distance_km"]))
@@ -131,6 +137,14 @@ def flight(inputs: dict, ctx: Context, data: Dataset) -> list[dict]:
         route = f"{described['from']}→{described['to']}" if "from" in described else f"{fixed(gcd)} km"
         lines.append(line("flight", f"航班 / Flight {route}", described, distance * passengers, "pkm", factor))
     return lines
+
+
+def _city_code_note(metro: Metro) -> str:
+    main, *others = metro.airports
+    also = f"（另有 {'、'.join(others)}）" if others else ""
+    also_en = f" (also {', '.join(others)})" if others else ""
+    return (f"{metro.code} 为{metro.name_zh}的城市代码，按主要机场 {main} 计算{also} / {metro.code} is the city "
+            f"code of {metro.name_en}: taken as its main airport {main}{also_en}")
 
 
 def _ground(activity: str, label: str, factor_key: str, detour_key: str | None = None):

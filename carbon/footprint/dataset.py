@@ -57,11 +57,13 @@ class City:
 
 
 class UnknownName(LookupError):
-    """A city, airport or province we do not know, with the closest names we do know."""
+    """A city, airport or province we do not know, with the closest names we do know (and how to
+    show them to a person, e.g. "PEK Beijing")."""
 
-    def __init__(self, kind: str, name: str, suggestions: list[str]):
+    def __init__(self, kind: str, name: str, suggestions: list[str], shown: list[str] | None = None):
         super().__init__(f"unknown {kind} {name!r}")
         self.kind, self.name, self.suggestions = kind, name, suggestions
+        self.shown = shown or suggestions
 
 
 class Dataset:
@@ -125,18 +127,81 @@ def _airports() -> dict[str, dict]:
     return airportsdata.load("IATA")
 
 
+@dataclass(frozen=True, slots=True)
+class Metro:
+    """A metropolitan (city) code and its airports, the main one first: BJS is PEK and PKX."""
+
+    code: str
+    name_zh: str
+    name_en: str
+    airports: tuple[str, ...]
+
+
+@functools.cache
+def metros() -> dict[str, Metro]:
+    """IATA city codes of the metropolitan areas people fly to most (``data/metro_codes.csv``). A code
+    that is also an airport's own (SHA is Hongqiao) names that airport; the table still says which
+    city it belongs to."""
+    return {row["code"]: Metro(row["code"], row["name_zh"], row["name_en"], tuple(row["airports"].split()))
+            for row in _rows(DATA_DIR / "metro_codes.csv")}
+
+
 def airport(code: str) -> dict:
-    """An airport by IATA code (from the ``airportsdata`` package)."""
-    found = _airports().get(code.upper())
+    """An airport by IATA code (from the ``airportsdata`` package); a metropolitan code that names
+    no airport stands for its main airport (BJS → PEK: see ``city_code_of``)."""
+    code = code.upper()
+    found = _airports().get(code)
+    if found is None and code in metros():
+        found = _airports()[metros()[code].airports[0]]
     if found is None:
-        raise UnknownName("airport", code, _close_airports(code))
+        close = close_airports(code)
+        raise UnknownName("airport", code, close, [f"{iata} {_airports()[iata]['city']}".strip() for iata in close])
     return found
 
 
-def _close_airports(text: str) -> list[str]:
-    """Codes that look like ``text``, and codes of airports whose city is named ``text``."""
+def city_code_of(code: str) -> Metro | None:
+    """The metropolitan area ``code`` names when it is a city code and no airport's own code."""
+    code = code.upper()
+    return metros().get(code) if code not in _airports() else None
+
+
+@functools.lru_cache(maxsize=1024)
+def close_airports(code: str, limit: int = 5) -> list[str]:
+    """Airports a code that names none may have meant, best first. Among Chinese and metropolitan
+    airports: those of a city or with a name beginning with its letters (BEI → PEK, PKX), then codes
+    one letter off or with two letters swapped (PEJ → PEK); then Chinese codes with its first letter
+    and two letters off (ZZQ → ZHA); then the same two searches over every other airport."""
+    code = code.upper()
     airports = _airports()
-    by_city = [code for code, info in airports.items() if info["city"].lower() == text.lower()]
-    similar = difflib.get_close_matches(text.upper(), [code for code, info in airports.items()
-                                                       if info["country"] == "CN"], n=3, cutoff=0.6)
-    return (by_city + [code for code in similar if code not in by_city])[:5]
+    major = {iata: index for index, iata in enumerate(iata for metro in metros().values() for iata in metro.airports)}
+    prefix = code.lower()
+
+    def rank(iata: str) -> tuple:
+        return airports[iata]["country"] != "CN", major.get(iata, len(major)), iata
+
+    of_metro = [iata for metro in metros().values() if metro.name_en.lower().startswith(prefix)
+                for iata in metro.airports]
+    by_city = {iata for iata, info in airports.items() if info["city"].lower().startswith(prefix)}
+    by_name = {iata for iata, info in airports.items() if info["name"].lower().startswith(prefix)}
+    named = sorted(by_city | by_name, key=lambda iata: (rank(iata)[0], iata not in by_city,
+                                                         -sum(x == y for x, y in zip(code, iata)), iata))
+    one_off = sorted((iata for iata in airports if _one_edit(code, iata)), key=rank)
+    two_off = sorted(iata for iata, info in airports.items()
+                     if info["country"] == "CN" and iata[0] == code[0] and _mismatches(code, iata) == 2)
+    known = {iata for iata in airports if iata in major or airports[iata]["country"] == "CN"}
+    groups = [of_metro, [iata for iata in named if iata in known], [iata for iata in one_off if iata in known],
+              two_off, named, one_off]
+    return list(dict.fromkeys(iata for group in groups for iata in group if iata != code))[:limit]
+
+
+def _mismatches(a: str, b: str) -> int:
+    return sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b))
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """One letter replaced, or two neighbouring letters swapped."""
+    if len(a) != len(b):
+        return False
+    if _mismatches(a, b) == 1:
+        return True
+    return any(a[:i] + a[i + 1] + a[i] + a[i + 2:] == b for i in range(len(a) - 1)) and a != b

@@ -228,3 +228,47 @@ def test_results_stored_with_exponents_are_shown_in_fixed_point(app, client, log
     assert shown["quantity"] == "1000" and shown["label"] == "航班 / Flight 20000 km"
     assert shown["inputs"]["distance_km"] == "1000" and shown["inputs"]["great_circle_km"] == "21600"
     assert shown["inputs"]["note"] == "E+3 stays text" and shown["kg"] == created["lines"][0]["kg"]
+
+
+def flight(client, *route, **extra):
+    return client.post("/api/v1/footprints/preview",
+                       json={"activities": [{"type": "flight", "route": list(route), **extra}]})
+
+
+@pytest.mark.parametrize("city, main, others", [("BJS", "PEK", ["PKX"]), ("TYO", "HND", ["NRT"]),
+                                                ("LON", "LHR", ["LGW", "STN"]), ("nyc", "JFK", ["EWR", "LGA"])])
+def test_a_city_code_is_taken_as_its_main_airport_and_says_so(client, city, main, others):
+    response = flight(client, city, "CTU", round_trip=True)
+    assert response.status_code == 200, response.get_json()
+    out, back = (line["inputs"] for line in response.get_json()["lines"])
+    assert (out["from"], out["from_city_code"], back["to"], back["to_city_code"]) == (main, city.upper(), main,
+                                                                                      city.upper())
+    assert "to_city_code" not in out and city.upper() in out["note"] and all(code in out["note"] for code in others)
+    direct = flight(client, main, "CTU").get_json()["lines"][0]
+    assert direct["inputs"]["great_circle_km"] == out["great_circle_km"] and "note" not in direct["inputs"]
+
+
+def test_airport_codes_that_are_also_city_codes_stay_airports(client):
+    for code, name in (("SHA", "Hongqiao"), ("CKG", "Jiangbei"), ("CTU", "Shuangliu")):
+        inputs = flight(client, code, "PEK").get_json()["lines"][0]["inputs"]
+        assert inputs["from"] == code and name in inputs["from_name"] and "note" not in inputs
+
+
+@pytest.mark.parametrize("typed, expected", [("ZZQ", {"ZHA"}), ("TOK", {"HND", "NRT"}), ("CHE", {"CTU", "TFU"}),
+                                             ("PEJ", {"PEK"}), ("LHX", {"LHR", "LHW"}), ("XIA", {"XMN"})])
+def test_an_unknown_airport_gets_suggestions_by_city_name_and_letters(client, typed, expected):
+    response = flight(client, "CTU", typed)
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["code"] == "footprint.unknown_place" and "activities.0.route.1" in error["details"]
+    suggestions = error["details"]["suggestions"]
+    assert expected <= set(suggestions) and 1 <= len(suggestions) <= 5 and typed not in suggestions
+    assert f"{suggestions[0]} " in error["message"]  # shown with its city
+
+
+def test_the_city_code_table_names_real_airports():
+    airports = dataset._airports()
+    for code, metro in dataset.metros().items():
+        assert len(code) == 3 and code.isupper() and metro.name_zh and metro.name_en
+        assert metro.airports and all(iata in airports for iata in metro.airports), code
+        assert dataset.airport(code)["iata"] == (code if code in airports else metro.airports[0])
