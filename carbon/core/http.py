@@ -15,9 +15,9 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
 
 from carbon.core.db import db
-from carbon.core.errors import DomainError
+from carbon.core.errors import DomainError, ValidationError
 from carbon.core.ids import new_request_id
-from carbon.core.text import unstorable
+from carbon.core.text import unstorable, unstorable_message
 
 log = logging.getLogger("diandian.request")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -35,6 +35,8 @@ CORS_EXPOSE_HEADERS = "X-Request-ID, Retry-After, WWW-Authenticate"
 CORS_MAX_AGE_SECONDS = 600
 MAX_JSON_DEPTH = 20
 MAX_INT_DIGITS = sys.get_int_max_str_digits() or 4300  # Python refuses longer integers (ValueError)
+# In JSON a control character or a surrogate can only come escaped, or as raw DEL or C1 (UTF-8 C2 80-9F).
+_MAYBE_UNSTORABLE = re.compile(rb"\\[ubf]|\x7f|\xc2[\x80-\x9f]")
 
 HTTP_CODES = {
     400: ("request.bad_request", "请求格式有误 / Malformed request"),
@@ -137,11 +139,14 @@ def _read_chunked_body() -> None:
 
 
 def _check_json_body() -> None:
-    """Refuse what Python's parser cannot take (nesting near the recursion limit, integers past
-    ``MAX_INT_DIGITS``) or what no route needs (nesting past ``MAX_JSON_DEPTH``), before a view parses.
-    Bodies that cannot hold either (few brackets, short) are not parsed here."""
+    """Before a view parses: refuse what Python's parser cannot take (nesting near the recursion
+    limit, integers past ``MAX_INT_DIGITS``), nesting no route needs (past ``MAX_JSON_DEPTH``), and
+    any string the service refuses to store (``carbon.core.text``), wherever it sits: the schemas'
+    own field says so too, this holds for every route and every nested value. A body that can hold
+    none of these (short, few brackets, no escapes, no DEL or C1 controls) is not parsed here."""
     data = request.get_data(cache=True)
-    if len(data) <= MAX_INT_DIGITS and data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:
+    if (len(data) <= MAX_INT_DIGITS and data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH
+            and not _MAYBE_UNSTORABLE.search(data)):
         return
     try:
         value = json.loads(data)
@@ -151,22 +156,39 @@ def _check_json_body() -> None:
         return  # malformed: the view's parser answers 400 as for any bad JSON
     except ValueError:
         raise NumberTooLong() from None
-    if json_depth(value) > MAX_JSON_DEPTH:
+    depth, refused = inspect_json(value)
+    if depth > MAX_JSON_DEPTH:
         raise JsonTooDeep()
+    if refused:
+        path, character = refused
+        raise ValidationError(details={path: [unstorable_message(character)]})
 
 
-def json_depth(value: Any) -> int:
-    """How deeply lists and objects nest in ``value`` (a scalar is 0, ``[]`` is 1), without recursion."""
-    deepest, pending = 0, [(value, 1)]
+def inspect_json(value: Any) -> tuple[int, tuple[str, str] | None]:
+    """How deeply lists and objects nest in ``value`` (a scalar is 0, ``[]`` is 1), and the first
+    string the service refuses as ``(dotted path, "U+XXXX")`` (a refused key names its object, or
+    ``_schema``); without recursion."""
+    deepest, refused, pending = 0, None, [(value, 1, "")]
     while pending:
-        item, level = pending.pop()
+        item, level, path = pending.pop()
+        if isinstance(item, str):
+            character = refused is None and unstorable(item)
+            if character:
+                refused = (path or "_schema", character)
+            continue
         if isinstance(item, dict):
-            item = item.values()
-        elif not isinstance(item, list):
+            for key in item:
+                character = refused is None and unstorable(key)
+                if character:
+                    refused = (path or "_schema", character)
+            children = ((child, f"{path}.{key}" if path else key) for key, child in item.items())
+        elif isinstance(item, list):
+            children = ((child, f"{path}.{index}" if path else str(index)) for index, child in enumerate(item))
+        else:
             continue
         deepest = max(deepest, level)
-        pending.extend((child, level + 1) for child in item)
-    return deepest
+        pending.extend((child, level + 1, where) for child, where in children)
+    return deepest, refused
 
 
 def _preflight() -> Response:

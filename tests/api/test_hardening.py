@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import json
 import threading
 
 import pytest
@@ -100,9 +101,31 @@ def test_channel_member_and_key_names_with_nul_or_surrogates_are_422(client, adm
         assert field in error["details"], (path, body)
 
 
+@pytest.mark.parametrize("body, field", [
+    ({"kg": 5, "beneficiary_name": "某\u0000人"}, "beneficiary_name"),
+    ({"kg": 5, "scene": "s=abcd\ud800"}, "scene"),
+    ({"footprint_id": "fp_\u0000"}, "footprint_id"),
+    ({"kg": 5, "note": {"deep": ["ok", "\u0001"]}}, "note.deep.1"),
+    ({"kg": 5, "bad\u0000key": 1}, "_schema"),
+])
+def test_every_json_string_is_under_the_text_rule_even_where_a_schema_is_not(client, guest, body, field):
+    """The orders schema (left to the checkout rewrite) does not use the shared field yet: the body
+    check in front of every view holds the rule there too, naming the place."""
+    response = client.post("/api/v1/orders", data=json.dumps(body), headers={**guest, "Idempotency-Key": "k1",
+                                                                              "Content-Type": "application/json"})
+    error = assert_envelope(response, 422, "validation_error")
+    assert field in error["details"] and "U+" in error["details"][field][0]
+
+
 def test_a_surrogate_in_a_password_at_login_is_422(client):
     response = client.post("/api/v1/admin/auth/login", json={"email": "a@b.example", "password": "\ud800"})
     assert "password" in assert_envelope(response, 422, "validation_error")["details"]
+
+
+def test_query_strings_are_under_the_text_rule(client, admin):
+    scene = make_scene(client, admin)
+    response = client.get(f"/api/v1/admin/scenes/{scene['id']}/poster.png?channel=door%00", headers=admin)
+    assert "channel" in assert_envelope(response, 422, "validation_error")["details"]
 
 
 def test_line_breaks_and_tabs_are_kept(client, admin):
