@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import difflib
 import functools
+import string
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -165,43 +166,62 @@ def city_code_of(code: str) -> Metro | None:
     return metros().get(code) if code not in _airports() else None
 
 
-@functools.lru_cache(maxsize=1024)
 def close_airports(code: str, limit: int = 5) -> list[str]:
-    """Airports a code that names none may have meant, best first. Among Chinese and metropolitan
-    airports: those of a city or with a name beginning with its letters (BEI → PEK, PKX), then codes
-    one letter off or with two letters swapped (PEJ → PEK); then Chinese codes with its first letter
-    and two letters off (ZZQ → ZHA); then the same two searches over every other airport."""
+    """Airports a three-letter code that names none may have meant, best first. Among Chinese and
+    metropolitan airports: those of a city or with a name beginning with its letters (TOK → HND, NRT;
+    CHE → CTU, TFU), then codes one letter off or with two letters swapped (PEJ → PEK); then Chinese
+    codes with its first letter and two letters off (ZZQ → ZHA); then the same two searches over
+    every other airport. A few dictionary look-ups: an unknown code costs no scan of 7,800 airports."""
     code = code.upper()
+    index = _airport_index()
     airports = _airports()
-    major = {iata: index for index, iata in enumerate(iata for metro in metros().values() for iata in metro.airports)}
+
+    def rank(iata: str) -> tuple:  # Chinese first, then metropolitan airports in the table's order
+        return airports[iata]["country"] != "CN", index.major.get(iata, len(index.major)), iata
+
     prefix = code.lower()
-
-    def rank(iata: str) -> tuple:
-        return airports[iata]["country"] != "CN", major.get(iata, len(major)), iata
-
     of_metro = [iata for metro in metros().values() if metro.name_en.lower().startswith(prefix)
                 for iata in metro.airports]
-    by_city = {iata for iata, info in airports.items() if info["city"].lower().startswith(prefix)}
-    by_name = {iata for iata, info in airports.items() if info["name"].lower().startswith(prefix)}
+    by_city, by_name = index.by_city.get(prefix, set()), index.by_name.get(prefix, set())
     named = sorted(by_city | by_name, key=lambda iata: (rank(iata)[0], iata not in by_city,
                                                          -sum(x == y for x, y in zip(code, iata)), iata))
-    one_off = sorted((iata for iata in airports if _one_edit(code, iata)), key=rank)
-    two_off = sorted(iata for iata, info in airports.items()
-                     if info["country"] == "CN" and iata[0] == code[0] and _mismatches(code, iata) == 2)
-    known = {iata for iata in airports if iata in major or airports[iata]["country"] == "CN"}
-    groups = [of_metro, [iata for iata in named if iata in known], [iata for iata in one_off if iata in known],
-              two_off, named, one_off]
+    one_off = sorted((iata for iata in set(_one_edit(code)) if iata in airports), key=rank)
+    two_off = sorted(iata for iata in index.chinese_by_initial.get(code[:1], ())
+                     if sum(x != y for x, y in zip(code, iata)) == 2)
+    groups = [of_metro, [iata for iata in named if iata in index.known],
+              [iata for iata in one_off if iata in index.known], two_off, named, one_off]
     return list(dict.fromkeys(iata for group in groups for iata in group if iata != code))[:limit]
 
 
-def _mismatches(a: str, b: str) -> int:
-    return sum(x != y for x, y in zip(a, b)) + abs(len(a) - len(b))
+@dataclass(frozen=True, slots=True)
+class _AirportIndex:
+    by_city: dict[str, set[str]]  # the first three letters of the city, lower case → codes
+    by_name: dict[str, set[str]]  # the same of the airport's name
+    chinese_by_initial: dict[str, list[str]]
+    major: dict[str, int]  # airports of the metropolitan table, in its order
+    known: frozenset[str]  # Chinese and metropolitan airports: suggested first
 
 
-def _one_edit(a: str, b: str) -> bool:
-    """One letter replaced, or two neighbouring letters swapped."""
-    if len(a) != len(b):
-        return False
-    if _mismatches(a, b) == 1:
-        return True
-    return any(a[:i] + a[i + 1] + a[i] + a[i + 2:] == b for i in range(len(a) - 1)) and a != b
+@functools.cache
+def _airport_index() -> _AirportIndex:
+    by_city: dict[str, set[str]] = {}
+    by_name: dict[str, set[str]] = {}
+    chinese: dict[str, list[str]] = {}
+    for iata, info in _airports().items():
+        by_city.setdefault(info["city"].lower()[:3], set()).add(iata)
+        by_name.setdefault(info["name"].lower()[:3], set()).add(iata)
+        if info["country"] == "CN":
+            chinese.setdefault(iata[:1], []).append(iata)
+    major = {iata: order for order, iata in enumerate(iata for metro in metros().values() for iata in metro.airports)}
+    known = frozenset(major) | frozenset(iata for codes in chinese.values() for iata in codes)
+    return _AirportIndex(by_city, by_name, chinese, major, known)
+
+
+def _one_edit(code: str):
+    """Every code one letter replaced, or two neighbouring letters swapped, away from ``code``."""
+    for position, letter in enumerate(code):
+        for other in string.ascii_uppercase:
+            if other != letter:
+                yield code[:position] + other + code[position + 1:]
+    for position in range(len(code) - 1):
+        yield code[:position] + code[position + 1] + code[position] + code[position + 2:]
