@@ -1,5 +1,6 @@
-"""Request ids, one JSON log line per request, the one error envelope, and what every request body
-must be before a view sees it (JSON, within the size limit, not nested too deeply)."""
+"""Request ids, one JSON log line per request, the one error envelope, the headers every answer
+carries, and what every request must be before a view sees it: path ids and JSON bodies within the
+limits docs/API.md lists (size, media type, nesting, number length, storable text)."""
 from __future__ import annotations
 
 import json
@@ -138,6 +139,19 @@ def _read_chunked_body() -> None:
         raise RequestEntityTooLarge()
 
 
+def _check_body() -> Response | None:
+    """A body must be JSON (415) within the size limit (413), chunked or not, and pass ``_check_json_body``."""
+    chunked = request.content_length is None and _chunked()
+    if ((request.content_length or 0) > 0 or chunked) and not request.is_json:
+        return error_response(415, "request.unsupported_media_type",
+                              "请求体须为 JSON / The body must be JSON (Content-Type: application/json)")
+    if chunked:
+        _read_chunked_body()
+    if request.is_json:
+        _check_json_body()
+    return None
+
+
 def _check_json_body() -> None:
     """Before a view parses: refuse what Python's parser cannot take (nesting near the recursion
     limit, integers past ``MAX_INT_DIGITS``), nesting no route needs (past ``MAX_JSON_DEPTH``), and
@@ -244,14 +258,7 @@ def install(app: Flask, *, log_requests: bool) -> None:
                                      for value in request.view_args.values()):
             raise NotFound()  # a path id with NUL or control characters names nothing
         if request.path.startswith("/api/") and request.method in BODY_METHODS:
-            chunked = request.content_length is None and _chunked()
-            if ((request.content_length or 0) > 0 or chunked) and not request.is_json:
-                return error_response(415, "request.unsupported_media_type",
-                                      "请求体须为 JSON / The body must be JSON (Content-Type: application/json)")
-            if chunked:
-                _read_chunked_body()
-            if request.is_json:
-                _check_json_body()
+            return _check_body()
         return None
 
     @app.after_request
