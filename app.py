@@ -41,6 +41,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     _init_extensions(app, settings)
     install(app, log_requests=settings.LOG_REQUESTS)
     _register_blueprints(app)
+    _register_job_handlers(app)
     _register_cli(app)
     return app
 
@@ -81,6 +82,10 @@ def _init_extensions(app: Flask, settings) -> None:
         redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
         app.extensions["diandian.redis"] = redis_client
     app.extensions["diandian.ratelimiter"] = RateLimiter(redis_client)
+    if redis_client is not None and settings.JOBS == "workers":
+        from rq import Queue
+
+        app.extensions["diandian.job_queue"] = Queue("diandian", connection=redis_client)
 
     with app.app_context():
         engine = db.engine
@@ -154,6 +159,23 @@ def _register_blueprints(app: Flask) -> None:
     app.extensions["diandian.api"].register_blueprint(orders_blp)
     app.extensions["diandian.api"].register_blueprint(notify_blp)
     app.register_blueprint(h5_bp)
+
+
+def _register_job_handlers(app: Flask) -> None:
+    """Every area's outbox handlers (imported for their registration), and a last dispatch of what a
+    request or command committed without handing on."""
+    import carbon.checkout.operations
+    import carbon.scenes.stats  # noqa: F401 - order.paid
+    from carbon import jobs
+
+    @app.teardown_appcontext
+    def _hand_on_committed_events(_error) -> None:
+        try:
+            jobs.kick()
+        except Exception:
+            import logging
+
+            logging.getLogger("diandian.jobs").exception("outbox hand-on at teardown failed")
 
 
 def _register_cli(app: Flask) -> None:

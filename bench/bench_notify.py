@@ -1,7 +1,13 @@
-"""WeChat Pay notify handling on PostgreSQL: verify, decrypt, confirm, retire, post — per second
-and p50/p99 with 16 concurrent deliveries, next to a bare Flask route that inserts one row into
-the same PostgreSQL (both under gunicorn as deploy/ serves it, interleaved 5 times: the machine's
-speed drifts, so the ratio of each notify run to the bare run just before it is printed too).
+"""WeChat Pay notifications on PostgreSQL with DIANDIAN_JOBS=workers, next to a bare Flask route that
+inserts one row into the same PostgreSQL (both under gunicorn as deploy/ serves them, 2 gthread
+workers × 4 threads, 16 clients):
+
+(a) acknowledgement: the notify route verifies, decrypts, checks and records in the inbox; no
+    worker runs, so the figure is the route alone (interleaved with the bare route, 3 rounds);
+(b) sustained notify-to-paid: the same load with `flask worker` processes confirming meanwhile;
+    confirmations per second over the run (what was confirmed by the time the backlog drained);
+(c) notify-to-paid latency of (b): from the inbox row's ``received_at`` to its ``processed_at``
+    (the batch's commit follows at once), p50/p99.
 
 Each delivery confirms a different pending payment, so every request does the whole work. The
 notifications are built here the way WeChat Pay builds them (AES-256-GCM with the APIv3 key,
@@ -10,6 +16,7 @@ RSA-SHA256 with the sandbox's WeChat Pay key). Usage: bench_notify.py [postgres 
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import secrets
@@ -24,11 +31,12 @@ from decimal import Decimal
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from harness import ROOT, gunicorn, load, summary
+from harness import ROOT, gunicorn, job_worker, load, summary
 from sqlalchemy import create_engine, insert, text
 
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-ORDERS = 25_000  # enough for 5 rounds × 5 s at 1,000 notifies/s
+ORDERS = 30_000  # enough for 3 × 5 s of (a) and 8 s of (b) at 1,500 notifies/s
+JOB_WORKERS = 2
 APPID, MCHID = "wxd1a2b3c4d5e6f7a8", "1900000109"
 APIV3_KEY = b"diandian-sandbox-apiv3-key-00001"
 PUBLIC_KEY_ID = "PUB_KEY_ID_0114232020220520000000000000000001"
@@ -112,7 +120,7 @@ def notification(out_trade_no: str, key) -> tuple[bytes, dict[str, str]]:
                   "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048"}
 
 
-def main(seconds: float = 5.0, rounds: int = 5) -> None:
+def main(seconds: float = 5.0, rounds: int = 3, sustained_seconds: float = 8.0) -> None:
     admin_url = sys.argv[1] if len(sys.argv) > 1 else ADMIN_URL
     key = serialization.load_pem_private_key(
         (ROOT / "wechat" / "sandbox" / "keys" / "wechatpay_private_key.pem").read_bytes(), password=None)
@@ -128,31 +136,68 @@ def main(seconds: float = 5.0, rounds: int = 5) -> None:
         def bare(_i: int):
             return "POST", "/insert", b'{"row": 1}', {"Content-Type": "application/json"}
 
-        results: dict[str, list] = {"bare insert route": [], "notify (full confirm)": []}
-        env = {"DIANDIAN_DATABASE_URL": url, "BENCH_DATABASE_URL": url}
+        engine = create_engine(url)
+
+        def scalar(sql: str):
+            with engine.connect() as connection:
+                return connection.scalar(text(sql))
+
+        results: dict[str, list] = {"bare insert route": [], "(a) notify acknowledged": []}
+        env = {"DIANDIAN_DATABASE_URL": url, "BENCH_DATABASE_URL": url, "DIANDIAN_JOBS": "workers"}
         served = {"workers": 2, "worker_class": "gthread", "threads": 4}  # as deploy/gunicorn.conf.py serves
         with gunicorn(env, **served) as service, \
                 gunicorn(env, app_spec="bare_insert:app", cwd=ROOT / "bench", **served) as baseline:
             for _ in range(rounds):
                 results["bare insert route"].append(load("bare insert route", baseline, bare, seconds=seconds,
                                                          expect=204))
-                results["notify (full confirm)"].append(load("notify (full confirm)", service, next_notify,
-                                                             seconds=seconds, expect=204))
-        engine = create_engine(url)
+                results["(a) notify acknowledged"].append(load("(a) notify acknowledged", service, next_notify,
+                                                               seconds=seconds, expect=204))
+            backlog = scalar("SELECT count(*) FROM payment_inbox WHERE status = 'pending'")
+            with contextlib.ExitStack() as stack:
+                for _ in range(JOB_WORKERS):
+                    stack.enter_context(job_worker(env))
+                drain_started = time.monotonic()
+                while scalar("SELECT count(*) FROM payment_inbox WHERE status = 'pending'") and \
+                        time.monotonic() - drain_started < 300:
+                    time.sleep(0.2)
+                drained_in = time.monotonic() - drain_started
+                mark = scalar("SELECT max(id) FROM payment_inbox")
+                started = time.monotonic()
+                sustained = load("(b) notify, workers running", service, next_notify, seconds=sustained_seconds,
+                                 expect=204)
+                while scalar("SELECT count(*) FROM payment_inbox WHERE status = 'pending'") and \
+                        time.monotonic() - started < 300:
+                    time.sleep(0.05)
+                settled_in = time.monotonic() - started
+                results["(b) notify, workers running"] = [sustained]
         with engine.connect() as connection:
+            delays = [row[0] * 1000 for row in connection.execute(text(
+                "SELECT extract(epoch FROM processed_at - received_at) FROM payment_inbox WHERE id > :mark "
+                "ORDER BY 1"), {"mark": mark})]
             confirmed = connection.scalar(text("SELECT count(*) FROM payments WHERE status = 'confirmed'"))
             retired = connection.scalar(text("SELECT coalesce(sum(quantity), 0) FROM retirements"))
             unbalanced = connection.scalar(text(
                 "SELECT count(*) FROM (SELECT transaction_id, unit FROM postings GROUP BY 1, 2 "
                 "HAVING sum(amount) <> 0) AS u"))
+            events = connection.execute(text("SELECT status, count(*) FROM outbox_events GROUP BY 1")).all()
         engine.dispose()
-        sent = sum(r.requests for r in results["notify (full confirm)"])
-        print(summary("notify handling vs a bare one-row insert route (PostgreSQL)", results, "bare insert route"))
-        pairs = [n.rps / b.rps for b, n in zip(results["bare insert route"], results["notify (full confirm)"])]
-        print(f"ratio per round (each notify run over the bare run just before it): "
+        bare_rps = statistics.median(r.rps for r in results["bare insert route"])
+        print(summary("notify handling vs a bare one-row insert route (PostgreSQL, DIANDIAN_JOBS=workers)",
+                      results, "bare insert route"))
+        pairs = [n.rps / b.rps for b, n in zip(results["bare insert route"], results["(a) notify acknowledged"])]
+        print(f"(a) ratio per round (each notify run over the bare run just before it): "
               f"{', '.join(f'{r:.2f}' for r in pairs)}; median {statistics.median(pairs):.2f}")
+        print(f"backlog of (a): {backlog} recorded notifies confirmed by {JOB_WORKERS} workers in {drained_in:.1f} s "
+              f"= {backlog / drained_in:.0f} confirmations/s ({backlog / drained_in / bare_rps:.2f} of the bare route)")
+        rate = sustained.requests / settled_in
+        print(f"(b) sustained: {sustained.requests} notifies in {sustained.seconds:.1f} s, all confirmed "
+              f"{settled_in:.1f} s after the load began = {rate:.0f} notify-to-paid/s ({rate / bare_rps:.2f} of the "
+              f"bare route)")
+        print(f"(c) notify to paid (received_at → processed_at): p50 {delays[len(delays) // 2]:.0f} ms, "
+              f"p99 {delays[int(len(delays) * 0.99)]:.0f} ms, max {delays[-1]:.0f} ms over {len(delays)} notifies")
+        sent = sum(r.requests for runs in results.values() if runs is not results["bare insert route"] for r in runs)
         print(f"check: {sent} notifies acknowledged, {confirmed} payments confirmed, {retired} units retired, "
-              f"{unbalanced} unbalanced ledger transactions")
+              f"{unbalanced} unbalanced ledger transactions, outbox {dict(events)}")
 
 
 if __name__ == "__main__":

@@ -91,6 +91,24 @@ def gunicorn(env: dict[str, str], workers: int = 2, worker_class: str = "sync",
         process.wait(15)
 
 
+@contextmanager
+def job_worker(env: dict[str, str], cwd: Path = ROOT) -> Iterator[subprocess.Popen]:
+    """``flask worker`` (inbox confirmations and outbox events) as its own process; stopped on exit."""
+    process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app:create_app", "worker"],
+                               cwd=cwd, env={**os.environ, **env, "DIANDIAN_JOBS": "workers"},
+                               stdout=subprocess.DEVNULL)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
 @dataclass
 class LoadResult:
     name: str

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 from flask import Flask
+from flask.cli import AppGroup
 
 
 def register(app: Flask) -> None:
@@ -30,7 +31,7 @@ def register(app: Flask) -> None:
     @app.cli.command("expire-orders")
     def expire_orders() -> None:
         """Close unpaid orders past their reservation and release their credits."""
-        from carbon.checkout.service import expire_orders as run
+        from carbon.checkout.operations import expire_orders as run
 
         click.echo(run())
 
@@ -38,7 +39,7 @@ def register(app: Flask) -> None:
     @click.option("--older-than-minutes", default=10, show_default=True)
     def reconcile_payments(older_than_minutes: int) -> None:
         """Query WeChat Pay about payments pending longer than N minutes and confirm the paid ones."""
-        from carbon.checkout.service import reconcile_payments as run
+        from carbon.checkout.operations import reconcile_payments as run
 
         click.echo(run(older_than_minutes))
 
@@ -47,10 +48,50 @@ def register(app: Flask) -> None:
     @click.option("--reason", required=True)
     def refund_order(order_id: str, reason: str) -> None:
         """Refund a paid order in full (credits stay retired; the money is reversed)."""
-        from carbon.checkout.service import refund_order as run
+        from carbon.checkout.operations import refund_order as run
 
         order = run(order_id, reason)
         click.echo(f"{order.public_id} {order.status}")
+
+    @app.cli.command("worker")
+    def worker() -> None:
+        """Confirm payments from the inbox and dispatch outbox events (for DIANDIAN_JOBS=workers)."""
+        from flask import current_app
+
+        from carbon.core import extensions as ext
+        from carbon.jobs.worker import work
+
+        click.echo(f"worker: inbox and outbox ({'RQ on Redis' if ext.job_queue() else 'table sweep'})")
+        work(current_app._get_current_object())
+
+    outbox = AppGroup("outbox", help="Events after a payment: list failures, replay, run what is due.")
+    app.cli.add_command(outbox)
+
+    @outbox.command("failed")
+    def outbox_failed() -> None:
+        """Events that ran out of attempts, with their last error."""
+        from carbon import jobs
+
+        for event in jobs.failed():
+            click.echo(f"{event.id}\t{event.kind}\t{event.handler}\t{event.attempts}\t{event.last_error}")
+
+    @outbox.command("replay")
+    @click.argument("event_id", type=int)
+    def outbox_replay(event_id: int) -> None:
+        """Run a failed event again, from a fresh count of attempts."""
+        from carbon import jobs
+
+        try:
+            click.echo(jobs.replay(event_id))
+        except LookupError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    @outbox.command("run")
+    def outbox_run() -> None:
+        """Dispatch every due event here and now."""
+        from carbon import jobs
+
+        click.echo(jobs.run_due())
 
     @app.cli.command("settlement-report")
     @click.option("--start", "start", required=True, type=click.DateTime(formats=["%Y-%m-%d"]))

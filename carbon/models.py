@@ -1,6 +1,6 @@
 """Imports every model so the metadata (and alembic's autogenerate) sees them all."""
 from carbon.accounts.models import AuthSession, User  # noqa: F401
-from carbon.checkout.models import IdempotencyKey, NotifyEvent, Order, OutboxEvent, Payment  # noqa: F401
+from carbon.checkout.models import IdempotencyKey, InboxEntry, Order, Payment, Refund  # noqa: F401
 from carbon.credits.models import (  # noqa: F401
     Project,
     Reservation,
@@ -9,6 +9,7 @@ from carbon.credits.models import (  # noqa: F401
     Vintage,
 )
 from carbon.footprint.models import Footprint  # noqa: F401
+from carbon.jobs.models import OutboxEvent  # noqa: F401
 from carbon.ledger.models import LedgerTransaction, Posting  # noqa: F401
 from carbon.organizers.models import ApiKey, Organization, Organizer, OrganizerSession  # noqa: F401
 from carbon.scenes.models import Scene, SceneChannel, SceneDailyStat  # noqa: F401

@@ -37,6 +37,11 @@ def main() -> int:
         if not wait_until_up(f"{sandbox_base}/__sandbox__/stats"):
             print("WeChat sandbox did not start", file=sys.stderr)
             return stop(processes, 1)
+    if env.get("DIANDIAN_REDIS_URL"):  # with Redis, payments are confirmed and followed up by a worker
+        env.setdefault("DIANDIAN_JOBS", "workers")
+    if env.get("DIANDIAN_JOBS") == "workers":
+        processes.append(subprocess.Popen(
+            [PYTHON, "-m", "flask", "--app", "app:create_app", "worker"], cwd=ROOT, env=env))
     processes.append(subprocess.Popen(
         [PYTHON, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "app:create_app()"], cwd=ROOT, env=env))
     if not wait_until_up(f"http://{bind}/healthz"):
@@ -47,6 +52,8 @@ Diandian is running (Ctrl-C stops it):
   service       http://{bind}/            health: /healthz  ready: /readyz
   API docs      http://{bind}/api/docs    OpenAPI: /api/openapi.json
   WeChat sandbox {sandbox_base}/           test hooks: /__sandbox__/
+  payments      {"confirmed by `flask worker` (DIANDIAN_JOBS=workers)" if env.get("DIANDIAN_JOBS") == "workers"
+                 else "confirmed in the notify request (DIANDIAN_JOBS=inline)"}
 Try a login:
   CODE=$(curl -s -XPOST {sandbox_base}/__sandbox__/login-code -H 'Content-Type: application/json' -d '{{"openid":"o_demo"}}' | python3 -c 'import json,sys;print(json.load(sys.stdin)["code"])')
   TOKEN=$(curl -s -XPOST http://{bind}/api/v1/auth/login -H 'Content-Type: application/json' -d "{{\\"code\\":\\"$CODE\\"}}" | python3 -c 'import json,sys;print(json.load(sys.stdin)["token"])')

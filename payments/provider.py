@@ -22,7 +22,7 @@ class ProviderRefused(ProviderError):
 
 
 class NotifyRejected(Exception):
-    """A notification that must not be trusted: forged, stale, tampered or a probe."""
+    """A notification that must not be trusted: forged, stale, tampered, a probe, or not even text."""
 
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -46,11 +46,26 @@ class Transaction:
 
 
 @dataclass(frozen=True)
+class RefundNotice:
+    """A refund as the provider reports it in a refund notification (or a refund query)."""
+
+    out_trade_no: str
+    out_refund_no: str
+    refund_id: str
+    status: str  # SUCCESS, CLOSED, ABNORMAL
+    mchid: str
+    refund_fen: int
+    transaction_id: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Notification:
     event_id: str
     event_type: str
     transaction: Transaction | None
     received_at: datetime
+    refund: RefundNotice | None = None
 
 
 @dataclass(frozen=True)
@@ -81,5 +96,5 @@ class PaymentProvider(Protocol):
         """Close an unpaid order; raises ProviderRefused('ORDERPAID') when it was paid meanwhile."""
 
     def refund(self, *, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int,
-               reason: str) -> Refund:
-        ...
+               reason: str, transaction_id: str | None = None) -> Refund:
+        """Ask for a refund (idempotent per ``out_refund_no``); its outcome arrives as a notification."""

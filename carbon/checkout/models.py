@@ -3,9 +3,10 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, ForeignKey, Integer, Numeric, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from carbon.checkout.states import OrderStatus, PaymentStatus
 from carbon.core.clock import utcnow
 from carbon.core.db import UTCDateTime, db
 from carbon.core.ids import new_public_id
@@ -28,7 +29,7 @@ class Order(db.Model):
     kg: Mapped[Decimal] = mapped_column(Numeric(14, 3))
     amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
     currency: Mapped[str] = mapped_column(String(3), default="CNY")
-    status: Mapped[str] = mapped_column(String(20), default="created")
+    status: Mapped[str] = mapped_column(String(20), default=OrderStatus.CREATED)
     beneficiary_name: Mapped[str] = mapped_column(String(64))
     purpose: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -51,7 +52,7 @@ class Payment(db.Model):
     out_trade_no: Mapped[str] = mapped_column(String(32), unique=True)
     amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
     currency: Mapped[str] = mapped_column(String(3), default="CNY")
-    status: Mapped[str] = mapped_column(String(12), default="created")
+    status: Mapped[str] = mapped_column(String(12), default=PaymentStatus.CREATED)
     prepay_id: Mapped[str | None] = mapped_column(String(64))
     transaction_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     provider_data: Mapped[dict | None] = mapped_column(JSON)
@@ -61,18 +62,55 @@ class Payment(db.Model):
     order: Mapped[Order] = relationship(back_populates="payments")
 
 
-class NotifyEvent(db.Model):
-    """A provider notification processed once (its event id is unique)."""
+class InboxEntry(db.Model):
+    """A verified provider notification (or query answer), recorded once before it is acted on.
 
-    __tablename__ = "notify_events"
-    __table_args__ = (UniqueConstraint("provider", "event_id"),)
+    Unique per provider event and per provider object (a transaction id or a refund id), so a
+    notification delivered twice, or a query answer for a transaction already notified, is one row.
+    Confirmation runs from here: inline in the notify request, or by workers."""
+
+    __tablename__ = "payment_inbox"
+    __table_args__ = (UniqueConstraint("provider", "event_id"),
+                      UniqueConstraint("provider", "kind", "external_id"),
+                      Index("ix_payment_inbox_status", "status", "id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     provider: Mapped[str] = mapped_column(String(16))
-    event_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(12))  # transaction | refund
+    event_id: Mapped[str | None] = mapped_column(String(64))  # None for query answers
+    external_id: Mapped[str] = mapped_column(String(64))  # transaction_id or refund_id
     out_trade_no: Mapped[str] = mapped_column(String(32))
-    outcome: Mapped[str] = mapped_column(String(16))  # confirmed | duplicate | ignored | orphaned
+    source: Mapped[str] = mapped_column(String(8))  # notify | query
+    payload: Mapped[dict] = mapped_column(JSON)  # the decrypted resource, as the provider sent it
+    status: Mapped[str] = mapped_column(String(8), default="pending")  # pending | done | failed
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(256))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Refund(db.Model):
+    """Money going back to a payer: for an order refunded by an operator, for money that arrived for
+    an order already given up, or for a second charge of the same order. Booked to
+    ``refund_due:wechatpay`` when decided; cash leaves when WeChat Pay says the refund succeeded."""
+
+    __tablename__ = "refunds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: new_public_id("rfd"))
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id", ondelete="RESTRICT"), index=True)
+    out_refund_no: Mapped[str] = mapped_column(String(64), unique=True)
+    charge_transaction_id: Mapped[str] = mapped_column(String(64))  # the provider transaction refunded
+    amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    cause: Mapped[str] = mapped_column(String(16))  # operator | late_payment | double_charge
+    reason: Mapped[str] = mapped_column(String(80))
+    status: Mapped[str] = mapped_column(String(12), default="requested")
+    refund_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    payment: Mapped[Payment] = relationship()
 
 
 class IdempotencyKey(db.Model):
@@ -87,15 +125,3 @@ class IdempotencyKey(db.Model):
     request_hash: Mapped[str] = mapped_column(String(64))
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-
-class OutboxEvent(db.Model):
-    """Work queued in the same transaction as what caused it (e.g. issue the certificate)."""
-
-    __tablename__ = "outbox_events"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(32))
-    payload: Mapped[dict] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -2,10 +2,13 @@ from __future__ import annotations
 
 from flask import jsonify, request
 from flask_smorest import Blueprint
+from werkzeug.exceptions import HTTPException
 
 from carbon.accounts.auth import current_user, public
-from carbon.checkout import service
+from carbon.checkout import inbox, orders
+from carbon.checkout.outcomes import Outcome
 from carbon.core.errors import ValidationError
+from carbon.core.http import provider_format
 from schemas.checkout import OrderCreatedOut, OrderIn, OrdersOut
 
 blp = Blueprint("orders", __name__, url_prefix="/api/v1", description="订单与支付 / Orders and payment")
@@ -25,22 +28,22 @@ def create_order(body):
     if not key or len(key) > 64:
         raise ValidationError(code="order.idempotency_key_required",
                               details={IDEMPOTENCY_HEADER: ["需要 1-64 个字符 / 1-64 characters required"]})
-    order, params = service.create_order(current_user(), body, key)
+    order, params = orders.create_order(current_user(), body, key)
     return {"order": order, "request_payment": params}
 
 
 @blp.route("/orders", methods=["GET"])
 @blp.response(200, OrdersOut)
 def list_orders():
-    return {"items": service.orders_of(current_user())}
+    return {"items": orders.orders_of(current_user())}
 
 
 @blp.route("/orders/<string:order_id>", methods=["GET"])
 @blp.response(200, OrderCreatedOut)
 def get_order(order_id):
     """An order of the guest's, with fresh ``wx.requestPayment`` parameters while it awaits payment."""
-    order = service.get_order(current_user(), order_id)
-    params = service.payment_params(order) if order.status == "awaiting_payment" else None
+    order = orders.get_order(current_user(), order_id)
+    params = orders.payment_params(order) if order.status == "awaiting_payment" else None
     return {"order": order, "request_payment": params}
 
 
@@ -48,16 +51,39 @@ notify = Blueprint("wechatpay_notify", __name__, url_prefix="/api/v1/payments",
                    description="微信支付回调 / WeChat Pay notifications")
 
 
-@notify.route("/wechatpay/notify", methods=["POST"])
-@public
-def wechatpay_notify():
-    """WeChat Pay's payment notification: verified on the raw body, confirmed at most once.
+# What WeChat Pay is answered for each outcome; every other outcome is acknowledged with 204.
+NOT_ACKNOWLEDGED = {
+    Outcome.MALFORMED: (400, "请求体无法解析 / malformed body"),
+    Outcome.MISMATCH: (400, "与订单不符 / mismatch"),
+    Outcome.REJECTED: (401, "验签失败 / rejected"),
+    Outcome.FAILED: (500, "处理失败，稍后重试 / failed, retry later"),
+    Outcome.DEFERRED: (503, "稍后重试 / busy, retry later"),
+}
 
-    Answers 204 (also for duplicates), 4xx ``{"code": "FAIL"}`` for what cannot be trusted, 5xx
-    when it cannot be processed now (WeChat Pay retries)."""
-    status, answer = service.handle_notify(dict(request.headers), request.get_data(cache=False))
-    if answer is None:
-        return "", status
-    response = jsonify(answer)
+
+def wechatpay_answer(status: int, message: str):
+    response = jsonify({"code": "FAIL", "message": message})
     response.status_code = status
     return response
+
+
+@notify.errorhandler(HTTPException)
+def _http_error_as_wechatpay_answer(exc: HTTPException):
+    """A body over the size limit (413) or any other HTTP error, answered the way WeChat Pay reads it."""
+    return wechatpay_answer(exc.code or 400, f"{exc.name}")
+
+
+@notify.route("/wechatpay/notify", methods=["POST"])
+@public
+@provider_format
+def wechatpay_notify():
+    """WeChat Pay's payment and refund notifications: verified on the raw body, recorded once,
+    confirmed at most once.
+
+    Answers 204 when recorded (also for duplicates), 4xx ``{"code": "FAIL"}`` for what cannot be
+    trusted, 5xx when it cannot be processed now (WeChat Pay retries) — always in WeChat Pay's format."""
+    receipt = inbox.handle_notify(dict(request.headers), request.get_data(cache=False))
+    if receipt.outcome not in NOT_ACKNOWLEDGED:
+        return "", 204
+    status, message = NOT_ACKNOWLEDGED[receipt.outcome]
+    return wechatpay_answer(status, f"{message}: {receipt.detail}" if receipt.detail else message)

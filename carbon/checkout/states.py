@@ -1,27 +1,62 @@
-"""The order and payment state machines: one transition table each, nothing else moves a state."""
+"""The order, payment and refund state machines: one transition table each, nothing else moves a state."""
 from __future__ import annotations
 
+from enum import StrEnum
 from functools import partial
 
 from carbon.core import states
 from carbon.core.errors import Conflict
 
+
+class OrderStatus(StrEnum):
+    CREATED = "created"
+    AWAITING_PAYMENT = "awaiting_payment"
+    PAID = "paid"
+    FULFILLED = "fulfilled"
+    EXPIRED = "expired"
+    CANCELED = "canceled"
+    REFUNDED = "refunded"
+
+
+class PaymentStatus(StrEnum):
+    CREATED = "created"
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    REFUNDED = "refunded"
+
+
+class RefundStatus(StrEnum):
+    REQUESTED = "requested"  # decided and booked; WeChat Pay not yet asked
+    PROCESSING = "processing"  # WeChat Pay accepted it
+    SUCCEEDED = "succeeded"  # WeChat Pay's refund notification (or query) says the money went back
+    FAILED = "failed"  # WeChat Pay closed it or it went abnormal: an operator must act
+
+
+O, P, R = OrderStatus, PaymentStatus, RefundStatus
 ORDER_TRANSITIONS: dict[str, set[str]] = {
-    "created": {"awaiting_payment", "cancelled"},
-    "awaiting_payment": {"paid", "expired", "cancelled"},
-    "paid": {"fulfilled", "refunded"},
-    "fulfilled": {"refunded"},
-    "expired": set(),
-    "cancelled": set(),
-    "refunded": set(),
+    O.CREATED: {O.AWAITING_PAYMENT, O.CANCELED},
+    O.AWAITING_PAYMENT: {O.PAID, O.EXPIRED, O.CANCELED},
+    O.PAID: {O.FULFILLED, O.REFUNDED},
+    O.FULFILLED: {O.REFUNDED},
+    O.EXPIRED: set(),
+    O.CANCELED: set(),
+    O.REFUNDED: set(),
 }
 PAYMENT_TRANSITIONS: dict[str, set[str]] = {
-    "created": {"pending", "failed", "canceled"},
-    "pending": {"confirmed", "failed", "canceled"},
-    "confirmed": {"refunded"},
-    "failed": set(),
-    "canceled": set(),
-    "refunded": set(),
+    P.CREATED: {P.PENDING, P.FAILED, P.CANCELED},
+    P.PENDING: {P.CONFIRMED, P.FAILED, P.CANCELED},
+    P.CONFIRMED: {P.REFUNDED},
+    P.FAILED: set(),
+    P.CANCELED: set(),
+    P.REFUNDED: set(),
+}
+REFUND_TRANSITIONS: dict[str, set[str]] = {
+    R.REQUESTED: {R.PROCESSING, R.SUCCEEDED, R.FAILED},
+    R.PROCESSING: {R.SUCCEEDED, R.FAILED},
+    R.SUCCEEDED: set(),
+    R.FAILED: set(),
 }
 
 
@@ -31,3 +66,12 @@ class TransitionRefused(Conflict):
 
 
 move = partial(states.move, refused=TransitionRefused)
+
+
+def allowed(table: dict[str, set[str]], current: str, new: str) -> bool:
+    return new in table.get(current, set())
+
+
+def sources(table: dict[str, set[str]], target: str) -> frozenset[str]:
+    """The states from which ``target`` may be reached."""
+    return frozenset(state for state, targets in table.items() if target in targets)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 migrate = Migrate()
 
-__all__ = ["db", "migrate", "payments", "rate_limiter", "redis_client", "settings", "wechat"]
+__all__ = ["db", "job_queue", "migrate", "payments", "rate_limiter", "redis_client", "settings", "wechat"]
 
 
 def api() -> Api:
@@ -39,6 +39,11 @@ def payments() -> PaymentProvider:
 
 def redis_client() -> Any | None:
     return current_app.extensions.get("diandian.redis")
+
+
+def job_queue() -> Any | None:
+    """The RQ queue the workers serve (``DIANDIAN_JOBS=workers`` with Redis), else None."""
+    return current_app.extensions.get("diandian.job_queue")
 
 
 def rate_limiter() -> RateLimiter:

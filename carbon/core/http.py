@@ -116,6 +116,13 @@ def flatten_messages(messages: dict, prefix: str = "") -> dict[str, list]:
     return flat
 
 
+def provider_format(view):
+    """Mark a view that answers in an outside party's format (WeChat Pay's notify): the API's JSON-only
+    checks and envelope are not for it; its blueprint turns HTTP errors into that format itself."""
+    view.provider_format = True
+    return view
+
+
 class JsonTooDeep(DomainError):
     code = "request.json_too_deep"
     message = f"JSON 嵌套超过 {MAX_JSON_DEPTH} 层 / The JSON body is nested more than {MAX_JSON_DEPTH} levels deep"
@@ -251,6 +258,8 @@ def install(app: Flask, *, log_requests: bool) -> None:
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if _REQUEST_ID.match(incoming) else new_request_id()
         g.started = time.perf_counter()
+        if getattr(app.view_functions.get(request.endpoint), "provider_format", False):
+            return None
         if (request.method == "OPTIONS" and request.url_rule is not None and request.path.startswith("/api/v1/")
                 and request.headers.get("Origin") and request.headers.get("Access-Control-Request-Method")):
             return _preflight()

@@ -51,7 +51,9 @@ class Settings:
     MIN_ORDER_AMOUNT: str = "1.00"  # CNY: the smallest charge
     MAX_ORDER_KG: int = 100_000
     PLATFORM_FEE_RATE: str = "0.05"  # share of each payment kept as the platform's fee
-    CONFIRM_IN_DATABASE: bool = True  # PostgreSQL: confirm payments with the checkout_confirm function
+    JOBS: str = "inline"  # inline: confirm and run outbox events in the request | workers: `flask worker` does
+    MAX_OPEN_ORDERS_PER_GUEST: int = 3  # unpaid orders one guest may hold at once
+    MAX_HELD_KG_PER_GUEST: int = 2_000  # kg one guest's unpaid orders may hold at once
 
     SESSION_TTL_SECONDS: int = 7 * 24 * 3600
     ORGANIZER_SESSION_TTL_SECONDS: int = 12 * 3600
@@ -85,6 +87,8 @@ class Settings:
             raise SettingsError("DIANDIAN_WECHAT_TOKEN_MODE must be 'stable' or 'classic'")
         if len(self.WECHATPAY_APIV3_KEY.encode()) != 32:
             raise SettingsError("DIANDIAN_WECHATPAY_APIV3_KEY must be 32 bytes")
+        if self.JOBS not in {"inline", "workers"}:
+            raise SettingsError("DIANDIAN_JOBS must be 'inline' or 'workers'")
         if self.SESSION_TTL_SECONDS <= 0:
             raise SettingsError("DIANDIAN_SESSION_TTL_SECONDS must be positive")
         if not self.is_production:

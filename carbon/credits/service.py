@@ -9,8 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import joinedload
+from sqlalchemy import func, insert, select, update
 
 from carbon.core.clock import utcnow
 from carbon.core.db import db
@@ -73,9 +72,15 @@ def free_ranges(block: SerialBlock) -> list[tuple[int, int]]:
 
 def reserve(project: Project, order_id: int, units: int, expires_at: datetime) -> Decimal:
     """Hold ``units`` serials (lowest free first, across blocks) for an order; SoldOut when short.
-    Returns their price in CNY, exact (each block has its own price), before rounding to the fen."""
+    Holds past their expiry are released first (under the same locks): an expired hold never blocks
+    another guest, whether or not the expiry job has run. Returns the price in CNY, exact (each
+    block has its own price), before rounding to the fen."""
     reservations, price, wanted = [], Decimal(0), units
-    for block in lock_blocks(project):
+    blocks = lock_blocks(project)
+    db.session.execute(update(Reservation).where(Reservation.block_id.in_([block.id for block in blocks]),
+                                                 Reservation.status == "active", Reservation.expires_at <= utcnow())
+                       .values(status="released").execution_options(synchronize_session=False))
+    for block in blocks:
         for first, last in free_ranges(block):
             if wanted == 0:
                 break
@@ -94,31 +99,40 @@ def available_units(project: Project) -> int:
     total = sum(block.size for block in blocks_of(project))
     held = db.session.scalar(select(func.coalesce(func.sum(Reservation.last_serial - Reservation.first_serial + 1), 0))
                              .join(SerialBlock).join(Vintage)
-                             .where(Vintage.project_id == project.id, Reservation.status == "active"))
+                             .where(Vintage.project_id == project.id, Reservation.status == "active",
+                                    Reservation.expires_at > utcnow()))
     retired = db.session.scalar(select(func.coalesce(func.sum(Retirement.quantity), 0))
                                 .where(Retirement.project_id == project.id))
     return total - int(held) - int(retired)
 
 
-def retire(order) -> list[Retirement]:
-    """Turn the order's active reservations into retirements (same serials) in the name and for the
-    purpose the order gives, in the caller's transaction."""
-    held = list(db.session.scalars(select(Reservation).where(Reservation.order_id == order.id,
-                                                             Reservation.status == "active")
-                                   .options(joinedload(Reservation.block).joinedload(SerialBlock.vintage))
-                                   .order_by(Reservation.first_serial)))
-    retirements = []
-    for reservation in held:
-        reservation.status = "consumed"
-        block = reservation.block
-        retirements.append(Retirement(
-            public_id=new_public_id("ret"), block_id=block.id, order_id=order.id, project_id=order.project_id, vintage_label=block.vintage.label,
-            first_serial=reservation.first_serial, last_serial=reservation.last_serial,
-            quantity=reservation.quantity, kg=reservation.quantity * order.project.unit_kg,
-            beneficiary_user_id=order.user_id, beneficiary_name=order.beneficiary_name, purpose=order.purpose,
-            retired_at=utcnow()))
-    db.session.add_all(retirements)
-    return retirements
+def retire(order) -> list[str] | None:
+    """Turn the order's active holds into retirements (the same serials) in the name and for the
+    purpose the order gives, in the caller's transaction; the new retirements' public ids. None, and
+    nothing changed, when the holds no longer cover the order (they expired and were released).
+
+    ``order`` needs ``id``, ``units``, ``project_id``, ``unit_kg``, ``user_id``, ``beneficiary_name``
+    and ``purpose``. Three statements: read and lock the holds, consume them, insert the retirements."""
+    sql = db.session.connection()
+    held = sql.execute(
+        select(Reservation.id, Reservation.block_id, Reservation.first_serial, Reservation.last_serial, Vintage.label)
+        .join(SerialBlock, SerialBlock.id == Reservation.block_id).join(Vintage, Vintage.id == SerialBlock.vintage_id)
+        .where(Reservation.order_id == order.id, Reservation.status == "active")
+        .order_by(Reservation.first_serial).with_for_update(of=Reservation)).all()
+    if sum(last - first + 1 for _, _, first, last, _ in held) != order.units:
+        return None
+    table = Reservation.__table__
+    sql.execute(update(table).where(table.c.id.in_([row[0] for row in held])).values(status="consumed"))
+    now, rows = utcnow(), []
+    for _, block_id, first, last, label in held:
+        quantity = last - first + 1
+        rows.append({"public_id": new_public_id("ret"), "block_id": block_id, "order_id": order.id,
+                     "project_id": order.project_id, "vintage_label": label, "first_serial": first,
+                     "last_serial": last, "quantity": quantity, "kg": quantity * order.unit_kg,
+                     "beneficiary_user_id": order.user_id, "beneficiary_name": order.beneficiary_name,
+                     "purpose": order.purpose, "retired_at": now})
+    sql.execute(insert(Retirement.__table__), rows)
+    return [row["public_id"] for row in rows]
 
 
 def release(order) -> int:

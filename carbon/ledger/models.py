@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import ForeignKey, Index, Integer, Numeric, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from carbon.core.clock import utcnow
@@ -15,6 +15,8 @@ class LedgerTransaction(db.Model):
     """One business event (a payment confirmed, a refund, a payout) and its balanced postings."""
 
     __tablename__ = "ledger_transactions"
+    # One business event posts once (an index, so SQLite needs no table rebuild to add it).
+    __table_args__ = (Index("uq_ledger_transactions_kind_reference", "kind", "reference", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: new_public_id("ltx"))
@@ -28,11 +30,12 @@ class LedgerTransaction(db.Model):
 
 
 class Posting(db.Model):
-    """A signed amount on an account (debit positive, credit negative). Never updated or deleted:
-    on PostgreSQL a trigger refuses both; corrections are reversing transactions."""
+    """A signed amount on an account (debit positive, credit negative), never zero. Never updated or
+    deleted: on PostgreSQL a trigger refuses both; corrections are reversing transactions."""
 
     __tablename__ = "postings"
-    __table_args__ = (Index("ix_postings_account_unit", "account", "unit"),)
+    __table_args__ = (Index("ix_postings_account_unit", "account", "unit"),
+                      CheckConstraint("amount <> 0", name="nonzero"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id", ondelete="RESTRICT"),

@@ -1,12 +1,19 @@
-"""Post balanced transactions; derive balances. Postings are never changed: a correction reverses."""
+"""Post balanced transactions; derive balances. Postings are never changed: a correction reverses.
+
+The database guards the same rules (decision 0009): on PostgreSQL a deferred constraint trigger
+refuses a transaction whose postings do not sum to zero per unit at commit; everywhere a check
+refuses zero postings and ``(kind, reference)`` is unique, so one business event posts once."""
 from __future__ import annotations
 
 from collections import defaultdict
 from decimal import Decimal
+from typing import NamedTuple
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
+from carbon.core.clock import utcnow
 from carbon.core.db import db
+from carbon.core.ids import new_public_id
 from carbon.ledger.models import LedgerTransaction, Posting
 
 UNITS = {"CNY": Decimal("0.01"), "kg": Decimal("0.001")}
@@ -16,9 +23,15 @@ class Unbalanced(ValueError):
     """The postings of one transaction do not sum to zero in every unit."""
 
 
+class Posted(NamedTuple):
+    id: int
+    public_id: str
+
+
 def post(kind: str, reference: str, entries: list[tuple[str, str, Decimal]], memo: str = "",
-         reverses: LedgerTransaction | None = None) -> LedgerTransaction:
-    """Add a transaction of ``(account, unit, signed amount)`` entries (in the caller's unit of work)."""
+         reverses: LedgerTransaction | None = None) -> Posted:
+    """Add a transaction of ``(account, unit, signed amount)`` entries in the caller's transaction:
+    two statements (the transaction row, then its postings in one executemany)."""
     totals: dict[str, Decimal] = defaultdict(Decimal)
     postings = []
     for account, unit, amount in entries:
@@ -27,19 +40,26 @@ def post(kind: str, reference: str, entries: list[tuple[str, str, Decimal]], mem
         if amount == 0:
             continue
         totals[unit] += amount
-        postings.append(Posting(account=account, unit=unit, amount=amount))
+        postings.append({"account": account, "unit": unit, "amount": amount})
     if not postings:
         raise ValueError("a transaction needs postings")
     unbalanced = {unit: total for unit, total in totals.items() if total != 0}
     if unbalanced:
         raise Unbalanced(f"postings do not balance: {unbalanced}")
-    transaction = LedgerTransaction(kind=kind, reference=reference, memo=memo, postings=postings,
-                                    reverses_id=reverses.id if reverses else None)
-    db.session.add(transaction)
-    return transaction
+    now, public_id = utcnow(), new_public_id("ltx")
+    transactions, rows = LedgerTransaction.__table__, Posting.__table__
+    sql = db.session.connection()
+    transaction_id = sql.execute(insert(transactions).values(
+        public_id=public_id, kind=kind, reference=reference, memo=memo[:256], created_at=now,
+        reverses_id=reverses.id if reverses else None).returning(transactions.c.id)).scalar_one()
+    sql.execute(insert(rows), [{**posting, "transaction_id": transaction_id, "created_at": now}
+                                      for posting in postings])
+    return Posted(transaction_id, public_id)
 
 
-def reverse(transaction: LedgerTransaction, memo: str) -> LedgerTransaction:
+def reverse(transaction_id: int, memo: str) -> Posted:
+    """Cancel a transaction by its mirror image (the original stays, as every posting does)."""
+    transaction = db.session.get(LedgerTransaction, transaction_id)
     return post("reversal", transaction.reference,
                 [(p.account, p.unit, -p.amount) for p in transaction.postings], memo, reverses=transaction)
 

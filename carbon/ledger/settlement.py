@@ -7,6 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from carbon.core.db import db
 from carbon.core.errors import Conflict, NotFound, ValidationError
@@ -16,8 +17,8 @@ from carbon.ledger import service as ledger
 from carbon.ledger.models import LedgerTransaction, Posting
 
 
-def payable_account(project: Project) -> str:
-    return f"payable:project:{project.public_id}"
+def payable_account(project_public_id: str) -> str:
+    return f"payable:project:{project_public_id}"
 
 
 def report(start: datetime, end: datetime) -> list[dict]:
@@ -25,7 +26,7 @@ def report(start: datetime, end: datetime) -> list[dict]:
     [start, end), owed at the end. Owed is the credit balance of ``payable:project:<id>``."""
     rows = []
     for project in db.session.scalars(select(Project).order_by(Project.id)):
-        account = payable_account(project)
+        account = payable_account(project.public_id)
         opening = -_sum(account, until=start)
         moved = dict(db.session.execute(
             select(LedgerTransaction.kind, func.sum(Posting.amount)).join(Posting.transaction)
@@ -56,14 +57,19 @@ def record_payout(project_public_id: str, amount: Decimal, reference: str) -> Le
     amount = cny(amount)
     if amount <= 0 or not reference.strip():
         raise ValidationError(details={"amount": ["需为正数并注明转账凭证 / positive, with a reference"]})
-    owed = -ledger.balance(payable_account(project), "CNY")
+    owed = -ledger.balance(payable_account(project.public_id), "CNY")
     if amount > owed:
         raise Conflict(code="settlement.overpayment", message="超过应付金额 / More than is owed",
                        details={"owed": str(owed)})
-    transaction = ledger.post("payout", reference, [(payable_account(project), "CNY", amount),
+    transaction = ledger.post("payout", reference, [(payable_account(project.public_id), "CNY", amount),
                                                     ("cash:wechatpay", "CNY", -amount)],
                               memo=f"payout to {project.public_id}")
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError as exc:  # (kind, reference) is unique: one bank transfer is recorded once
+        db.session.rollback()
+        raise Conflict(code="settlement.duplicate_payout", message="该转账凭证已登记 / This transfer is already "
+                       "recorded", details={"reference": [reference]}) from exc
     return transaction
 
 

@@ -1,15 +1,18 @@
 """Scene counters per channel and day. Visits are buffered in the worker and added in batches
-(a resolve must stay a read); logins and footprints are added in their own transactions."""
+(a resolve must stay a read); logins and footprints are added in their own transactions; kg and
+money by the ``order.paid`` outbox handler."""
 from __future__ import annotations
 
 import threading
 import time
 from collections import Counter
 from datetime import date
+from decimal import Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from carbon import jobs
 from carbon.core.clock import CHINA_TZ, clock
 from carbon.core.db import db, on_postgresql
 from carbon.scenes.models import SceneDailyStat
@@ -26,6 +29,14 @@ def today() -> date:
 def add(scene_id: int, channel: str, **increments) -> None:
     """Add to today's counters in the current transaction (the caller commits)."""
     _upsert(scene_id, channel, today(), increments)
+
+
+@jobs.handles("order.paid")
+def count_paid_order(payload: dict) -> None:
+    """A paid order's kg and money count for its scene and channel, on the day it was paid."""
+    if payload.get("scene_id"):
+        _upsert(payload["scene_id"], payload.get("channel") or "", date.fromisoformat(payload["day"]),
+                {"grams_neutralized": payload["grams"], "money_raised": Decimal(payload["amount"])})
 
 
 def _upsert(scene_id: int, channel: str, day: date, increments: dict) -> None:

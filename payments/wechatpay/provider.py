@@ -15,10 +15,19 @@ from urllib.parse import quote
 import requests
 
 from carbon.core.clock import CHINA_TZ, clock
-from payments.provider import Notification, NotifyRejected, ProviderError, ProviderRefused, Refund, Transaction
+from payments.provider import (
+    Notification,
+    NotifyRejected,
+    ProviderError,
+    ProviderRefused,
+    Refund,
+    RefundNotice,
+    Transaction,
+)
 from payments.wechatpay import crypto
 
 TIMESTAMP_WINDOW_SECONDS = 300
+RESPONSE_UNVERIFIED = "RESPONSE_UNVERIFIED"  # ProviderError.code: an answer that failed its signature check
 SANDBOX_KEYS = Path(__file__).parent / "sandbox_keys"
 
 
@@ -80,17 +89,22 @@ class WeChatPayV3:
                    {"mchid": self.config.mchid})
 
     def refund(self, *, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int,
-               reason: str) -> Refund:
+               reason: str, transaction_id: str | None = None) -> Refund:
+        charge = {"transaction_id": transaction_id} if transaction_id else {"out_trade_no": out_trade_no}
         answer = self._call("POST", "/v3/refund/domestic/refunds", {
-            "out_trade_no": out_trade_no, "out_refund_no": out_refund_no, "reason": reason[:80],
+            **charge, "out_refund_no": out_refund_no, "reason": reason[:80],
+            "notify_url": self.config.notify_url,
             "amount": {"refund": refund_fen, "total": total_fen, "currency": "CNY"}})
         return Refund(answer["out_refund_no"], answer["refund_id"], answer["status"],
                       int(answer["amount"]["refund"]))
 
     def parse_notify(self, headers: dict[str, str], body: bytes) -> Notification:
-        """Verify (signature, serial, 5-minute window, probes) and decrypt a payment notification."""
-        text = body.decode("utf-8", errors="strict") if body else ""
-        self._verify(headers, text, rejected=NotifyRejected)
+        """Verify (signature, serial, 5-minute window, probes) and decrypt a payment or refund notification."""
+        try:
+            text = body.decode("utf-8", errors="strict")
+        except UnicodeDecodeError as exc:
+            raise NotifyRejected("notify.not_utf8") from exc
+        self._verify(headers, text, rejected=NotifyRejected, what="notify")
         try:
             envelope = json.loads(text)
             resource = envelope["resource"]
@@ -100,11 +114,13 @@ class WeChatPayV3:
                                    ciphertext=resource["ciphertext"],
                                    associated_data=resource.get("associated_data", ""))
             event_type = envelope["event_type"]
-            transaction = _transaction(json.loads(plain)) if event_type.startswith("TRANSACTION.") else None
-            return Notification(envelope["id"], event_type, transaction, clock.now())
+            data = json.loads(plain)
+            transaction = _transaction(data) if event_type.startswith("TRANSACTION.") else None
+            refund = _refund_notice(data) if event_type.startswith("REFUND.") else None
+            return Notification(str(envelope["id"]), event_type, transaction, clock.now(), refund)
         except ValueError as exc:  # JSON or decryption
             raise NotifyRejected("notify.undecryptable") from exc
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise NotifyRejected("notify.malformed") from exc
 
     # --- the wire ------------------------------------------------------------------------------
@@ -122,26 +138,35 @@ class WeChatPayV3:
                                           timeout=self.config.timeout_seconds)
         except requests.RequestException as exc:
             raise ProviderError(f"WeChat Pay unreachable: {type(exc).__name__}") from exc
-        self._verify(response.headers, response.text, rejected=ProviderError)
+        self._verify(response.headers, response.text, rejected=ProviderError, what="response")
         data = response.json() if response.content else {}
         if response.status_code >= 400:
             error = ProviderRefused if response.status_code < 500 else ProviderError
             raise error(data.get("message", response.reason), code=data.get("code"), status=response.status_code)
         return data
 
-    def _verify(self, headers, body: str, *, rejected: type[Exception]) -> None:
+    def _verify(self, headers, body: str, *, rejected: type[Exception], what: str) -> None:
+        """Check a signed message from WeChat Pay; ``what`` ("notify" or "response") names the check
+        that failed, e.g. ``response.bad_signature``."""
+        def refuse(check: str) -> Exception:
+            error = rejected(f"{what}.{check}")
+            if isinstance(error, ProviderError):
+                error.code = RESPONSE_UNVERIFIED
+            return error
+
         if headers.get("Wechatpay-Signature-Type", crypto.SCHEME) != crypto.SCHEME:
-            raise rejected("notify.unknown_signature_type")
+            raise refuse("unknown_signature_type")
         if headers.get("Wechatpay-Serial") != self.config.public_key_id:
-            raise rejected("notify.unknown_serial")
+            raise refuse("unknown_serial")
         timestamp = headers.get("Wechatpay-Timestamp", "")
-        if not timestamp.isdigit() or abs(clock.timestamp() - int(timestamp)) > TIMESTAMP_WINDOW_SECONDS:
-            raise rejected("notify.stale")
+        if not (timestamp.isascii() and timestamp.isdigit()) or \
+                abs(clock.timestamp() - int(timestamp)) > TIMESTAMP_WINDOW_SECONDS:
+            raise refuse("stale")
         signature = headers.get("Wechatpay-Signature", "")
         if signature.startswith(crypto.SIGNTEST_PREFIX):
-            raise rejected("notify.signtest_probe")
+            raise refuse("signtest_probe")
         if not crypto.verify(self._public_key, signature, timestamp, headers.get("Wechatpay-Nonce", ""), body):
-            raise rejected("notify.bad_signature")
+            raise refuse("bad_signature")
 
 
 def _transaction(data: dict[str, Any]) -> Transaction:
@@ -150,6 +175,12 @@ def _transaction(data: dict[str, Any]) -> Transaction:
                        mchid=data["mchid"], total_fen=int(amount["total"]), currency=amount.get("currency", "CNY"),
                        transaction_id=data.get("transaction_id"), payer_openid=(data.get("payer") or {}).get("openid"),
                        success_time=data.get("success_time"), raw=data)
+
+
+def _refund_notice(data: dict[str, Any]) -> RefundNotice:
+    return RefundNotice(out_trade_no=data["out_trade_no"], out_refund_no=data["out_refund_no"],
+                        refund_id=data["refund_id"], status=data["refund_status"], mchid=data["mchid"],
+                        refund_fen=int(data["amount"]["refund"]), transaction_id=data.get("transaction_id"), raw=data)
 
 
 def sandbox_key(name: str) -> bytes:

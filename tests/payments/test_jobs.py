@@ -8,15 +8,17 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from carbon.checkout.models import Order, OutboxEvent
-from carbon.checkout.service import expire_orders, refund_order
+from carbon.checkout.models import Order, Refund
+from carbon.checkout.operations import expire_orders, refund_order
 from carbon.core.clock import clock, utcnow
 from carbon.core.db import db
 from carbon.core.errors import DomainError
 from carbon.credits import service as credits
 from carbon.credits.models import Project, Reservation, Retirement
+from carbon.jobs.models import OutboxEvent
 from carbon.ledger import service as ledger
 from carbon.ledger import settlement
+from carbon.ledger.models import LedgerTransaction
 from tests.payments.conftest import guest_token, seed_project
 from tests.payments.test_checkout_e2e import hook, place_order
 
@@ -67,6 +69,11 @@ def _paid_order(live, sandbox, openid: str, kg: str) -> str:
     return created["order"]["id"]
 
 
+def run_due(sandbox) -> list[dict]:
+    """The sandbox sends what it has queued (refund notifications) to the service."""
+    return requests.post(f"{sandbox.url}/__sandbox__/pay/notifications/run-due", json={}, timeout=30).json()
+
+
 def test_refund_reverses_the_money_and_keeps_the_credits_retired(live, sandbox):
     project_id = seed_project(live.app, units=1000, price="60.00")
     order_id = _paid_order(live, sandbox, "o_refund", "50")  # 50 kg × 60/t = 3.00 CNY
@@ -76,19 +83,36 @@ def test_refund_reverses_the_money_and_keeps_the_credits_retired(live, sandbox):
         assert missing_reason.value.http_status == 422
         order = refund_order(order_id, "重复购买 / bought twice")
         assert order.status == "refunded" and order.payments[0].status == "refunded"
+        out_trade_no = order.payments[0].out_trade_no
         assert db.session.scalar(select(func.sum(Retirement.quantity))) == 50  # a retirement is final
-        assert ledger.balance("cash:wechatpay", "CNY") == 0
+        # Decided and booked: the project and the platform give their shares back to refund_due;
+        # the cash is still ours until WeChat Pay reports the refund done.
         assert ledger.balance(f"payable:project:{project_id}", "CNY") == 0
         assert ledger.balance("revenue:platform_fee", "CNY") == 0
+        assert ledger.balance("refund_due:wechatpay", "CNY") == Decimal("-3.00")
+        assert ledger.balance("cash:wechatpay", "CNY") == Decimal("3.00")
         assert ledger.balance(f"inventory:project:{project_id}", "kg") == Decimal("-50.000")
-        assert ledger.unbalanced_transactions() == []
+        refund = db.session.scalar(select(Refund))
+        assert (refund.status, refund.cause, refund.amount) == ("processing", "operator", Decimal("3.00"))
+        assert refund.refund_id  # the payment.needs_refund handler asked WeChat Pay (inline here)
         assert db.session.scalar(select(OutboxEvent.kind).where(OutboxEvent.kind == "order.refunded"))
         with pytest.raises(DomainError) as twice:
             refund_order(order_id, "again")
         assert twice.value.code == "order.transition_refused"
-    sandbox_order = requests.get(f"{sandbox.url}/__sandbox__/pay/orders/"
-                                 f"{order.payments[0].out_trade_no}", timeout=5).json()
+    sandbox_order = requests.get(f"{sandbox.url}/__sandbox__/pay/orders/{out_trade_no}", timeout=5).json()
     assert sandbox_order["trade_state"] == "REFUND"
+    delivered = run_due(sandbox)  # WeChat Pay's REFUND.SUCCESS notification, verified like a payment's
+    assert [(d["event_type"], d["status"]) for d in delivered] == [("REFUND.SUCCESS", 204)]
+    again = hook(sandbox, "notify", {"out_trade_no": out_trade_no, "variant": "refund_event"}).json()
+    assert again[0]["status"] == 204  # the same refund reported again changes nothing
+    with live.app.app_context():
+        refund = db.session.scalar(select(Refund))
+        assert refund.status == "succeeded" and refund.completed_at is not None
+        assert ledger.balance("cash:wechatpay", "CNY") == 0
+        assert ledger.balance("refund_due:wechatpay", "CNY") == 0
+        assert ledger.unbalanced_transactions() == []
+        assert db.session.scalar(select(func.count()).select_from(LedgerTransaction)
+                                 .where(LedgerTransaction.kind == "refund_paid")) == 1
 
 
 def test_settlement_report_and_payouts(live, sandbox):
@@ -114,9 +138,10 @@ def test_settlement_report_and_payouts(live, sandbox):
                                  .where(Reservation.status == "active")) == 0
 
 
-def test_money_for_an_order_we_gave_up_is_kept_visible_for_a_refund(live, sandbox):
-    """If WeChat Pay reports a payment for an order we already closed, nothing is retired or
-    posted; the notify is acknowledged (no endless retries) and a needs-refund event is queued."""
+def test_money_for_an_order_we_gave_up_is_booked_and_refunded_automatically(live, sandbox):
+    """If WeChat Pay reports a payment for an order we already closed, nothing is retired; the cash
+    is booked against refund_due, the notify is acknowledged (no endless retries), the refund is
+    asked for by the payment.needs_refund handler and settled by WeChat Pay's refund notification."""
     seed_project(live.app, units=100)
     token = guest_token(live.url, sandbox, "o_orphan")
     created = place_order(live, token, {"kg": "5"}).json()
@@ -131,9 +156,21 @@ def test_money_for_an_order_we_gave_up_is_kept_visible_for_a_refund(live, sandbo
     assert sent[0]["status"] == 204
     with live.app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Retirement)) == 0
-        assert ledger.balances() == {}
+        assert ledger.balances() == {("cash:wechatpay", "CNY"): Decimal("1.00"),
+                                     ("refund_due:wechatpay", "CNY"): Decimal("-1.00")}
+        refund = db.session.scalar(select(Refund))
+        assert (refund.cause, refund.status, refund.amount) == ("late_payment", "processing", Decimal("1.00"))
         event = db.session.scalar(select(OutboxEvent).where(OutboxEvent.kind == "payment.needs_refund"))
-        assert event.payload["out_trade_no"] == out_trade_no
+        assert event.payload == {"refund": refund.public_id} and event.status == "done"
+    delivered = run_due(sandbox)  # the payment's own retry (a duplicate now) and the refund's notification
+    assert {(d["event_type"], d["status"]) for d in delivered} == {("TRANSACTION.SUCCESS", 204),
+                                                                    ("REFUND.SUCCESS", 204)}
+    with live.app.app_context():
+        assert db.session.scalar(select(Refund.status)) == "succeeded"
+        assert ledger.balance("cash:wechatpay", "CNY") == 0 and ledger.balance("refund_due:wechatpay", "CNY") == 0
+        assert db.session.scalar(select(Order.status).where(Order.public_id == created["order"]["id"])) == "expired"
+    assert requests.get(f"{sandbox.url}/__sandbox__/pay/orders/{out_trade_no}", timeout=5).json()["trade_state"] \
+        == "REFUND"
 
 
 def test_an_order_stuck_before_wechat_pay_answered_is_cancelled_and_released(live, sandbox):
@@ -153,7 +190,7 @@ def test_an_order_stuck_before_wechat_pay_answered_is_cancelled_and_released(liv
         advance_both(sandbox, 16 * 60)
         assert expire_orders() == {"expired": 1, "confirmed": 0, "deferred": 0}
         order = db.session.scalar(select(Order).where(Order.public_id == created["order"]["id"]))
-        assert order.status == "cancelled"
+        assert order.status == "canceled"
         assert db.session.scalar(select(Payment.status).where(Payment.out_trade_no == "DDNEVERSENT0001")) == "canceled"
         project = db.session.scalar(select(Project).where(Project.public_id == project_id))
         assert credits.available_units(project) == 100

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from carbon.accounts.models import User
 from carbon.checkout.models import IdempotencyKey, Order, Payment
-from carbon.checkout.service import request_fingerprint
+from carbon.checkout.orders import request_fingerprint
 from carbon.core.db import db
 from carbon.credits.models import Reservation
 from schemas.checkout import OrderIn

@@ -7,25 +7,37 @@ from itertools import product
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from carbon.checkout.states import ORDER_TRANSITIONS, PAYMENT_TRANSITIONS, TransitionRefused, move
+from carbon.checkout.states import (
+    ORDER_TRANSITIONS,
+    PAYMENT_TRANSITIONS,
+    REFUND_TRANSITIONS,
+    TransitionRefused,
+    move,
+)
 from carbon.core.clock import utcnow
 from carbon.core.db import db
+from carbon.core.ids import new_public_id
 from carbon.credits.models import Reservation, Retirement, SerialBlock
 from carbon.ledger import service as ledger
-from carbon.ledger.models import Posting
+from carbon.ledger.models import LedgerTransaction, Posting
 from tests.payments.conftest import seed_project
 
-ORDER_ALLOWED = {("created", "awaiting_payment"), ("created", "cancelled"), ("awaiting_payment", "paid"),
-                 ("awaiting_payment", "expired"), ("awaiting_payment", "cancelled"), ("paid", "fulfilled"),
+ORDER_ALLOWED = {("created", "awaiting_payment"), ("created", "canceled"), ("awaiting_payment", "paid"),
+                 ("awaiting_payment", "expired"), ("awaiting_payment", "canceled"), ("paid", "fulfilled"),
                  ("paid", "refunded"), ("fulfilled", "refunded")}
 PAYMENT_ALLOWED = {("created", "pending"), ("created", "failed"), ("created", "canceled"), ("pending", "confirmed"),
                    ("pending", "failed"), ("pending", "canceled"), ("confirmed", "refunded")}
 
 
-MACHINES = {"order": (ORDER_TRANSITIONS, ORDER_ALLOWED), "payment": (PAYMENT_TRANSITIONS, PAYMENT_ALLOWED)}
+REFUND_ALLOWED = {("requested", "processing"), ("requested", "succeeded"), ("requested", "failed"),
+                  ("processing", "succeeded"), ("processing", "failed")}
+
+
+MACHINES = {"order": (ORDER_TRANSITIONS, ORDER_ALLOWED), "payment": (PAYMENT_TRANSITIONS, PAYMENT_ALLOWED),
+            "refund": (REFUND_TRANSITIONS, REFUND_ALLOWED)}
 
 
 @pytest.mark.parametrize(("machine", "start", "end"), [
@@ -63,9 +75,9 @@ def test_a_reversal_cancels_a_transaction_and_balances_are_derived(app):
                                                    ("payable:project:p", "CNY", Decimal("-5.00"))])
         db.session.commit()
         assert ledger.balance("cash:wechatpay", "CNY") == Decimal("5.00")
-        reversal = ledger.reverse(original, "wrong project")
+        reversal = ledger.reverse(original.id, "wrong project")
         db.session.commit()
-        assert reversal.reverses_id == original.id
+        assert db.session.get(LedgerTransaction, reversal.id).reverses_id == original.id
         assert ledger.balance("cash:wechatpay", "CNY") == 0 and ledger.balance("payable:project:p", "CNY") == 0
         assert len(db.session.scalars(select(Posting)).all()) == 4  # nothing was deleted
         assert ledger.unbalanced_transactions() == []
@@ -84,6 +96,63 @@ def test_postings_cannot_be_changed_or_deleted_on_postgresql(app, database_url):
                 db.session.execute(text(statement))
             db.session.rollback()
         assert ledger.balance("cash:wechatpay", "CNY") == Decimal("1.00")
+
+
+def _raw_transaction(kind: str, reference: str) -> int:
+    """A ledger transaction row written in SQL, bypassing ledger.post()."""
+    statement = text("INSERT INTO ledger_transactions (public_id, kind, reference, memo, created_at) "
+                     "VALUES (:public_id, :kind, :reference, '', :now) RETURNING id").bindparams(
+        bindparam("now", type_=Posting.created_at.type))
+    return db.session.execute(statement, {"public_id": new_public_id("ltx"), "kind": kind, "reference": reference,
+                                          "now": utcnow()}).scalar_one()
+
+
+def _raw_posting(transaction_id: int, account: str, unit: str, amount: str) -> None:
+    statement = text("INSERT INTO postings (transaction_id, account, unit, amount, created_at) "
+                     "VALUES (:t, :a, :u, :amount, :now)").bindparams(
+        bindparam("amount", type_=Posting.amount.type), bindparam("now", type_=Posting.created_at.type))
+    db.session.execute(statement, {"t": transaction_id, "a": account, "u": unit, "amount": Decimal(amount),
+                                   "now": utcnow()})
+
+
+def test_the_database_refuses_an_unbalanced_transaction_at_commit_on_postgresql(app, database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a deferred constraint trigger: PostgreSQL (SQLite relies on ledger.post's check)")
+    with app.app_context():
+        transaction_id = _raw_transaction("payment", "sql-unbalanced")
+        _raw_posting(transaction_id, "cash:wechatpay", "CNY", "1.00")
+        _raw_posting(transaction_id, "revenue:platform_fee", "CNY", "-0.99")
+        with pytest.raises(IntegrityError, match="does not balance"):
+            db.session.commit()  # deferred: checked when the transaction ends, not per row
+        db.session.rollback()
+        balanced_in_cny_only = _raw_transaction("payment", "sql-kg")
+        _raw_posting(balanced_in_cny_only, "cash:wechatpay", "CNY", "1.00")
+        _raw_posting(balanced_in_cny_only, "revenue:platform_fee", "CNY", "-1.00")
+        _raw_posting(balanced_in_cny_only, "retired:user:1", "kg", "2.000")
+        with pytest.raises(IntegrityError, match="does not balance"):
+            db.session.commit()
+        db.session.rollback()
+        fine = _raw_transaction("payment", "sql-fine")
+        _raw_posting(fine, "cash:wechatpay", "CNY", "1.00")
+        _raw_posting(fine, "revenue:platform_fee", "CNY", "-1.00")
+        db.session.commit()
+        assert ledger.balance("cash:wechatpay", "CNY") == Decimal("1.00")
+
+
+def test_the_database_refuses_zero_postings_and_posting_one_event_twice(app):
+    with app.app_context():
+        transaction_id = _raw_transaction("payment", "sql-zero")
+        with pytest.raises(IntegrityError):
+            _raw_posting(transaction_id, "cash:wechatpay", "CNY", "0.00")
+        db.session.rollback()
+        _raw_transaction("payment", "ord_same")
+        db.session.commit()
+        with pytest.raises(IntegrityError):  # (kind, reference) is unique: one payment posts once
+            _raw_transaction("payment", "ord_same")
+        db.session.rollback()
+        with pytest.raises(IntegrityError):  # and through the service the same
+            ledger.post("payment", "ord_same", [("a", "CNY", Decimal("1.00")), ("b", "CNY", Decimal("-1.00"))])
+        db.session.rollback()
 
 
 def _block_and_order(app, login_openid="o_guard"):

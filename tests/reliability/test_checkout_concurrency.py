@@ -9,7 +9,7 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from carbon.checkout.models import NotifyEvent, Order, Payment
+from carbon.checkout.models import InboxEntry, Order, Payment
 from carbon.core.db import db
 from carbon.credits.models import Reservation, Retirement
 from carbon.ledger import service as ledger
@@ -48,7 +48,7 @@ def test_two_hundred_concurrent_orders_never_oversell(app, pg, sandbox):
                                   .where(Reservation.status == "active")).all()
         serials = [serial for first, last in held for serial in range(first, last + 1)]
         assert sorted(serials) == list(range(1, 151))  # every serial held once, none beyond the block
-        assert db.session.scalar(select(func.count()).select_from(Order).where(Order.status == "cancelled")) == 0
+        assert db.session.scalar(select(func.count()).select_from(Order).where(Order.status == "canceled")) == 0
 
 
 def test_the_same_notify_twenty_times_at_once_confirms_once(app, pg, sandbox):
@@ -69,7 +69,7 @@ def test_the_same_notify_twenty_times_at_once_confirms_once(app, pg, sandbox):
         assert db.session.scalar(select(func.count()).select_from(Retirement)) == 1
         assert db.session.scalar(select(func.sum(Retirement.quantity))) == 12
         assert db.session.scalar(select(func.count()).select_from(LedgerTransaction)) == 1
-        assert db.session.scalar(select(func.count()).select_from(NotifyEvent)) == 1
+        assert db.session.scalar(select(func.count()).select_from(InboxEntry)) == 1
         assert ledger.unbalanced_transactions() == []
 
 

@@ -51,6 +51,8 @@ VARIANTS = (
     "wrong_mchid",
     "unknown_order",
     "refund_event",
+    "wrong_payer",
+    "second_charge",
 )
 
 
@@ -288,6 +290,10 @@ def resource_for(
         transaction["appid"] = "wx" + ("0" * 16 if merchant.appid != "wx" + "0" * 16 else "1" * 16)
     elif variant == "wrong_mchid":
         transaction["mchid"] = other_mchid(pay, merchant.mchid)
+    elif variant == "wrong_payer":
+        transaction["payer"] = {"openid": "o-sandbox-someone-else"}
+    elif variant == "second_charge":  # the same order charged again under a new transaction id
+        transaction["transaction_id"] = new_transaction_id(state.now())
     return TRANSACTION, transaction
 
 

@@ -1,0 +1,200 @@
+"""The payment inbox: a verified notification is recorded in one short transaction and answered;
+confirmation runs from the inbox — inline in the same request (``DIANDIAN_JOBS=inline``) or by
+workers that claim entries with ``FOR UPDATE SKIP LOCKED`` and confirm a batch in one transaction,
+each entry under its own savepoint (decision 0009)."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from sqlalchemy import and_, bindparam, func, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
+
+from carbon import jobs
+from carbon.accounts.models import User
+from carbon.checkout import confirmation
+from carbon.checkout.models import InboxEntry, Order, Payment
+from carbon.checkout.outcomes import Outcome, Receipt
+from carbon.core import extensions as ext
+from carbon.core.clock import utcnow
+from carbon.core.db import db, on_postgresql
+from carbon.core.failpoints import failpoint
+from carbon.core.units import to_fen
+from payments.provider import NotifyRejected, RefundNotice, Transaction
+
+log = logging.getLogger("diandian.checkout")
+TABLE = InboxEntry.__table__
+LOCK_TIMEOUT = "3s"
+BATCH = 50
+MAX_ATTEMPTS = 10
+WAKE_CHANNEL = "diandian_inbox"
+
+
+def handle_notify(headers: dict[str, str], body: bytes) -> Receipt:
+    """A WeChat Pay notification: verify, decrypt, check, record; confirm now unless workers do."""
+    try:
+        notification = ext.payments().parse_notify(headers, body)
+    except NotifyRejected as exc:
+        log.warning("notify rejected", extra={"fields": {"reason": exc.reason}})
+        return Receipt(Outcome.MALFORMED if exc.reason == "notify.not_utf8" else Outcome.REJECTED, exc.reason)
+    try:
+        if notification.refund is not None:
+            return _receive_refund(notification.refund, notification.event_id)
+        if notification.transaction is None or notification.event_type != "TRANSACTION.SUCCESS":
+            return Receipt(Outcome.IGNORED, notification.event_type)
+        return receive(notification.transaction, event_id=notification.event_id, source="notify")
+    except OperationalError as exc:  # a lock wait timed out, or the database is unreachable
+        db.session.rollback()
+        log.warning("notify deferred", extra={"fields": {"error": type(exc.orig).__name__}})
+        return Receipt(Outcome.DEFERRED, type(exc.orig).__name__)
+
+
+def receive(transaction: Transaction, *, event_id: str | None, source: str) -> Receipt:
+    """Check a transaction against its payment, record it once, and confirm it here unless workers do."""
+    problems = mismatches(transaction)
+    if problems:
+        db.session.rollback()
+        log.warning("notify mismatch", extra={"fields": {"reason": problems, "out_trade_no": transaction.out_trade_no,
+                                                          "source": source}})
+        return Receipt(Outcome.MISMATCH, problems)
+    return _record_and_run("transaction", transaction.transaction_id, transaction.out_trade_no, event_id, source,
+                           dataclasses.asdict(transaction))
+
+
+def _receive_refund(notice: RefundNotice, event_id: str) -> Receipt:
+    if notice.mchid != ext.settings().WECHATPAY_MCHID:
+        log.warning("refund notify mismatch", extra={"fields": {"reason": "mchid", "out_refund_no": notice.out_refund_no}})
+        return Receipt(Outcome.MISMATCH, "mchid")
+    return _record_and_run("refund", notice.refund_id, notice.out_trade_no, event_id, "notify",
+                           dataclasses.asdict(notice))
+
+
+def mismatches(transaction: Transaction) -> str:
+    """What in the transaction is not ours (empty when all is well): one indexed read."""
+    settings = ext.settings()
+    row = db.session.connection().execute(select(Payment.amount, User.openid).join(Order, Order.id == Payment.order_id)
+                             .join(User, User.id == Order.user_id)
+                             .where(Payment.out_trade_no == transaction.out_trade_no)).first()
+    if row is None:
+        return "unknown out_trade_no"
+    amount, openid = row
+    return ", ".join(name for name, ok in (
+        ("amount", transaction.total_fen == to_fen(amount)), ("currency", transaction.currency == "CNY"),
+        ("appid", transaction.appid == settings.WECHAT_APPID), ("mchid", transaction.mchid == settings.WECHATPAY_MCHID),
+        ("payer", transaction.payer_openid == openid)) if not ok)
+
+
+def _record_and_run(kind: str, external_id: str | None, out_trade_no: str, event_id: str | None, source: str,
+                    payload: dict) -> Receipt:
+    entry_id, new = record(kind, external_id or "", out_trade_no, event_id, source, payload)
+    if ext.settings().JOBS == "workers" and source == "notify":
+        return Receipt(Outcome.RECORDED if new else Outcome.DUPLICATE)
+    outcome = process([entry_id]).get(entry_id)
+    return Receipt(outcome or Outcome.DUPLICATE)  # not claimed: done already, or being confirmed
+
+
+def record(kind: str, external_id: str, out_trade_no: str, event_id: str | None, source: str,
+           payload: dict) -> tuple[int, bool]:
+    """Write the entry once (unique per event and per provider object), commit; (its id, whether new)."""
+    provider = ext.payments().name
+    dialect = postgresql if on_postgresql() else sqlite
+    statement = dialect.insert(TABLE).values(
+        provider=provider, kind=kind, event_id=event_id, external_id=external_id, out_trade_no=out_trade_no,
+        source=source, payload=payload, status="pending", attempts=0, received_at=utcnow())
+    wake = ext.settings().JOBS == "workers" and on_postgresql()
+    returning = [TABLE.c.id, func.pg_notify(WAKE_CHANNEL, "")] if wake else [TABLE.c.id]  # NOTIFY: sent at commit
+    sql = db.session.connection()
+    entry_id = sql.execute(statement.on_conflict_do_nothing().returning(*returning)).scalar()
+    new = entry_id is not None
+    if not new:
+        same = [and_(TABLE.c.kind == kind, TABLE.c.external_id == external_id)]
+        if event_id:
+            same.append(TABLE.c.event_id == event_id)
+        entry_id = sql.execute(select(TABLE.c.id).where(TABLE.c.provider == provider, or_(*same))
+                               .order_by(TABLE.c.id).limit(1)).scalar()
+    db.session.commit()
+    return entry_id, new
+
+
+def process(entry_ids: list[int] | None = None, limit: int = BATCH) -> dict[int, Outcome]:
+    """Claim pending entries (these, or the oldest ``limit``) and act on each; one commit for the
+    batch, then the events it queued are dispatched. Entries another process holds are skipped,
+    never waited for. The batch first runs as one transaction; if an entry fails, it runs again
+    entry by entry, each under its own savepoint, so one bad entry never blocks the rest."""
+    session = db.session
+    claimed = _claim(entry_ids, limit)
+    if not claimed:
+        session.rollback()
+        return {}
+    outcomes: dict[int, Outcome] = {}
+    errors: dict[int, tuple[int, str]] = {}
+    try:
+        for entry_id, kind, payload, _ in claimed:
+            failing = entry_id
+            outcomes[entry_id] = _act(kind, payload)
+    except Exception as exc:  # noqa: BLE001 - the others again, entry by entry; this one is recorded
+        session.rollback()
+        claimed = _claim([row[0] for row in claimed], limit)
+        outcomes, errors = _one_by_one(claimed, failing, exc)
+    sql = session.connection()
+    done = [{"entry": entry_id, "result": str(outcome)} for entry_id, outcome in outcomes.items()
+            if entry_id not in errors]
+    if done:
+        sql.execute(update(TABLE).where(TABLE.c.id == bindparam("entry")).values(
+            status="done", outcome=bindparam("result"), processed_at=utcnow(), last_error=None), done)
+    for entry_id, (attempts, error) in errors.items():
+        sql.execute(update(TABLE).where(TABLE.c.id == entry_id).values(
+            last_error=error[:256], status="failed" if attempts >= MAX_ATTEMPTS else "pending"))
+    failpoint("checkout.confirm.before_commit")
+    session.commit()
+    log.info("payments processed", extra={"fields": {"entries": len(outcomes), "errors": len(errors)}})
+    jobs.kick()
+    return outcomes
+
+
+def _claim(entry_ids: list[int] | None, limit: int) -> list[tuple]:
+    """Take pending entries for this transaction (``FOR UPDATE SKIP LOCKED``), in lock order."""
+    if on_postgresql():
+        db.session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+    due = select(TABLE.c.id).where(TABLE.c.status == "pending", TABLE.c.attempts < MAX_ATTEMPTS)
+    if entry_ids is not None:
+        due = due.where(TABLE.c.id.in_(entry_ids))
+    due = due.order_by(TABLE.c.id).limit(limit).with_for_update(skip_locked=True)
+    rows = db.session.connection().execute(update(TABLE).where(TABLE.c.id.in_(due.scalar_subquery())).values(
+        attempts=TABLE.c.attempts + 1).returning(TABLE.c.id, TABLE.c.kind, TABLE.c.out_trade_no, TABLE.c.payload,
+                                                 TABLE.c.attempts)).all()
+    return [(entry_id, kind, payload, attempts) for entry_id, kind, _, payload, attempts
+            in sorted(rows, key=lambda row: (row[2], row[0]))]  # one lock order: by payment
+
+
+def _one_by_one(claimed: list[tuple], failed_id: int, failure: Exception
+                ) -> tuple[dict[int, Outcome], dict[int, tuple[int, str]]]:
+    """Each entry under its own savepoint; the one that failed the batch is recorded, not run again
+    (a lock that timed out would only time out again)."""
+    outcomes: dict[int, Outcome] = {}
+    errors: dict[int, tuple[int, str]] = {}
+    for entry_id, kind, payload, attempts in claimed:
+        try:
+            if entry_id == failed_id:
+                raise failure
+            with db.session.begin_nested():
+                outcomes[entry_id] = _act(kind, payload)
+        except OperationalError as exc:  # e.g. the payment's lock wait timed out: left for a retry
+            outcomes[entry_id] = Outcome.DEFERRED
+            errors[entry_id] = (attempts, type(exc.orig).__name__)
+        except Exception as exc:  # recorded on the entry, never blocks the rest
+            log.error("inbox entry failed", exc_info=exc, extra={"fields": {"entry": entry_id}})
+            outcomes[entry_id] = Outcome.FAILED
+            errors[entry_id] = (attempts, f"{type(exc).__name__}: {exc}")
+    return outcomes, errors
+
+
+def _act(kind: str, payload: dict) -> Outcome:
+    if kind == "refund":
+        return confirmation.settle_refund(RefundNotice(**payload))
+    return confirmation.confirm(Transaction(**payload))
+
+
+def pending_count() -> int:
+    return db.session.scalar(select(func.count()).select_from(TABLE).where(TABLE.c.status == "pending"))

@@ -1,0 +1,147 @@
+"""Operations on orders after they were placed: expiry, reconciliation with WeChat Pay, refunds."""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from carbon import jobs
+from carbon.checkout import inbox
+from carbon.checkout.models import InboxEntry, Order, Payment, Refund
+from carbon.checkout.orders import OrderNotFound, PaymentUnavailable
+from carbon.checkout.outcomes import Outcome
+from carbon.checkout.states import (
+    ORDER_TRANSITIONS,
+    PAYMENT_TRANSITIONS,
+    REFUND_TRANSITIONS,
+    OrderStatus,
+    PaymentStatus,
+    RefundStatus,
+    move,
+)
+from carbon.core import extensions as ext
+from carbon.core.clock import utcnow
+from carbon.core.db import db
+from carbon.core.errors import ValidationError
+from carbon.core.ids import new_public_id
+from carbon.core.units import to_fen
+from carbon.credits import service as credits
+from carbon.ledger import service as ledger
+from carbon.ledger.models import LedgerTransaction
+from payments.provider import ProviderError, ProviderRefused
+
+log = logging.getLogger("diandian.checkout")
+SETTLED = {Outcome.CONFIRMED: "confirmed", Outcome.DUPLICATE: "confirmed"}
+
+
+def expire_orders() -> dict[str, int]:
+    """Close unpaid orders past their reservation at WeChat Pay and release their serials.
+    An order WeChat says was paid meanwhile is confirmed instead. Orders left ``created`` (the
+    process died before WeChat Pay answered) are canceled the same way."""
+    counts = {"expired": 0, "confirmed": 0, "deferred": 0}
+    due = list(db.session.scalars(select(Order.id).where(
+        Order.status.in_((OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT)), Order.expires_at <= utcnow())))
+    for order_id in due:
+        order = db.session.get(Order, order_id)
+        payment = next((p for p in reversed(order.payments)
+                        if p.status in (PaymentStatus.CREATED, PaymentStatus.PENDING)), None)
+        try:
+            if payment is not None:
+                ext.payments().close(payment.out_trade_no)
+        except ProviderRefused as exc:
+            if exc.code == "ORDERPAID":
+                counts[_settle_from_query(payment)] += 1
+                continue
+            if exc.code != "ORDER_NOT_EXIST":
+                counts["deferred"] += 1
+                continue
+        except ProviderError:
+            counts["deferred"] += 1
+            continue
+        if payment is not None:
+            move(payment, PAYMENT_TRANSITIONS, PaymentStatus.CANCELED)
+        move(order, ORDER_TRANSITIONS,
+             OrderStatus.EXPIRED if order.status == OrderStatus.AWAITING_PAYMENT else OrderStatus.CANCELED)
+        order.closed_at = utcnow()
+        credits.release(order)
+        db.session.commit()
+        counts["expired"] += 1
+    return counts
+
+
+def reconcile_payments(older_than_minutes: int = 10) -> dict[str, int]:
+    """Finish what notifications left: inbox entries still pending after a while are processed, and
+    WeChat Pay is asked about payments still pending (a notification may have been lost)."""
+    counts = {"confirmed": 0, "pending": 0, "deferred": 0}
+    cutoff = utcnow() - timedelta(minutes=older_than_minutes)
+    stale = list(db.session.scalars(select(InboxEntry.id).where(InboxEntry.status == "pending",
+                                                                InboxEntry.received_at <= cutoff)))
+    if stale:
+        inbox.process(stale)
+    pending = list(db.session.scalars(select(Payment).where(Payment.status == PaymentStatus.PENDING,
+                                                            Payment.created_at <= cutoff)))
+    for payment in pending:
+        counts[_settle_from_query(payment)] += 1
+    return counts
+
+
+def _settle_from_query(payment: Payment) -> str:
+    """Ask WeChat Pay about one payment; a paid answer goes through the inbox like a notification."""
+    try:
+        transaction = ext.payments().query(payment.out_trade_no)
+    except ProviderError:
+        return "deferred"
+    if transaction is None or transaction.trade_state != "SUCCESS":
+        return "pending"
+    receipt = inbox.receive(transaction, event_id=None, source="query")
+    if receipt.outcome in (Outcome.MISMATCH, Outcome.DEFERRED, Outcome.FAILED):
+        return "deferred"
+    return SETTLED.get(receipt.outcome, "pending")
+
+
+def refund_order(order_public_id: str, reason: str) -> Order:
+    """Refund a paid order in full. Retired credits stay retired (a retirement is final); what the
+    project and the platform were credited moves to ``refund_due`` now, the cash when WeChat Pay
+    reports the refund done. WeChat Pay is asked by the ``payment.needs_refund`` handler."""
+    order = db.session.scalar(select(Order).where(Order.public_id == order_public_id))
+    if order is None:
+        raise OrderNotFound()
+    if not reason.strip():
+        raise ValidationError(details={"reason": ["需要理由 / A reason is required"]})
+    move(order, ORDER_TRANSITIONS, OrderStatus.REFUNDED)  # only a paid order: refused otherwise
+    payment = next(p for p in order.payments if p.status == PaymentStatus.CONFIRMED)
+    move(payment, PAYMENT_TRANSITIONS, PaymentStatus.REFUNDED)
+    original = db.session.scalars(select(LedgerTransaction).where(LedgerTransaction.reference == order.public_id,
+                                                                 LedgerTransaction.kind == "payment")).one()
+    # The credits go back as they were given (whatever the fee rate is today); the kg stay retired.
+    ledger.post("refund", order.public_id, [(p.account, p.unit, -p.amount) for p in original.postings
+                                            if p.unit == "CNY" and p.account != "cash:wechatpay"]
+                + [("refund_due:wechatpay", "CNY", -payment.amount)], memo=f"refund of {original.public_id}: {reason}")
+    refund = Refund(public_id=new_public_id("rfd"), payment=payment, out_refund_no=f"R{payment.out_trade_no}",
+                    charge_transaction_id=payment.transaction_id, amount=payment.amount, cause="operator",
+                    reason=reason.strip()[:80], status=RefundStatus.REQUESTED)
+    db.session.add(refund)
+    db.session.flush()
+    jobs.emit("payment.needs_refund", {"refund": refund.public_id})
+    jobs.emit("order.refunded", {"order": order.public_id, "reason": reason})
+    db.session.commit()
+    jobs.kick()
+    return order
+
+
+@jobs.handles("payment.needs_refund")
+def request_refund(payload: dict) -> None:
+    """Ask WeChat Pay to refund (idempotent: the same ``out_refund_no`` answers the same refund)."""
+    refund = db.session.scalar(select(Refund).where(Refund.public_id == payload["refund"]).with_for_update())
+    if refund is None or refund.status != RefundStatus.REQUESTED:
+        return
+    try:
+        answer = ext.payments().refund(out_trade_no=refund.payment.out_trade_no,
+                                       transaction_id=refund.charge_transaction_id, out_refund_no=refund.out_refund_no,
+                                       refund_fen=to_fen(refund.amount), total_fen=to_fen(refund.amount),
+                                       reason=refund.reason)
+    except ProviderError as exc:
+        raise PaymentUnavailable(details={"provider": exc.code or "unreachable", "check": str(exc)}) from exc
+    refund.refund_id = answer.refund_id
+    move(refund, REFUND_TRANSITIONS, RefundStatus.PROCESSING)  # settled by WeChat Pay's refund notification

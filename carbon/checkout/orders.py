@@ -1,0 +1,249 @@
+"""Creating orders (idempotent per ``Idempotency-Key``) and reading them.
+
+The payment row, with our ``out_trade_no``, is committed before WeChat Pay is called, so a
+notification can never arrive for a payment we do not know.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from datetime import timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from carbon.accounts.models import User
+from carbon.checkout.models import IdempotencyKey, Order, Payment
+from carbon.checkout.states import ORDER_TRANSITIONS, PAYMENT_TRANSITIONS, OrderStatus, PaymentStatus, move
+from carbon.core import extensions as ext
+from carbon.core.clock import CHINA_TZ, utcnow
+from carbon.core.db import db
+from carbon.core.errors import Conflict, DomainError, NotFound, UpstreamError, ValidationError
+from carbon.core.units import cny, cny_ceil, kg, to_fen
+from carbon.credits import service as credits
+from carbon.credits.models import Project
+from carbon.footprint.models import Footprint
+from carbon.scenes import service as scenes
+from payments.provider import ProviderError
+
+OPEN = (OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT)
+
+
+class OrderNotFound(NotFound):
+    code = "order.not_found"
+    message = "未找到该订单 / Order not found"
+
+
+class OrderInProgress(Conflict):
+    code = "order.in_progress"
+    message = "相同的请求正在处理中，请稍后重试 / The same request is being processed; retry shortly"
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "order.idempotency_key_reused"
+    message = "该幂等键已用于另一个请求 / This Idempotency-Key was used for a different request"
+
+
+class HoldLimitReached(Conflict):
+    code = "order.hold_limit"
+    message = "未支付的订单过多，请先支付或等待其过期 / Too many unpaid orders: pay or let one expire first"
+
+
+class NothingToNeutralize(ValidationError):
+    code = "order.nothing_to_neutralize"
+    message = "足迹为零，无需购买 / Nothing to neutralize: an order needs at least one credit unit"
+
+
+class BeneficiaryNameRejected(DomainError):
+    http_status = 422
+    code = "order.beneficiary_name_rejected"
+    message = "受益人名称未通过内容安全检查，请修改 / The beneficiary name did not pass WeChat's content check"
+
+
+class PaymentUnavailable(UpstreamError):
+    code = "payment.unavailable"
+    message = "微信支付暂不可用，请稍后再试 / WeChat Pay is unavailable, try again later"
+
+
+def create_order(user: User, body: dict, idempotency_key: str) -> tuple[Order, dict[str, str]]:
+    """A new order (or the one this key already made) and its ``wx.requestPayment`` parameters."""
+    request_hash = request_fingerprint(body)
+    claim = IdempotencyKey(user_id=user.id, key=idempotency_key, request_hash=request_hash)
+    db.session.add(claim)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return _replay(user, idempotency_key, request_hash)
+    try:
+        _check_beneficiary(user, body.get("beneficiary_name"))
+        order, payment = _reserve_and_record(user, body, claim)
+    except BaseException:
+        db.session.rollback()
+        _forget(claim.id)
+        raise
+    try:
+        prepay_id = ext.payments().create(
+            out_trade_no=payment.out_trade_no, description=f"碳中和 {order.kg.normalize():f} kg · {order.project.name_zh}",
+            total_fen=to_fen(order.amount), openid=user.openid, time_expire=order.expires_at,
+            attach=order.public_id)
+    except ProviderError as exc:
+        _abandon(order, payment, reason=str(exc))
+        _forget(claim.id)
+        raise PaymentUnavailable(details={"provider": exc.code or "unreachable", "check": str(exc)}) from exc
+    payment.prepay_id = prepay_id
+    move(payment, PAYMENT_TRANSITIONS, PaymentStatus.PENDING)
+    move(order, ORDER_TRANSITIONS, OrderStatus.AWAITING_PAYMENT)
+    db.session.commit()
+    return order, ext.payments().client_params(prepay_id)
+
+
+def request_fingerprint(body: dict) -> str:
+    """What makes two order requests "the same" for an Idempotency-Key: the validated body."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _check_beneficiary(user: User, name: str | None) -> None:
+    """The beneficiary's name is printed on certificates and share cards: WeChat's text check first."""
+    if name is None:
+        return
+    verdict = ext.wechat().check_text(name, openid=user.openid, scene=1, nickname=name)
+    if not verdict.passed:
+        verdict_text = f"suggest={verdict.suggest}, label={verdict.label}"
+        raise BeneficiaryNameRejected(details={"beneficiary_name": [verdict_text]})
+
+
+def _reserve_and_record(user: User, body: dict, claim: IdempotencyKey) -> tuple[Order, Payment]:
+    settings = ext.settings()
+    footprint = _footprint(user, body.get("footprint_id"))
+    wanted_kg = Decimal(footprint.result["neutralize_kg"]) if footprint else body["kg"]
+    scene = scenes.footprint_facts(body["scene"]) if body.get("scene") else {}
+    if footprint and not scene and footprint.scene_id:
+        scene = {"scene_id": footprint.scene_id, "channel": footprint.channel or ""}
+    project = _project(body.get("project_id"), scene.get("scene_id"))
+    units = int(credits.ceil_units(wanted_kg, project.unit_kg))
+    if units < 1:
+        raise NothingToNeutralize(details={"kg": ["至少 1 个单位 / at least one unit"]})
+    if units * project.unit_kg > settings.MAX_ORDER_KG:
+        raise ValidationError(details={"kg": [f"单笔最多 / At most {settings.MAX_ORDER_KG} kg per order"]})
+    now = utcnow()
+    _check_holds(user, units * project.unit_kg, now)
+    order = Order(user_id=user.id, project=project, footprint_id=footprint.id if footprint else None,
+                  scene_id=scene.get("scene_id"), channel=scene.get("channel"), units=units,
+                  kg=kg(units * project.unit_kg), amount=Decimal(0),
+                  beneficiary_name=body.get("beneficiary_name") or user.nickname or "点点用户",
+                  purpose=body.get("purpose") or _purpose(scene), created_at=now,
+                  expires_at=now + timedelta(minutes=settings.ORDER_RESERVATION_MINUTES))
+    db.session.add(order)
+    db.session.flush()
+    price = credits.reserve(project, order.id, units, order.expires_at)
+    order.amount = max(cny_ceil(price), cny(settings.MIN_ORDER_AMOUNT))
+    payment = Payment(order=order, provider=ext.payments().name, out_trade_no=_out_trade_no(),
+                      amount=order.amount)
+    db.session.add(payment)
+    claim.order_id = order.id
+    db.session.commit()  # the payment row exists before WeChat Pay hears of it
+    return order, payment
+
+
+def _check_holds(user: User, wanted_kg: Decimal, now) -> None:
+    """One guest may not hold more than a few unpaid orders, or more than so many kg, at once
+    (holds past their expiry do not count: they block nobody)."""
+    settings = ext.settings()
+    count, held = db.session.execute(select(func.count(), func.coalesce(func.sum(Order.kg), 0)).where(
+        Order.user_id == user.id, Order.status.in_(OPEN), Order.expires_at > now)).one()
+    if count >= settings.MAX_OPEN_ORDERS_PER_GUEST or Decimal(held) + wanted_kg > settings.MAX_HELD_KG_PER_GUEST:
+        raise HoldLimitReached(details={"open_orders": count, "held_kg": str(kg(Decimal(held))),
+                                        "max_open_orders": settings.MAX_OPEN_ORDERS_PER_GUEST,
+                                        "max_held_kg": settings.MAX_HELD_KG_PER_GUEST})
+
+
+def _replay(user: User, key: str, request_hash: str) -> tuple[Order, dict[str, str]]:
+    claim = db.session.scalar(select(IdempotencyKey).where(IdempotencyKey.user_id == user.id,
+                                                           IdempotencyKey.key == key))
+    if claim is None:
+        raise OrderInProgress()
+    if claim.request_hash != request_hash:
+        raise IdempotencyKeyReused()
+    order = db.session.get(Order, claim.order_id) if claim.order_id else None
+    if order is None or order.status == OrderStatus.CREATED:
+        raise OrderInProgress(details={"retry_after_seconds": 2})
+    return order, payment_params(order)
+
+
+def _forget(claim_id: int) -> None:
+    """Drop a claim whose request failed, so the client may retry with the same key."""
+    db.session.rollback()
+    claim = db.session.get(IdempotencyKey, claim_id)
+    if claim is not None:
+        db.session.delete(claim)
+        db.session.commit()
+
+
+def _abandon(order: Order, payment: Payment, reason: str) -> None:
+    db.session.rollback()
+    move(payment, PAYMENT_TRANSITIONS, PaymentStatus.FAILED)
+    payment.provider_data = {"error": reason}
+    move(order, ORDER_TRANSITIONS, OrderStatus.CANCELED)
+    order.closed_at = utcnow()
+    credits.release(order)
+    db.session.commit()
+
+
+def _footprint(user: User, public_id: str | None) -> Footprint | None:
+    if not public_id:
+        return None
+    footprint = db.session.scalar(select(Footprint).where(Footprint.public_id == public_id))
+    if footprint is None or footprint.user_id != user.id:
+        raise ValidationError(code="order.unknown_footprint", details={"footprint_id": ["未找到 / Not found"]})
+    return footprint
+
+
+def _project(public_id: str | None, scene_id: int | None) -> Project:
+    if public_id:
+        project = db.session.scalar(select(Project).where(Project.public_id == public_id,
+                                                          Project.status == "active"))
+        if project is None:
+            raise ValidationError(details={"project_id": ["未知项目 / Unknown project"]})
+        return project
+    if scene_id:
+        offered = scenes.offered_projects(scene_id)
+        if offered:
+            return offered[0]
+    on_offer = credits.active_projects()
+    if not on_offer:
+        raise ValidationError(details={"project_id": ["暂无可售项目 / No project on offer"]})
+    return on_offer[0]
+
+
+def _purpose(scene: dict) -> str:
+    name = scenes.scene_name(scene["scene_id"]) if scene.get("scene_id") else None
+    return f"{name}，个人碳中和 / personal carbon neutrality" if name else "个人碳中和 / personal carbon neutrality"
+
+
+def _out_trade_no() -> str:
+    return "DD" + utcnow().astimezone(CHINA_TZ).strftime("%Y%m%d%H%M%S") + secrets.token_hex(7).upper()
+
+
+def payment_params(order: Order) -> dict[str, str]:
+    payment = live_payment(order)
+    return ext.payments().client_params(payment.prepay_id) if payment and payment.prepay_id else {}
+
+
+def live_payment(order: Order) -> Payment | None:
+    return next((p for p in reversed(order.payments)
+                 if p.status in (PaymentStatus.PENDING, PaymentStatus.CONFIRMED)), None)
+
+
+def get_order(user: User, public_id: str) -> Order:
+    order = db.session.scalar(select(Order).where(Order.public_id == public_id))
+    if order is None or order.user_id != user.id:
+        raise OrderNotFound()
+    return order
+
+
+def orders_of(user: User, limit: int = 20) -> list[Order]:
+    return list(db.session.scalars(select(Order).where(Order.user_id == user.id)
+                                   .order_by(Order.id.desc()).limit(limit)))

@@ -1,0 +1,180 @@
+"""The outbox: events written in the business transaction that caused them, dispatched after
+commit to the handler registered for their kind (decision 0009).
+
+- ``emit(kind, payload)`` writes the event in the caller's transaction (one INSERT).
+- After the commit, ``kick()`` hands the session's new events on: run here and now (``inline``,
+  development and tests) or queued for the workers (``workers``: RQ on Redis when configured, else
+  the workers' sweep of the table).
+- ``dispatch_batch(ids)`` claims due rows, runs each handler under a savepoint and marks it done
+  in the same transaction, so a handler's database writes take effect once. A failure is recorded and retried
+  with backoff; after ``MAX_ATTEMPTS`` the event ends ``failed``, listed and replayed by
+  ``flask outbox``. Handlers with effects outside the database must be idempotent themselves.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import bindparam, event, insert, select, update
+from sqlalchemy.orm import Session
+
+from carbon.core import extensions as ext
+from carbon.core.clock import utcnow
+from carbon.core.db import db
+from carbon.jobs.models import OutboxEvent
+
+log = logging.getLogger("diandian.jobs")
+Handler = Callable[[dict], None]
+HANDLERS: dict[str, dict[str, Handler]] = {}  # kind → handler name → handler
+MAX_ATTEMPTS = 8
+BACKOFF_SECONDS = (5, 30, 120, 600, 1800, 3600, 3 * 3600)
+PENDING, COMMITTED = "outbox.pending", "outbox.committed"
+TABLE = OutboxEvent.__table__
+
+
+def handles(kind: str) -> Callable[[Handler], Handler]:
+    """Register a consumer of one event kind (each area registers its own, at import)."""
+    def register(handler: Handler) -> Handler:
+        HANDLERS.setdefault(kind, {})[f"{handler.__module__}.{handler.__qualname__}"] = handler
+        return handler
+    return register
+
+
+def emit(kind: str, payload: dict) -> list[int]:
+    """Queue an event in the current transaction, one row per consumer of its kind (each retried on
+    its own); they are dispatched after the commit. A kind nobody consumes yet is kept as done."""
+    now = utcnow()
+    consumers = sorted(HANDLERS.get(kind, {}))
+    rows = [{"kind": kind, "handler": name, "payload": payload, "status": "pending", "attempts": 0,
+             "next_attempt_at": now, "created_at": now} for name in consumers]
+    sql = db.session.connection()
+    if not rows:
+        sql.execute(insert(TABLE).values(kind=kind, handler="", payload=payload, status="done", attempts=0,
+                                                next_attempt_at=now, created_at=now, processed_at=now))
+        return []
+    ids = list(sql.execute(insert(TABLE).returning(TABLE.c.id, sort_by_parameter_order=True), rows).scalars())
+    db.session.info.setdefault(PENDING, []).extend(ids)
+    return ids
+
+
+@event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    if session.info.get(PENDING):
+        session.info.setdefault(COMMITTED, []).extend(session.info.pop(PENDING))
+
+
+@event.listens_for(Session, "after_rollback")
+def _rolled_back(session: Session) -> None:
+    session.info.pop(PENDING, None)
+
+
+def kick() -> None:
+    """Hand on the events this session has committed: run them now, or queue them for workers."""
+    ids = db.session.info.pop(COMMITTED, [])
+    if not ids:
+        return
+    if ext.settings().JOBS == "inline":
+        dispatch_batch(ids)
+        return
+    queue = ext.job_queue()
+    if queue is None:
+        return  # the workers' sweep finds them in the table
+    try:
+        queue.enqueue("carbon.jobs.worker.run_events", ids)
+    except Exception as exc:  # noqa: BLE001 - Redis unavailable: the sweep finds them in the table
+        log.warning("outbox enqueue failed", extra={"fields": {"error": type(exc).__name__, "events": ids}})
+
+
+def dispatch(event_id: int) -> str:
+    """Run one due event: ``done``, ``retry``, ``failed`` or ``skipped`` (not due, taken, or gone)."""
+    return dispatch_batch([event_id]).get(event_id, "skipped")
+
+
+def dispatch_batch(event_ids: list[int] | None = None, limit: int = 100) -> dict[int, str]:
+    """Claim due events (these, or the oldest ``limit``), run each handler under its own savepoint,
+    and commit once: a handler's database writes and its event's ``done`` mark commit together, so
+    they take effect once. Events another process holds are skipped, never waited for."""
+    session = db.session
+    now = utcnow()
+    due = select(TABLE.c.id).where(TABLE.c.status == "pending", TABLE.c.next_attempt_at <= now)
+    if event_ids is not None:
+        due = due.where(TABLE.c.id.in_(event_ids))
+    due = due.order_by(TABLE.c.id).limit(limit).with_for_update(skip_locked=True)
+    claimed = session.connection().execute(
+        update(TABLE).where(TABLE.c.id.in_(due.scalar_subquery())).values(attempts=TABLE.c.attempts + 1)
+        .returning(TABLE.c.id, TABLE.c.kind, TABLE.c.handler, TABLE.c.payload, TABLE.c.attempts)).all()
+    if not claimed:
+        session.rollback()
+        return {}
+    results: dict[int, str] = {}
+    failures = []
+    for event_id, kind, name, payload, attempts in sorted(claimed):
+        handler = HANDLERS.get(kind, {}).get(name)
+        try:
+            if handler is None:
+                raise LookupError(f"no handler {name} for {kind}")
+            with session.begin_nested():
+                handler(payload)
+            results[event_id] = "done"
+        except Exception as exc:  # noqa: BLE001 - any failure of a handler is recorded and retried
+            failures.append((event_id, attempts, exc))
+    sql = session.connection()
+    done = [{"event": event_id} for event_id, result in results.items() if result == "done"]
+    if done:
+        sql.execute(update(TABLE).where(TABLE.c.id == bindparam("event"))
+                    .values(status="done", processed_at=utcnow(), last_error=None), done)
+    for event_id, attempts, exc in failures:
+        results[event_id] = _record_failure(event_id, attempts, exc)
+    session.commit()
+    kick()  # what the handlers emitted
+    return results
+
+
+def _record_failure(event_id: int, attempts: int, exc: Exception) -> str:
+    """In the batch's transaction: the error, and the next attempt's time (backoff) or ``failed``."""
+    final = attempts >= MAX_ATTEMPTS
+    delay = BACKOFF_SECONDS[min(attempts, len(BACKOFF_SECONDS)) - 1]
+    error = f"{type(exc).__name__}: {exc}"[:512]
+    db.session.connection().execute(update(TABLE).where(TABLE.c.id == event_id).values(
+        last_error=error, status="failed" if final else "pending",
+        next_attempt_at=utcnow() + timedelta(seconds=delay)))
+    (log.error if final else log.warning)("outbox event failed", extra={"fields": {
+        "event": event_id, "attempts": attempts, "final": final, "error": error}})
+    return "failed" if final else "retry"
+
+
+def due(limit: int = 100, lag_seconds: float = 0) -> list[int]:
+    """Ids of pending events due ``lag_seconds`` ago or earlier, oldest first."""
+    cutoff = utcnow() - timedelta(seconds=lag_seconds)
+    ids = list(db.session.scalars(select(TABLE.c.id).where(TABLE.c.status == "pending",
+                                                           TABLE.c.next_attempt_at <= cutoff)
+                                  .order_by(TABLE.c.id).limit(limit)))
+    db.session.rollback()
+    return ids
+
+
+def run_due(limit: int = 100, lag_seconds: float = 0) -> dict[str, int]:
+    """Dispatch due events here: the workers' sweep (with a lag when RQ delivers fresh events), and
+    ``flask outbox run``."""
+    counts: dict[str, int] = {}
+    ids = due(limit, lag_seconds)
+    if ids:
+        for outcome in dispatch_batch(ids, limit).values():
+            counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
+def failed(limit: int = 100) -> list[OutboxEvent]:
+    return list(db.session.scalars(select(OutboxEvent).where(OutboxEvent.status == "failed")
+                                   .order_by(OutboxEvent.id).limit(limit)))
+
+
+def replay(event_id: int) -> str:
+    """Give a failed event a fresh start (attempts reset) and dispatch it now."""
+    changed = db.session.execute(update(TABLE).where(TABLE.c.id == event_id, TABLE.c.status == "failed")
+                                 .values(status="pending", attempts=0, next_attempt_at=utcnow())).rowcount
+    db.session.commit()
+    if not changed:
+        raise LookupError(f"no failed outbox event {event_id}")
+    return dispatch(event_id)

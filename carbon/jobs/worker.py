@@ -1,0 +1,124 @@
+"""``flask worker``: confirms payments from the inbox and dispatches outbox events (``DIANDIAN_JOBS=workers``).
+
+One process runs two loops. The inbox loop waits on PostgreSQL's ``LISTEN`` (a notify route's
+``NOTIFY`` wakes it at once; SQLite polls), claims a batch with ``FOR UPDATE SKIP LOCKED`` and
+confirms it. Outbox events go through RQ on Redis when it is configured (the main thread is an RQ
+worker); a sweep also runs every due event the queue did not deliver (retries, lost enqueues), and
+without Redis the sweep is the dispatcher. Any number of workers may run side by side.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Flask
+
+from carbon import jobs
+from carbon.core import extensions as ext
+from carbon.core.db import db, on_postgresql
+
+log = logging.getLogger("diandian.worker")
+IDLE_WAIT_SECONDS = 1.0
+SWEEP_SECONDS = 1.0
+SWEEP_LAG_SECONDS = 5.0  # with RQ: leave fresh events to the queue
+
+
+def run_events(event_ids: list[int]) -> dict[int, str]:
+    """The RQ job: dispatch the outbox events one commit queued, in the worker's app context."""
+    try:
+        return jobs.dispatch_batch(event_ids)
+    finally:
+        db.session.remove()
+
+
+def work(app: Flask, stop: threading.Event | None = None) -> None:
+    """Run until ``stop`` is set (or forever, for ``flask worker``)."""
+    stop = stop or threading.Event()
+    confirmed = threading.Event()  # set after an inbox batch: its events are due for the sweep
+    threads = [threading.Thread(target=_inbox_loop, args=(app, stop, confirmed), name="inbox", daemon=True),
+               threading.Thread(target=_sweep_loop, args=(app, stop, confirmed), name="outbox-sweep", daemon=True)]
+    for thread in threads:
+        thread.start()
+    queue = ext.job_queue()
+    if queue is not None:
+        from rq import SimpleWorker
+
+        worker = SimpleWorker([queue], connection=queue.connection)
+        # The main thread serves the queue; the loops above stop with the process.
+        worker.work(with_scheduler=False, logging_level="WARNING")
+        stop.set()
+    else:
+        while not stop.is_set():
+            stop.wait(0.5)
+    for thread in threads:
+        thread.join(5)
+
+
+def _inbox_loop(app: Flask, stop: threading.Event, confirmed: threading.Event) -> None:
+    from carbon.checkout import inbox
+
+    with app.app_context():
+        listener = None
+        while not stop.is_set():
+            try:
+                if listener is None and on_postgresql():
+                    listener = _listen()  # before the batch: a wake-up during it is not lost
+                if inbox.process():
+                    confirmed.set()
+                    continue  # there may be more
+            except Exception:
+                db.session.rollback()
+                log.exception("inbox batch failed")
+                listener = None
+                stop.wait(IDLE_WAIT_SECONDS)
+                continue
+            finally:
+                db.session.remove()
+            if not _wait(listener, stop):
+                listener = None
+
+
+def _listen():
+    """A connection of its own that LISTENs for the notify route's wake-up."""
+    import psycopg
+
+    url = db.engine.url.set(drivername="postgresql")
+    connection = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+    from carbon.checkout.inbox import WAKE_CHANNEL
+
+    connection.execute(f"LISTEN {WAKE_CHANNEL}")
+    return connection
+
+
+def _wait(listener, stop: threading.Event) -> bool:
+    """Wait for a wake-up (or a short while); False when the listening connection is gone."""
+    if listener is None:
+        stop.wait(0.2)
+        return True
+    try:
+        for _ in listener.notifies(timeout=IDLE_WAIT_SECONDS, stop_after=1):
+            pass
+    except Exception:  # noqa: BLE001 - the connection dropped: the next round reconnects
+        listener.close()
+        return False
+    return True
+
+
+def _sweep_loop(app: Flask, stop: threading.Event, confirmed: threading.Event) -> None:
+    with app.app_context():
+        queued = ext.job_queue() is not None
+        lag = SWEEP_LAG_SECONDS if queued else 0
+        while not stop.is_set():
+            try:
+                jobs.run_due(lag_seconds=lag)
+            except Exception:
+                db.session.rollback()
+                log.exception("outbox sweep failed")
+            finally:
+                db.session.remove()
+            if queued:
+                stop.wait(SWEEP_SECONDS)
+            else:  # the sweep is the dispatcher: woken by the inbox loop, or once a second
+                confirmed.wait(SWEEP_SECONDS)
+                confirmed.clear()
+

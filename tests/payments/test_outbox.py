@@ -1,0 +1,108 @@
+"""The outbox: one row per consumer, dispatched after commit, effects once, retried with backoff,
+failures kept visible and replayable (flask outbox failed / replay)."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from carbon import jobs
+from carbon.core.clock import clock
+from carbon.core.db import db
+from carbon.jobs.models import OutboxEvent
+from carbon.scenes.models import SceneDailyStat
+
+
+@pytest.fixture
+def consumers(monkeypatch):
+    """Two consumers of a test kind: one that counts, one that fails while ``failing`` is set."""
+    calls = {"counted": [], "flaky": 0, "failing": True}
+
+    def count(payload):
+        calls["counted"].append(payload["n"])
+
+    def flaky(payload):
+        calls["flaky"] += 1
+        if calls["failing"]:
+            raise RuntimeError("the far side is down")
+
+    monkeypatch.setitem(jobs.HANDLERS, "test.thing", {"tests.count": count, "tests.flaky": flaky})
+    return calls
+
+
+def test_each_consumer_runs_once_after_commit_and_failures_back_off(app, consumers):
+    with app.app_context():
+        ids = jobs.emit("test.thing", {"n": 1})
+        assert len(ids) == 2 and consumers["counted"] == []  # nothing runs before the commit
+        db.session.commit()
+        jobs.kick()  # inline (DIANDIAN_JOBS=inline)
+        assert consumers["counted"] == [1] and consumers["flaky"] == 1
+        rows = {e.handler: e for e in db.session.scalars(select(OutboxEvent))}
+        assert rows["tests.count"].status == "done"
+        flaky = rows["tests.flaky"]
+        assert (flaky.status, flaky.attempts) == ("pending", 1) and "far side" in flaky.last_error
+        assert jobs.run_due() == {}  # not due yet: the first retry waits BACKOFF_SECONDS[0]
+        clock.advance(jobs.BACKOFF_SECONDS[0] + 1)
+        assert jobs.run_due() == {"retry": 1}
+        assert consumers["counted"] == [1]  # the consumer that succeeded is not run again
+        for seconds in jobs.BACKOFF_SECONDS[1:]:
+            clock.advance(seconds + 1)
+            jobs.run_due()
+        db.session.expire_all()
+        flaky = db.session.get(OutboxEvent, flaky.id)
+        assert (flaky.status, flaky.attempts) == ("failed", jobs.MAX_ATTEMPTS)
+        assert [e.id for e in jobs.failed()] == [flaky.id]
+        consumers["failing"] = False
+        assert jobs.replay(flaky.id) == "done"
+        assert jobs.failed() == [] and consumers["flaky"] == jobs.MAX_ATTEMPTS + 1
+
+
+def test_a_rolled_back_event_is_never_dispatched(app, consumers):
+    with app.app_context():
+        jobs.emit("test.thing", {"n": 2})
+        db.session.rollback()
+        jobs.kick()
+        assert consumers["counted"] == [] and db.session.scalar(select(func.count()).select_from(OutboxEvent)) == 0
+
+
+def test_a_kind_without_consumers_is_kept_as_done(app):
+    with app.app_context():
+        assert jobs.emit("test.nobody", {"n": 3}) == []
+        db.session.commit()
+        event = db.session.scalar(select(OutboxEvent))
+        assert (event.kind, event.status) == ("test.nobody", "done")
+
+
+def test_the_scene_counters_consume_order_paid_once(app):
+    """Replaying an event that already succeeded is refused: counters never count twice."""
+    from tests.payments.conftest import live_scene, seed_project
+
+    project_id = seed_project(app)
+    with app.app_context():
+        _, scene_public_id = live_scene(project_id, "outbx", "ob@x.example")
+        from carbon.scenes.models import Scene
+
+        scene_id = db.session.scalar(select(Scene.id).where(Scene.public_id == scene_public_id))
+        [event_id] = jobs.emit("order.paid", {"order": "ord_x", "retirements": [], "scene_id": scene_id,
+                                              "channel": "door", "grams": 5000, "amount": "1.00", "day": "2026-12-01"})
+        db.session.commit()
+        jobs.kick()
+        assert jobs.dispatch(event_id) == "skipped"
+        with pytest.raises(LookupError):
+            jobs.replay(event_id)
+        row = db.session.scalar(select(SceneDailyStat))
+        assert (row.channel, row.grams_neutralized, str(row.day)) == ("door", 5000, "2026-12-01")
+
+
+def test_the_cli_lists_and_replays_failed_events(app, consumers):
+    with app.app_context():
+        [_, flaky_id] = sorted(jobs.emit("test.thing", {"n": 4}))
+        db.session.commit()
+        db.session.execute(OutboxEvent.__table__.update().values(status="failed", attempts=8, last_error="boom"))
+        db.session.commit()
+    runner = app.test_cli_runner()
+    listed = runner.invoke(args=["outbox", "failed"])
+    assert listed.exit_code == 0 and "test.thing" in listed.output and "boom" in listed.output
+    consumers["failing"] = False
+    replayed = runner.invoke(args=["outbox", "replay", str(flaky_id)])
+    assert replayed.exit_code == 0 and replayed.output.strip() == "done"
+    assert runner.invoke(args=["outbox", "replay", "999999"]).exit_code != 0
