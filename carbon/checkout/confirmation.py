@@ -1,5 +1,6 @@
-"""Confirmation: the one place that retires credits, posts the ledger, moves payment and order,
-and queues the events that follow a payment; and its counterpart for refunds WeChat Pay reports.
+"""Confirmation (``confirm_many``): the one place that retires credits, posts the ledger, moves
+payment and order, and queues the events that follow a payment; and its counterpart for refunds
+WeChat Pay reports.
 
 Both run from the inbox (carbon/checkout/inbox.py) inside the caller's transaction, under the
 payment's (or refund's) row lock. Lock order: inbox entries, payment, reservations. The checks of
@@ -11,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from carbon import jobs
 from carbon.checkout.models import Order, Payment, Refund
@@ -73,47 +74,79 @@ LOCK_PAYMENT = (
     .with_for_update(of=Payment))
 
 
-def confirm(transaction: Transaction) -> Outcome:
-    """Apply a successful transaction to its payment at most once (see the module's docstring)."""
+PAYMENTS, ORDERS = Payment.__table__, Order.__table__
+CONFIRM_PAYMENT = update(PAYMENTS).where(PAYMENTS.c.id == bindparam("payment")).values(
+    status=bindparam("status"), transaction_id=bindparam("transaction"), provider_data=bindparam("data"),
+    confirmed_at=bindparam("at"))
+PAY_ORDER = update(ORDERS).where(ORDERS.c.id == bindparam("order")).values(status=bindparam("status"),
+                                                                            paid_at=bindparam("at"))
+
+
+def confirm_many(transactions: list[Transaction]) -> list[Outcome]:
+    """Apply successful transactions to their payments, each at most once, in the order given (see
+    the module's docstring). Set-based: however many, one statement for the payment locks, three
+    for the retirements, and one each for payments, orders, ledger rows, postings and events."""
     sql = db.session.connection()  # Core on the session's connection: no unit of work on this path
-    row = sql.execute(LOCK_PAYMENT.where(Payment.out_trade_no == transaction.out_trade_no)).first()
-    if row is None:
-        raise LookupError(f"no payment {transaction.out_trade_no}")  # accept() saw it: cannot happen
-    payment = LockedPayment(*row)
-    if payment.status in (PaymentStatus.CONFIRMED, PaymentStatus.REFUNDED):
-        if payment.transaction_id == transaction.transaction_id:
-            return Outcome.DUPLICATE
-        return _book_for_refund(payment, transaction, "double_charge")
-    if transaction.trade_state != "SUCCESS":
-        return Outcome.IGNORED
-    if not (allowed(PAYMENT_TRANSITIONS, payment.status, PaymentStatus.CONFIRMED)
-            and allowed(ORDER_TRANSITIONS, payment.order_status, OrderStatus.PAID)):
-        return _book_for_refund(payment, transaction, "late_payment")
-    retirements = credits.retire(_RetireFacts(payment))
-    if retirements is None:  # the holds expired and went to someone else
-        return _book_for_refund(payment, transaction, "late_payment")
-    now = utcnow()
-    order = _Status(payment.order_status)
-    move(payment, PAYMENT_TRANSITIONS, PaymentStatus.CONFIRMED)
-    move(order, ORDER_TRANSITIONS, OrderStatus.PAID)
-    sql.execute(update(Payment.__table__).where(Payment.__table__.c.id == payment.id).values(
-        status=payment.status, transaction_id=transaction.transaction_id, provider_data=transaction.raw,
-        confirmed_at=now))
-    sql.execute(update(Order.__table__).where(Order.__table__.c.id == payment.order_id).values(
-        status=order.status, paid_at=now))
-    fee = cny(payment.amount * Decimal(ext.settings().PLATFORM_FEE_RATE))
-    ledger.post("payment", payment.order_public_id, [
-        (CASH, "CNY", payment.amount),
-        (settlement.payable_account(payment.project_public_id), "CNY", -(payment.amount - fee)),
-        ("revenue:platform_fee", "CNY", -fee),
-        (f"retired:user:{payment.user_id}", "kg", payment.kg),
-        (f"inventory:project:{payment.project_public_id}", "kg", -payment.kg),
-    ], memo=f"{payment.out_trade_no} {transaction.transaction_id}")
-    jobs.emit("order.paid", {
-        "order": payment.order_public_id, "retirements": retirements, "scene_id": payment.scene_id,
-        "channel": payment.channel or "", "grams": kg_to_grams(payment.kg), "amount": str(payment.amount),
-        "day": now.astimezone(CHINA_TZ).date().isoformat()})
-    return Outcome.CONFIRMED
+    locked = sql.execute(LOCK_PAYMENT.where(Payment.out_trade_no.in_({t.out_trade_no for t in transactions}))
+                         .order_by(Payment.id))
+    payments = {row.out_trade_no: LockedPayment(*row) for row in locked}
+    missing = {t.out_trade_no for t in transactions} - set(payments)
+    if missing:
+        raise LookupError(f"no payment {sorted(missing)}")  # accepted entries name known payments
+    candidates: dict[str, Transaction] = {}
+    for transaction in transactions:  # the first success for a payment that may still be confirmed
+        payment = payments[transaction.out_trade_no]
+        if transaction.trade_state == "SUCCESS" and transaction.out_trade_no not in candidates and \
+                allowed(PAYMENT_TRANSITIONS, payment.status, PaymentStatus.CONFIRMED) and \
+                allowed(ORDER_TRANSITIONS, payment.order_status, OrderStatus.PAID):
+            candidates[transaction.out_trade_no] = transaction
+    retired = credits.retire([_RetireFacts(payments[no]) for no in candidates]) if candidates else {}
+    now, outcomes, applied = utcnow(), [], []
+    for transaction in transactions:
+        payment = payments[transaction.out_trade_no]
+        if payment.status in (PaymentStatus.CONFIRMED, PaymentStatus.REFUNDED):
+            outcomes.append(Outcome.DUPLICATE if payment.transaction_id == transaction.transaction_id
+                            else _book_for_refund(payment, transaction, "double_charge"))
+        elif transaction.trade_state != "SUCCESS":
+            outcomes.append(Outcome.IGNORED)
+        elif candidates.get(transaction.out_trade_no) is transaction and retired[payment.order_id] is not None:
+            order = _Status(payment.order_status)
+            move(payment, PAYMENT_TRANSITIONS, PaymentStatus.CONFIRMED)
+            move(order, ORDER_TRANSITIONS, OrderStatus.PAID)
+            payment.transaction_id, payment.order_status = transaction.transaction_id, order.status
+            applied.append((payment, transaction))
+            outcomes.append(Outcome.CONFIRMED)
+        else:  # given up, or its holds expired and went to someone else
+            outcomes.append(_book_for_refund(payment, transaction, "late_payment"))
+    if applied:
+        _apply(applied, retired, now)
+    return outcomes
+
+
+def _apply(applied: list[tuple[LockedPayment, Transaction]], retired: dict[int, list[str] | None], now) -> None:
+    sql = db.session.connection()
+    sql.execute(CONFIRM_PAYMENT, [{"payment": p.id, "status": p.status, "transaction": t.transaction_id,
+                                   "data": t.raw, "at": now} for p, t in applied])
+    sql.execute(PAY_ORDER, [{"order": p.order_id, "status": p.order_status, "at": now} for p, _ in applied])
+    fee_rate = Decimal(ext.settings().PLATFORM_FEE_RATE)
+    ledger.post_many([ledger.Entry("payment", p.order_public_id, _payment_postings(p, fee_rate),
+                                   f"{p.out_trade_no} {t.transaction_id}") for p, t in applied])
+    day = now.astimezone(CHINA_TZ).date().isoformat()
+    jobs.emit_many("order.paid", [{
+        "order": p.order_public_id, "retirements": retired[p.order_id], "scene_id": p.scene_id,
+        "channel": p.channel or "", "grams": kg_to_grams(p.kg), "amount": str(p.amount), "day": day}
+        for p, _ in applied])
+
+
+def _payment_postings(payment: LockedPayment, fee_rate: Decimal) -> list[tuple[str, str, Decimal]]:
+    """A payment: the cash is ours, the project is owed it less the platform's fee; the kg leave the
+    project's inventory and are retired in the guest's name."""
+    fee = cny(payment.amount * fee_rate)
+    return [(CASH, "CNY", payment.amount),
+            (settlement.payable_account(payment.project_public_id), "CNY", -(payment.amount - fee)),
+            ("revenue:platform_fee", "CNY", -fee),
+            (f"retired:user:{payment.user_id}", "kg", payment.kg),
+            (f"inventory:project:{payment.project_public_id}", "kg", -payment.kg)]
 
 
 @dataclass

@@ -5,6 +5,7 @@ each entry under its own savepoint (decision 0009)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 
 from sqlalchemy import and_, bindparam, func, or_, select, text, update
@@ -70,12 +71,14 @@ def _receive_refund(notice: RefundNotice, event_id: str) -> Receipt:
                            dataclasses.asdict(notice))
 
 
+PAYMENT_AND_PAYER = (select(Payment.amount, User.openid).join(Order, Order.id == Payment.order_id)
+                     .join(User, User.id == Order.user_id).where(Payment.out_trade_no == bindparam("no")))
+
+
 def mismatches(transaction: Transaction) -> str:
     """What in the transaction is not ours (empty when all is well): one indexed read."""
     settings = ext.settings()
-    row = db.session.connection().execute(select(Payment.amount, User.openid).join(Order, Order.id == Payment.order_id)
-                             .join(User, User.id == Order.user_id)
-                             .where(Payment.out_trade_no == transaction.out_trade_no)).first()
+    row = db.session.connection().execute(PAYMENT_AND_PAYER, {"no": transaction.out_trade_no}).first()
     if row is None:
         return "unknown out_trade_no"
     amount, openid = row
@@ -98,14 +101,11 @@ def record(kind: str, external_id: str, out_trade_no: str, event_id: str | None,
            payload: dict) -> tuple[int, bool]:
     """Write the entry once (unique per event and per provider object), commit; (its id, whether new)."""
     provider = ext.payments().name
-    dialect = postgresql if on_postgresql() else sqlite
-    statement = dialect.insert(TABLE).values(
-        provider=provider, kind=kind, event_id=event_id, external_id=external_id, out_trade_no=out_trade_no,
-        source=source, payload=payload, status="pending", attempts=0, received_at=utcnow())
-    wake = ext.settings().JOBS == "workers" and on_postgresql()
-    returning = [TABLE.c.id, func.pg_notify(WAKE_CHANNEL, "")] if wake else [TABLE.c.id]  # NOTIFY: sent at commit
     sql = db.session.connection()
-    entry_id = sql.execute(statement.on_conflict_do_nothing().returning(*returning)).scalar()
+    entry_id = sql.execute(_insert_once(on_postgresql(), ext.settings().JOBS == "workers"), {
+        "provider": provider, "kind": kind, "event_id": event_id, "external_id": external_id,
+        "out_trade_no": out_trade_no, "source": source, "payload": payload, "status": "pending", "attempts": 0,
+        "received_at": utcnow()}).scalar()
     new = entry_id is not None
     if not new:
         same = [and_(TABLE.c.kind == kind, TABLE.c.external_id == external_id)]
@@ -115,6 +115,16 @@ def record(kind: str, external_id: str, out_trade_no: str, event_id: str | None,
                                .order_by(TABLE.c.id).limit(1)).scalar()
     db.session.commit()
     return entry_id, new
+
+
+@functools.cache
+def _insert_once(postgres: bool, wake_workers: bool):
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id; on PostgreSQL with workers it also calls
+    pg_notify, which PostgreSQL sends at commit: the same statement wakes a worker."""
+    statement = (postgresql if postgres else sqlite).insert(TABLE).on_conflict_do_nothing()
+    if postgres and wake_workers:
+        return statement.returning(TABLE.c.id, func.pg_notify(WAKE_CHANNEL, ""))
+    return statement.returning(TABLE.c.id)
 
 
 def process(entry_ids: list[int] | None = None, limit: int = BATCH) -> dict[int, Outcome]:
@@ -129,11 +139,18 @@ def process(entry_ids: list[int] | None = None, limit: int = BATCH) -> dict[int,
         return {}
     outcomes: dict[int, Outcome] = {}
     errors: dict[int, tuple[int, str]] = {}
+    failing: int | None = None  # the entry that failed, where it can be told
     try:
         for entry_id, kind, payload, _ in claimed:
-            failing = entry_id
-            outcomes[entry_id] = _act(kind, payload)
-    except Exception as exc:  # noqa: BLE001 - the others again, entry by entry; this one is recorded
+            if kind == "refund":
+                failing = entry_id
+                outcomes[entry_id] = _act(kind, payload)
+        failing = claimed[0][0] if len(claimed) == 1 else None  # a batch's failure names no one entry
+        payments = [(entry_id, payload) for entry_id, kind, payload, _ in claimed if kind == "transaction"]
+        if payments:
+            confirmed = confirmation.confirm_many([Transaction(**payload) for _, payload in payments])
+            outcomes.update(zip([entry_id for entry_id, _ in payments], confirmed, strict=True))
+    except Exception as exc:  # noqa: BLE001 - again entry by entry; the one known to fail is recorded
         session.rollback()
         claimed = _claim([row[0] for row in claimed], limit)
         outcomes, errors = _one_by_one(claimed, failing, exc)
@@ -168,7 +185,7 @@ def _claim(entry_ids: list[int] | None, limit: int) -> list[tuple]:
             in sorted(rows, key=lambda row: (row[2], row[0]))]  # one lock order: by payment
 
 
-def _one_by_one(claimed: list[tuple], failed_id: int, failure: Exception
+def _one_by_one(claimed: list[tuple], failed_id: int | None, failure: Exception
                 ) -> tuple[dict[int, Outcome], dict[int, tuple[int, str]]]:
     """Each entry under its own savepoint; the one that failed the batch is recorded, not run again
     (a lock that timed out would only time out again)."""
@@ -193,7 +210,7 @@ def _one_by_one(claimed: list[tuple], failed_id: int, failure: Exception
 def _act(kind: str, payload: dict) -> Outcome:
     if kind == "refund":
         return confirmation.settle_refund(RefundNotice(**payload))
-    return confirmation.confirm(Transaction(**payload))
+    return confirmation.confirm_many([Transaction(**payload)])[0]
 
 
 def pending_count() -> int:

@@ -53,7 +53,7 @@ class Settings:
     PLATFORM_FEE_RATE: str = "0.05"  # share of each payment kept as the platform's fee
     JOBS: str = "inline"  # inline: confirm and run outbox events in the request | workers: `flask worker` does
     MAX_OPEN_ORDERS_PER_GUEST: int = 3  # unpaid orders one guest may hold at once
-    MAX_HELD_KG_PER_GUEST: int = 2_000  # kg one guest's unpaid orders may hold at once
+    MAX_HELD_KG_PER_GUEST: int = 100_000  # kg one guest's unpaid orders may hold at once
 
     SESSION_TTL_SECONDS: int = 7 * 24 * 3600
     ORGANIZER_SESSION_TTL_SECONDS: int = 12 * 3600

@@ -106,33 +106,46 @@ def available_units(project: Project) -> int:
     return total - int(held) - int(retired)
 
 
-def retire(order) -> list[str] | None:
-    """Turn the order's active holds into retirements (the same serials) in the name and for the
-    purpose the order gives, in the caller's transaction; the new retirements' public ids. None, and
-    nothing changed, when the holds no longer cover the order (they expired and were released).
-
-    ``order`` needs ``id``, ``units``, ``project_id``, ``unit_kg``, ``user_id``, ``beneficiary_name``
-    and ``purpose``. Three statements: read and lock the holds, consume them, insert the retirements."""
-    sql = db.session.connection()
-    held = sql.execute(
-        select(Reservation.id, Reservation.block_id, Reservation.first_serial, Reservation.last_serial, Vintage.label)
+HELD = (select(Reservation.order_id, Reservation.id, Reservation.block_id, Reservation.first_serial,
+               Reservation.last_serial, Vintage.label)
         .join(SerialBlock, SerialBlock.id == Reservation.block_id).join(Vintage, Vintage.id == SerialBlock.vintage_id)
-        .where(Reservation.order_id == order.id, Reservation.status == "active")
-        .order_by(Reservation.first_serial).with_for_update(of=Reservation)).all()
-    if sum(last - first + 1 for _, _, first, last, _ in held) != order.units:
-        return None
-    table = Reservation.__table__
-    sql.execute(update(table).where(table.c.id.in_([row[0] for row in held])).values(status="consumed"))
-    now, rows = utcnow(), []
-    for _, block_id, first, last, label in held:
-        quantity = last - first + 1
-        rows.append({"public_id": new_public_id("ret"), "block_id": block_id, "order_id": order.id,
-                     "project_id": order.project_id, "vintage_label": label, "first_serial": first,
-                     "last_serial": last, "quantity": quantity, "kg": quantity * order.unit_kg,
-                     "beneficiary_user_id": order.user_id, "beneficiary_name": order.beneficiary_name,
-                     "purpose": order.purpose, "retired_at": now})
-    sql.execute(insert(Retirement.__table__), rows)
-    return [row["public_id"] for row in rows]
+        .where(Reservation.status == "active").order_by(Reservation.order_id, Reservation.first_serial)
+        .with_for_update(of=Reservation))
+
+
+def retire(orders: list) -> dict[int, list[str] | None]:
+    """Turn each order's active holds into retirements (the same serials) in the name and for the
+    purpose the order gives, in the caller's transaction. Per order id: the new retirements' public
+    ids, or None (and nothing changed for it) when its holds no longer cover it (they expired and
+    were released).
+
+    Each order needs ``id``, ``units``, ``project_id``, ``unit_kg``, ``user_id``, ``beneficiary_name``
+    and ``purpose``. Three statements, however many orders: lock the holds, consume, insert."""
+    sql = db.session.connection()
+    held: dict[int, list] = {order.id: [] for order in orders}
+    for order_id, *hold in sql.execute(HELD.where(Reservation.order_id.in_(list(held)))):
+        held[order_id].append(hold)
+    now, consumed, rows, result = utcnow(), [], [], {}
+    for order in orders:
+        holds = held[order.id]
+        if sum(last - first + 1 for _, _, first, last, _ in holds) != order.units:
+            result[order.id] = None
+            continue
+        result[order.id] = []
+        for reservation_id, block_id, first, last, label in holds:
+            quantity = last - first + 1
+            consumed.append(reservation_id)
+            rows.append({"public_id": new_public_id("ret"), "block_id": block_id, "order_id": order.id,
+                         "project_id": order.project_id, "vintage_label": label, "first_serial": first,
+                         "last_serial": last, "quantity": quantity, "kg": quantity * order.unit_kg,
+                         "beneficiary_user_id": order.user_id, "beneficiary_name": order.beneficiary_name,
+                         "purpose": order.purpose, "retired_at": now})
+            result[order.id].append(rows[-1]["public_id"])
+    if consumed:
+        table = Reservation.__table__
+        sql.execute(update(table).where(table.c.id.in_(consumed)).values(status="consumed"))
+        sql.execute(insert(Retirement.__table__), rows)
+    return result
 
 
 def release(order) -> int:

@@ -42,20 +42,24 @@ def handles(kind: str) -> Callable[[Handler], Handler]:
 
 
 def emit(kind: str, payload: dict) -> list[int]:
-    """Queue an event in the current transaction, one row per consumer of its kind (each retried on
-    its own); they are dispatched after the commit. A kind nobody consumes yet is kept as done."""
+    """Queue an event in the current transaction (see ``emit_many``)."""
+    return emit_many(kind, [payload])
+
+
+def emit_many(kind: str, payloads: list[dict]) -> list[int]:
+    """Queue events of one kind in the current transaction, one row per event and consumer (each
+    retried on its own), in one statement; they are dispatched after the commit. A kind nobody
+    consumes yet is kept as done."""
     now = utcnow()
-    consumers = sorted(HANDLERS.get(kind, {}))
-    rows = [{"kind": kind, "handler": name, "payload": payload, "status": "pending", "attempts": 0,
-             "next_attempt_at": now, "created_at": now} for name in consumers]
-    sql = db.session.connection()
-    if not rows:
-        sql.execute(insert(TABLE).values(kind=kind, handler="", payload=payload, status="done", attempts=0,
-                                                next_attempt_at=now, created_at=now, processed_at=now))
-        return []
-    ids = list(sql.execute(insert(TABLE).returning(TABLE.c.id, sort_by_parameter_order=True), rows).scalars())
-    db.session.info.setdefault(PENDING, []).extend(ids)
-    return ids
+    consumers = sorted(HANDLERS.get(kind, {})) or [""]
+    rows = [{"kind": kind, "handler": name, "payload": payload, "status": "pending" if name else "done",
+             "attempts": 0, "next_attempt_at": now, "created_at": now, "processed_at": None if name else now}
+            for payload in payloads for name in consumers]
+    ids = list(db.session.connection().execute(
+        insert(TABLE).returning(TABLE.c.id, sort_by_parameter_order=True), rows).scalars())
+    pending = [event_id for event_id, row in zip(ids, rows, strict=True) if row["status"] == "pending"]
+    db.session.info.setdefault(PENDING, []).extend(pending)
+    return pending
 
 
 @event.listens_for(Session, "after_commit")

@@ -28,13 +28,43 @@ class Posted(NamedTuple):
     public_id: str
 
 
+class Entry(NamedTuple):
+    """One transaction to post: ``(account, unit, signed amount)`` entries for one business event."""
+
+    kind: str
+    reference: str
+    entries: list[tuple[str, str, Decimal]]
+    memo: str = ""
+    reverses_id: int | None = None
+
+
 def post(kind: str, reference: str, entries: list[tuple[str, str, Decimal]], memo: str = "",
          reverses: LedgerTransaction | None = None) -> Posted:
-    """Add a transaction of ``(account, unit, signed amount)`` entries in the caller's transaction:
-    two statements (the transaction row, then its postings in one executemany)."""
+    """Add one balanced transaction in the caller's transaction (see ``post_many``)."""
+    return post_many([Entry(kind, reference, entries, memo, reverses.id if reverses else None)])[0]
+
+
+def post_many(transactions: list[Entry]) -> list[Posted]:
+    """Add balanced transactions in the caller's transaction, whatever their number, in two
+    statements: the transaction rows (one INSERT … RETURNING), then all their postings (one executemany)."""
+    checked = [_postings(transaction) for transaction in transactions]
+    now = utcnow()
+    public_ids = [new_public_id("ltx") for _ in transactions]
+    table, rows = LedgerTransaction.__table__, Posting.__table__
+    sql = db.session.connection()
+    ids = list(sql.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), [
+        {"public_id": public_id, "kind": t.kind, "reference": t.reference, "memo": t.memo[:256], "created_at": now,
+         "reverses_id": t.reverses_id} for public_id, t in zip(public_ids, transactions, strict=True)]).scalars())
+    sql.execute(insert(rows), [{**posting, "transaction_id": transaction_id, "created_at": now}
+                               for transaction_id, postings in zip(ids, checked, strict=True) for posting in postings])
+    return [Posted(transaction_id, public_id) for transaction_id, public_id in zip(ids, public_ids, strict=True)]
+
+
+def _postings(transaction: Entry) -> list[dict]:
+    """The rule every posted transaction obeys: exact places, no zero postings, zero sum per unit."""
     totals: dict[str, Decimal] = defaultdict(Decimal)
     postings = []
-    for account, unit, amount in entries:
+    for account, unit, amount in transaction.entries:
         if unit not in UNITS or amount != amount.quantize(UNITS[unit]):
             raise ValueError(f"{amount} is not a whole number of {unit} places")
         if amount == 0:
@@ -46,15 +76,7 @@ def post(kind: str, reference: str, entries: list[tuple[str, str, Decimal]], mem
     unbalanced = {unit: total for unit, total in totals.items() if total != 0}
     if unbalanced:
         raise Unbalanced(f"postings do not balance: {unbalanced}")
-    now, public_id = utcnow(), new_public_id("ltx")
-    transactions, rows = LedgerTransaction.__table__, Posting.__table__
-    sql = db.session.connection()
-    transaction_id = sql.execute(insert(transactions).values(
-        public_id=public_id, kind=kind, reference=reference, memo=memo[:256], created_at=now,
-        reverses_id=reverses.id if reverses else None).returning(transactions.c.id)).scalar_one()
-    sql.execute(insert(rows), [{**posting, "transaction_id": transaction_id, "created_at": now}
-                                      for posting in postings])
-    return Posted(transaction_id, public_id)
+    return postings
 
 
 def reverse(transaction_id: int, memo: str) -> Posted:

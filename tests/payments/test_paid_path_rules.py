@@ -269,24 +269,56 @@ def test_one_bad_entry_never_blocks_the_rest_of_a_batch(live, sandbox, monkeypat
         created = place_order(live, token, {"kg": "2"}, key=f"batch-{n}").json()
         assert hook(sandbox, "request-payment", {**created["request_payment"], "deliver": False}).status_code == 200
         numbers.append(created["order"]["payments"][0]["out_trade_no"])
-    real_confirm = confirmation.confirm
+    real_confirm = confirmation.confirm_many
 
-    def confirm(transaction):
-        if transaction.out_trade_no == numbers[1]:
+    def confirm(transactions):
+        if any(transaction.out_trade_no == numbers[1] for transaction in transactions):
             raise RuntimeError("a bug in one entry")
-        return real_confirm(transaction)
+        return real_confirm(transactions)
 
     with live.app.app_context():
         for number in numbers:  # recorded, as workers find them
             transaction = ext.payments().query(number)
             inbox.record("transaction", transaction.transaction_id, number, None, "query",
                          dataclasses.asdict(transaction))
-        monkeypatch.setattr(confirmation, "confirm", confirm)
+        monkeypatch.setattr(confirmation, "confirm_many", confirm)
         outcomes = inbox.process()
         assert sorted(outcomes.values()) == ["confirmed", "confirmed", "failed"]
         entries = {e.out_trade_no: e for e in db.session.scalars(select(InboxEntry))}
         assert [entries[n].status for n in numbers] == ["done", "pending", "done"]
         assert entries[numbers[1]].last_error == "RuntimeError: a bug in one entry"
-        monkeypatch.setattr(confirmation, "confirm", real_confirm)
+        monkeypatch.setattr(confirmation, "confirm_many", real_confirm)
         assert list(inbox.process().values()) == ["confirmed"]
         assert db.session.scalar(select(func.count()).select_from(Payment).where(Payment.status == "confirmed")) == 3
+
+
+def test_one_batch_confirms_refuses_and_books_each_entry_as_if_alone(live, sandbox):
+    """A batch mixing a payment, its second charge, a payment for a given-up order and a duplicate:
+    each gets the outcome it would get alone (decisions run in the batch's order)."""
+    import dataclasses
+
+    from carbon.checkout import inbox
+    from carbon.checkout.models import Order
+    from carbon.core import extensions as ext
+
+    seed_project(live.app)
+    numbers = []
+    for n in range(2):
+        token = guest_token(live.url, sandbox, f"o_mixed_{n}")
+        created = place_order(live, token, {"kg": "2"}, key=f"mixed-{n}").json()
+        assert hook(sandbox, "request-payment", {**created["request_payment"], "deliver": False}).status_code == 200
+        numbers.append(created["order"]["payments"][0]["out_trade_no"])
+    with live.app.app_context():
+        given_up = db.session.scalar(select(Order).join(Payment).where(Payment.out_trade_no == numbers[1]))
+        given_up.status, given_up.payments[0].status = "expired", "canceled"
+        db.session.commit()
+        first, late = (ext.payments().query(number) for number in numbers)
+        second = dataclasses.replace(first, transaction_id="4200000000000000000000000001")
+        for transaction in (first, second, late):
+            inbox.record("transaction", transaction.transaction_id, transaction.out_trade_no, None, "query",
+                         dataclasses.asdict(transaction))
+        outcomes = inbox.process()
+        assert sorted(outcomes.values()) == ["confirmed", "double_charge", "orphaned"]
+        assert db.session.scalar(select(func.sum(Retirement.quantity))) == 2
+        assert sorted(db.session.scalars(select(Refund.cause))) == ["double_charge", "late_payment"]
+        assert ledger.unbalanced_transactions() == []
