@@ -3,8 +3,8 @@ payment and order, and queues the events that follow a payment; and its counterp
 WeChat Pay reports.
 
 Both run from the inbox (carbon/checkout/inbox.py) inside the caller's transaction, under the
-payment's (or refund's) row lock. Lock order: inbox entries, payment, reservations. The checks of
-amount, currency, appid, mchid and payer were made when the entry was accepted.
+payment's (or refund's) row lock. Lock order: inbox entries, payment, reservations. A transaction
+whose amount, currency, appid, mchid or payer does not match its order changes nothing.
 """
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from decimal import Decimal
 from sqlalchemy import bindparam, select, update
 
 from carbon import jobs
+from carbon.accounts.models import User
 from carbon.checkout.models import Order, Payment, Refund
-from carbon.checkout.outcomes import Outcome
+from carbon.checkout.outcomes import Outcome, Receipt
 from carbon.checkout.states import (
     ORDER_TRANSITIONS,
     PAYMENT_TRANSITIONS,
@@ -31,7 +32,7 @@ from carbon.core import extensions as ext
 from carbon.core.clock import CHINA_TZ, utcnow
 from carbon.core.db import db
 from carbon.core.ids import new_public_id
-from carbon.core.units import cny, from_fen, kg_to_grams
+from carbon.core.units import cny, from_fen, kg_to_grams, to_fen
 from carbon.credits import service as credits
 from carbon.credits.models import Project
 from carbon.ledger import service as ledger
@@ -64,14 +65,27 @@ class LockedPayment:
     purpose: str
     scene_id: int | None
     channel: str | None
+    openid: str
 
 
 LOCK_PAYMENT = (
     select(Payment.id, Payment.status, Payment.amount, Payment.transaction_id, Payment.out_trade_no, Order.id,
            Order.public_id, Order.status, Order.units, Order.kg, Order.project_id, Project.public_id, Project.unit_kg,
-           Order.user_id, Order.beneficiary_name, Order.purpose, Order.scene_id, Order.channel)
+           Order.user_id, Order.beneficiary_name, Order.purpose, Order.scene_id, Order.channel, User.openid)
     .join(Order, Order.id == Payment.order_id).join(Project, Project.id == Order.project_id)
-    .with_for_update(of=Payment))
+    .join(User, User.id == Order.user_id).with_for_update(of=Payment))
+
+
+def mismatches(transaction: Transaction, payment: LockedPayment | None) -> str:
+    """What in a verified transaction is not ours (empty when all is well): amount, currency, appid,
+    mchid, the payer (the order's guest), or the payment itself."""
+    if payment is None:
+        return "unknown out_trade_no"
+    settings = ext.settings()
+    return ", ".join(name for name, ok in (
+        ("amount", transaction.total_fen == to_fen(payment.amount)), ("currency", transaction.currency == "CNY"),
+        ("appid", transaction.appid == settings.WECHAT_APPID), ("mchid", transaction.mchid == settings.WECHATPAY_MCHID),
+        ("payer", transaction.payer_openid == payment.openid)) if not ok)
 
 
 PAYMENTS, ORDERS = Payment.__table__, Order.__table__
@@ -82,7 +96,7 @@ PAY_ORDER = update(ORDERS).where(ORDERS.c.id == bindparam("order")).values(statu
                                                                             paid_at=bindparam("at"))
 
 
-def confirm_many(transactions: list[Transaction]) -> list[Outcome]:
+def confirm_many(transactions: list[Transaction]) -> list[Receipt]:
     """Apply successful transactions to their payments, each at most once, in the order given (see
     the module's docstring). Set-based: however many, one statement for the payment locks, three
     for the retirements, and one each for payments, orders, ledger rows, postings and events."""
@@ -90,34 +104,34 @@ def confirm_many(transactions: list[Transaction]) -> list[Outcome]:
     locked = sql.execute(LOCK_PAYMENT.where(Payment.out_trade_no.in_({t.out_trade_no for t in transactions}))
                          .order_by(Payment.id))
     payments = {row.out_trade_no: LockedPayment(*row) for row in locked}
-    missing = {t.out_trade_no for t in transactions} - set(payments)
-    if missing:
-        raise LookupError(f"no payment {sorted(missing)}")  # accepted entries name known payments
+    problems = [mismatches(transaction, payments.get(transaction.out_trade_no)) for transaction in transactions]
     candidates: dict[str, Transaction] = {}
-    for transaction in transactions:  # the first success for a payment that may still be confirmed
-        payment = payments[transaction.out_trade_no]
-        if transaction.trade_state == "SUCCESS" and transaction.out_trade_no not in candidates and \
+    for transaction, problem in zip(transactions, problems, strict=True):  # a payment's first good success
+        payment = payments.get(transaction.out_trade_no)
+        if not problem and transaction.trade_state == "SUCCESS" and transaction.out_trade_no not in candidates and \
                 allowed(PAYMENT_TRANSITIONS, payment.status, PaymentStatus.CONFIRMED) and \
                 allowed(ORDER_TRANSITIONS, payment.order_status, OrderStatus.PAID):
             candidates[transaction.out_trade_no] = transaction
     retired = credits.retire([_RetireFacts(payments[no]) for no in candidates]) if candidates else {}
     now, outcomes, applied = utcnow(), [], []
-    for transaction in transactions:
-        payment = payments[transaction.out_trade_no]
-        if payment.status in (PaymentStatus.CONFIRMED, PaymentStatus.REFUNDED):
-            outcomes.append(Outcome.DUPLICATE if payment.transaction_id == transaction.transaction_id
-                            else _book_for_refund(payment, transaction, "double_charge"))
+    for transaction, problem in zip(transactions, problems, strict=True):
+        payment = payments.get(transaction.out_trade_no)
+        if problem:
+            outcomes.append(Receipt(Outcome.MISMATCH, problem))
+        elif payment.status in (PaymentStatus.CONFIRMED, PaymentStatus.REFUNDED):
+            outcomes.append(Receipt(Outcome.DUPLICATE) if payment.transaction_id == transaction.transaction_id
+                            else Receipt(_book_for_refund(payment, transaction, "double_charge")))
         elif transaction.trade_state != "SUCCESS":
-            outcomes.append(Outcome.IGNORED)
+            outcomes.append(Receipt(Outcome.IGNORED, transaction.trade_state))
         elif candidates.get(transaction.out_trade_no) is transaction and retired[payment.order_id] is not None:
             order = _Status(payment.order_status)
             move(payment, PAYMENT_TRANSITIONS, PaymentStatus.CONFIRMED)
             move(order, ORDER_TRANSITIONS, OrderStatus.PAID)
             payment.transaction_id, payment.order_status = transaction.transaction_id, order.status
             applied.append((payment, transaction))
-            outcomes.append(Outcome.CONFIRMED)
+            outcomes.append(Receipt(Outcome.CONFIRMED))
         else:  # given up, or its holds expired and went to someone else
-            outcomes.append(_book_for_refund(payment, transaction, "late_payment"))
+            outcomes.append(Receipt(_book_for_refund(payment, transaction, "late_payment")))
     if applied:
         _apply(applied, retired, now)
     return outcomes

@@ -85,7 +85,7 @@ def test_a_payment_by_someone_other_than_the_orders_guest_is_refused(live, sandb
     answer = hook(sandbox, "notify", {"out_trade_no": created["order"]["payments"][0]["out_trade_no"],
                                       "variant": "wrong_payer"}).json()[0]
     assert answer["status"] == 400 and "payer" in answer["body"]
-    assert counts(live.app) == before
+    assert counts(live.app) == {**before, "InboxEntry": before["InboxEntry"] + 1}  # kept, failed, for operators
 
 
 def _signed(body: bytes, timestamp: str | None = None) -> dict[str, str]:
@@ -283,12 +283,12 @@ def test_one_bad_entry_never_blocks_the_rest_of_a_batch(live, sandbox, monkeypat
                          dataclasses.asdict(transaction))
         monkeypatch.setattr(confirmation, "confirm_many", confirm)
         outcomes = inbox.process()
-        assert sorted(outcomes.values()) == ["confirmed", "confirmed", "failed"]
+        assert sorted(receipt.outcome for receipt in outcomes.values()) == ["confirmed", "confirmed", "failed"]
         entries = {e.out_trade_no: e for e in db.session.scalars(select(InboxEntry))}
         assert [entries[n].status for n in numbers] == ["done", "pending", "done"]
         assert entries[numbers[1]].last_error == "RuntimeError: a bug in one entry"
         monkeypatch.setattr(confirmation, "confirm_many", real_confirm)
-        assert list(inbox.process().values()) == ["confirmed"]
+        assert [receipt.outcome for receipt in inbox.process().values()] == ["confirmed"]
         assert db.session.scalar(select(func.count()).select_from(Payment).where(Payment.status == "confirmed")) == 3
 
 
@@ -318,7 +318,32 @@ def test_one_batch_confirms_refuses_and_books_each_entry_as_if_alone(live, sandb
             inbox.record("transaction", transaction.transaction_id, transaction.out_trade_no, None, "query",
                          dataclasses.asdict(transaction))
         outcomes = inbox.process()
-        assert sorted(outcomes.values()) == ["confirmed", "double_charge", "orphaned"]
+        assert sorted(receipt.outcome for receipt in outcomes.values()) == ["confirmed", "double_charge", "orphaned"]
         assert db.session.scalar(select(func.sum(Retirement.quantity))) == 2
         assert sorted(db.session.scalars(select(Refund.cause))) == ["double_charge", "late_payment"]
         assert ledger.unbalanced_transactions() == []
+
+
+def test_an_entry_that_did_not_match_is_tried_again_when_delivered_again(live, sandbox):
+    import dataclasses
+
+    from carbon.checkout import inbox
+    from carbon.core import extensions as ext
+
+    seed_project(live.app)
+    token = guest_token(live.url, sandbox, "o_again")
+    created = place_order(live, token, {"kg": "2"}).json()
+    assert hook(sandbox, "request-payment", {**created["request_payment"], "deliver": False}).status_code == 200
+    number = created["order"]["payments"][0]["out_trade_no"]
+    with live.app.app_context():
+        real = ext.payments().query(number)
+        wrong = dataclasses.replace(real, payer_openid="o-someone-else")
+        receipt = inbox.receive(wrong, event_id=None, source="query")
+        assert (receipt.outcome, receipt.detail) == ("mismatch", "payer")
+        entry = db.session.scalar(select(InboxEntry))
+        assert (entry.status, entry.last_error) == ("failed", "payer")
+        assert inbox.receive(real, event_id=None, source="query").outcome == "confirmed"
+        db.session.expire_all()
+        assert db.session.scalar(select(func.count()).select_from(InboxEntry)) == 1
+        assert db.session.scalar(select(InboxEntry.status)) == "done"
+        assert db.session.scalar(select(Payment.status)) == "confirmed"
