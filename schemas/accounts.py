@@ -2,12 +2,14 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from schemas.common import Text, Url
+
 
 class LoginIn(Schema):
-    code = fields.String(required=True, validate=validate.Length(min=1, max=128),
-                         metadata={"description": "the code from wx.login()"})
-    scene = fields.String(validate=validate.Length(max=200),
-                          metadata={"description": "the scanned scene, if any (counted in the scene's logins)"})
+    code = Text(required=True, validate=validate.Length(min=1, max=128),
+                metadata={"description": "the code from wx.login()"})
+    scene = Text(validate=validate.Length(max=200),
+                 metadata={"description": "the scanned scene, if any (counted in the scene's logins)"})
 
 
 class UserOut(Schema):
@@ -29,8 +31,8 @@ class LoginOut(Schema):
 
 
 class ProfilePatchIn(Schema):
-    nickname = fields.String(validate=validate.Length(min=1, max=32))
-    avatar_url = fields.Url(schemes={"https", "http"}, validate=validate.Length(max=512))
+    nickname = Text(validate=validate.Length(min=1, max=32))
+    avatar_url = Url(schemes={"https", "http"}, validate=validate.Length(max=512))
 
     @validates_schema
     def _something_to_change(self, data, **kwargs):
@@ -39,5 +41,5 @@ class ProfilePatchIn(Schema):
 
 
 class PhoneIn(Schema):
-    code = fields.String(required=True, validate=validate.Length(min=1, max=128),
-                         metadata={"description": "e.detail.code from the getPhoneNumber button"})
+    code = Text(required=True, validate=validate.Length(min=1, max=128),
+                metadata={"description": "e.detail.code from the getPhoneNumber button"})

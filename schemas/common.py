@@ -1,4 +1,4 @@
-"""Fields and schemas every area shares: money, carbon, the error envelope."""
+"""Fields and schemas every area shares: text, money, carbon, the error envelope."""
 from __future__ import annotations
 
 import functools
@@ -6,7 +6,31 @@ from decimal import Decimal
 
 from marshmallow import Schema, ValidationError, fields
 
+from carbon.core.text import unstorable, unstorable_message
 from carbon.core.units import cny, kg
+
+
+class _Storable:
+    """A string field whose loaded value must be text the service can keep (``carbon.core.text``)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        character = unstorable(text)
+        if character:
+            raise ValidationError(unstorable_message(character))
+        return text
+
+
+class Text(_Storable, fields.String):
+    """Every string a request gives (stored, compared or looked up): no NUL, controls or lone surrogates."""
+
+
+class Url(_Storable, fields.Url):
+    """A URL under the same text rule."""
+
+
+class Email(_Storable, fields.Email):
+    """An email address under the same text rule."""
 
 
 class Money(fields.Field):

@@ -5,7 +5,9 @@ from decimal import Decimal, InvalidOperation
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from carbon.core.units import fixed_numbers
 from carbon.footprint import dataset
+from schemas.common import Text
 
 CABINS = ("economy", "premium_economy", "business", "first")
 DIETS = ("high_meat", "medium_meat", "low_meat", "pescatarian", "vegetarian", "vegan")
@@ -41,7 +43,7 @@ class Quantity(fields.Field):
         if too_small or number > self.maximum:
             low = f"> {self.minimum}" if self.exclusive_minimum else f"≥ {self.minimum}"
             raise ValidationError(f"需 {low} 且 ≤ {self.maximum} / Must be {low} and ≤ {self.maximum}.")
-        return number.normalize() if number == number.to_integral_value() else number
+        return number.quantize(Decimal(1)) if number == number.to_integral_value() else number  # 1000, not 1E+3
 
 
 def _int(low: int, high: int, **kwargs):
@@ -49,7 +51,7 @@ def _int(low: int, high: int, **kwargs):
 
 
 class _Activity(Schema):
-    type = fields.String(required=True)
+    type = Text(required=True)
 
 
 class _Trip(_Activity):
@@ -58,8 +60,8 @@ class _Trip(_Activity):
     MAX_KM = 5000
     CITY_PAIRS = True
     distance_km = Quantity(maximum=5000)
-    from_city = fields.String(validate=validate.Length(1, 32))
-    to_city = fields.String(validate=validate.Length(1, 32))
+    from_city = Text(validate=validate.Length(1, 32))
+    to_city = Text(validate=validate.Length(1, 32))
     round_trip = fields.Boolean(load_default=False)
     passengers = _int(1, 9, load_default=1)
 
@@ -76,12 +78,12 @@ class _Trip(_Activity):
 
 
 class FlightIn(_Activity):
-    route = fields.List(fields.String(validate=validate.Regexp(r"^[A-Za-z]{3}$", error="IATA 三字码 / IATA code")),
+    route = fields.List(Text(validate=validate.Regexp(r"^[A-Za-z]{3}$", error="IATA 三字码 / IATA code")),
                         validate=validate.Length(2, 6),
                         metadata={"description": "IATA codes, e.g. [\"PEK\", \"CTU\"]; multi-leg allowed"})
     distance_km = Quantity(maximum=20000, metadata={"description": "great-circle km, instead of route"})
     round_trip = fields.Boolean(load_default=False)
-    cabin = fields.String(load_default="economy", validate=validate.OneOf(CABINS))
+    cabin = Text(load_default="economy", validate=validate.OneOf(CABINS))
     passengers = _int(1, 9, load_default=1)
     radiative_forcing = fields.Boolean(load_default=True, metadata={"description": "含辐射强迫 / with RF (×1.9)"})
 
@@ -92,7 +94,7 @@ class FlightIn(_Activity):
 
 
 class RailIn(_Trip):
-    service = fields.String(load_default="high_speed", validate=validate.OneOf(("high_speed", "conventional")))
+    service = Text(load_default="high_speed", validate=validate.OneOf(("high_speed", "conventional")))
 
 
 class CoachIn(_Trip):
@@ -113,7 +115,7 @@ class MetroIn(BusIn):
 
 
 class CarIn(_Trip):
-    fuel = fields.String(load_default="petrol", validate=validate.OneOf(FUELS))
+    fuel = Text(load_default="petrol", validate=validate.OneOf(FUELS))
     occupants = _int(1, 9, load_default=1)
 
 
@@ -125,7 +127,7 @@ class HotelIn(_Activity):
 
 class MealIn(_Activity):
     count = _int(1, 200, required=True)
-    diet = fields.String(load_default="medium_meat", validate=validate.OneOf(DIETS))
+    diet = Text(load_default="medium_meat", validate=validate.OneOf(DIETS))
 
 
 class VenueShareIn(_Activity):
@@ -146,18 +148,18 @@ class WaterIn(_Activity):
 
 class HouseholdCarIn(_Activity):
     km_per_year = Quantity(maximum=300000, minimum=Decimal(0), exclusive_minimum=False, required=True)
-    fuel = fields.String(load_default="petrol", validate=validate.OneOf(FUELS))
+    fuel = Text(load_default="petrol", validate=validate.OneOf(FUELS))
 
 
 class YearlyFlightsIn(_Activity):
     round_trips_per_year = _int(0, 100, required=True)
     one_way_km = Quantity(maximum=20000, metadata={"description": "default: China's average trip, 1,774 km"})
-    cabin = fields.String(load_default="economy", validate=validate.OneOf(CABINS))
+    cabin = Text(load_default="economy", validate=validate.OneOf(CABINS))
     radiative_forcing = fields.Boolean(load_default=True)
 
 
 class DietIn(_Activity):
-    diet = fields.String(required=True, validate=validate.OneOf(DIETS))
+    diet = Text(required=True, validate=validate.OneOf(DIETS))
 
 
 ACTIVITY_SCHEMAS = {
@@ -171,11 +173,11 @@ _DESCRIPTION = "; ".join(f"{kind}: {', '.join(types)}" for kind, types in ACTIVI
 
 
 class FootprintIn(Schema):
-    kind = fields.String(load_default="event", validate=validate.OneOf(("event", "life")))
-    scene = fields.String(validate=validate.Length(1, 64),
-                          metadata={"description": "the scene code the guest scanned (gives province and venue)"})
-    province = fields.String(validate=validate.OneOf(sorted(dataset.load().provinces)),
-                             metadata={"description": "province code, e.g. SC (for the electricity factor)"})
+    kind = Text(load_default="event", validate=validate.OneOf(("event", "life")))
+    scene = Text(validate=validate.Length(1, 64),
+                 metadata={"description": "the scene code the guest scanned (gives province and venue)"})
+    province = Text(validate=validate.OneOf(sorted(dataset.load().provinces)),
+                    metadata={"description": "province code, e.g. SC (for the electricity factor)"})
     household_size = _int(1, 20, load_default=1, metadata={"description": "life footprint: people sharing"})
     activities = fields.List(fields.Dict(), required=True, validate=validate.Length(1, 30),
                              metadata={"description": f"objects with a 'type'; {_DESCRIPTION}"})
@@ -186,7 +188,8 @@ class FootprintIn(Schema):
         errors: dict = {}
         parsed = []
         for index, raw in enumerate(data["activities"]):
-            schema = schemas.get(raw.get("type"))
+            kind = raw.get("type")
+            schema = schemas.get(kind) if isinstance(kind, str) else None  # a list or object is no type
             if schema is None:
                 errors[index] = {"type": [f"需为 / Must be one of: {', '.join(schemas)}."]}
                 continue
@@ -200,9 +203,25 @@ class FootprintIn(Schema):
         return data
 
 
+class Shown(fields.String):
+    """Text a person reads, every number in fixed point: results stored before this rule say "1E+3"."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else fixed_numbers(str(value))
+
+
+class ShownInputs(fields.Dict):
+    """The inputs as understood, their texts under the same rule."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        return {key: fixed_numbers(item) if isinstance(item, str) else item for key, item in value.items()}
+
+
 class FactorOut(Schema):
     key = fields.String()
-    value = fields.String()
+    value = Shown()
     unit = fields.String()
     region = fields.String()
     year = fields.Integer(allow_none=True)
@@ -213,9 +232,9 @@ class FactorOut(Schema):
 class LineOut(Schema):
     index = fields.Integer(metadata={"description": "which activity of the request"})
     activity = fields.String()
-    label = fields.String()
-    inputs = fields.Dict(metadata={"description": "the inputs as understood (airports, distance, ...)"})
-    quantity = fields.String()
+    label = Shown()
+    inputs = ShownInputs(metadata={"description": "the inputs as understood (airports, distance, ...)"})
+    quantity = Shown()
     unit = fields.String()
     divided_by = fields.Integer(allow_none=True, metadata={"description": "attendance or household size"})
     factor = fields.Nested(FactorOut)
@@ -245,7 +264,7 @@ class FootprintOut(Schema):
 
 
 class HistoryQuery(Schema):
-    kind = fields.String(validate=validate.OneOf(("event", "life")))
+    kind = Text(validate=validate.OneOf(("event", "life")))
     limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
 
 

@@ -3,11 +3,12 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from carbon.organizers.models import ROLES
+from schemas.common import Email, Text
 
 
 class AdminLoginIn(Schema):
-    email = fields.Email(required=True, validate=validate.Length(max=254))
-    password = fields.String(required=True, validate=validate.Length(1, 256), load_only=True)
+    email = Email(required=True, validate=validate.Length(max=254))
+    password = Text(required=True, validate=validate.Length(1, 256), load_only=True)
 
 
 class OrganizationOut(Schema):
@@ -38,10 +39,10 @@ class WhoAmIOut(Schema):
 
 
 class MemberIn(Schema):
-    email = fields.Email(required=True, validate=validate.Length(max=254))
-    password = fields.String(required=True, validate=validate.Length(10, 256), load_only=True)
-    display_name = fields.String(required=True, validate=validate.Length(1, 64))
-    role = fields.String(load_default="staff", validate=validate.OneOf(ROLES))
+    email = Email(required=True, validate=validate.Length(max=254))
+    password = Text(required=True, validate=validate.Length(10, 256), load_only=True)
+    display_name = Text(required=True, validate=validate.Length(1, 64))
+    role = Text(load_default="staff", validate=validate.OneOf(ROLES))
 
 
 class MembersOut(Schema):
@@ -49,8 +50,8 @@ class MembersOut(Schema):
 
 
 class ApiKeyIn(Schema):
-    name = fields.String(required=True, validate=validate.Length(1, 64))
-    role = fields.String(load_default="staff", validate=validate.OneOf(ROLES))
+    name = Text(required=True, validate=validate.Length(1, 64))
+    role = Text(load_default="staff", validate=validate.OneOf(ROLES))
 
 
 class ApiKeyOut(Schema):

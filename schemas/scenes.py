@@ -5,15 +5,15 @@ from marshmallow import Schema, fields, validate
 from carbon.footprint import dataset
 from carbon.scenes.codes import CHANNEL_PATTERN, CODE_PATTERN
 from carbon.scenes.models import KINDS, STATUSES
-from schemas.common import Kilograms, Money
+from schemas.common import Kilograms, Money, Text
 from schemas.footprint import Quantity
 
 PROVINCES = sorted(dataset.load().provinces)
 
 
 class PresetActivity(Schema):
-    type = fields.String(required=True)
-    defaults = fields.Dict(keys=fields.String(), load_default=dict)
+    type = Text(required=True)
+    defaults = fields.Dict(keys=Text(), load_default=dict)
 
 
 class Preset(Schema):
@@ -21,35 +21,35 @@ class Preset(Schema):
 
 
 class SceneFields(Schema):
-    name_zh = fields.String(validate=validate.Length(1, 128))
-    name_en = fields.String(validate=validate.Length(0, 160))
-    description = fields.String(validate=validate.Length(0, 4000))
-    city = fields.String(validate=validate.Length(0, 64))
-    province = fields.String(allow_none=True, validate=validate.OneOf(PROVINCES),
-                             metadata={"description": "province code, e.g. SC; sets the electricity factor"})
+    name_zh = Text(validate=validate.Length(1, 128))
+    name_en = Text(validate=validate.Length(0, 160))
+    description = Text(validate=validate.Length(0, 4000))
+    city = Text(validate=validate.Length(0, 64))
+    province = Text(allow_none=True, validate=validate.OneOf(PROVINCES),
+                    metadata={"description": "province code, e.g. SC; sets the electricity factor"})
     starts_on = fields.Date(allow_none=True)
     ends_on = fields.Date(allow_none=True)
     expected_attendance = fields.Integer(strict=True, allow_none=True, validate=validate.Range(1, 1_000_000))
     preset = fields.Nested(Preset, metadata={"description": "activities to ask for and their defaults"})
-    project_ids = fields.List(fields.String(), validate=validate.Length(0, 10),
+    project_ids = fields.List(Text(), validate=validate.Length(0, 10),
                               metadata={"description": "credit projects offered (ids from GET /api/v1/projects)"})
     venue_kwh = Quantity(maximum=100_000_000, allow_none=True,
                          metadata={"description": "the venue's electricity for the event, kWh"})
     organizer_pledges_venue = fields.Boolean(
         metadata={"description": "true: the organizer neutralizes the venue itself; guests are not asked to"})
-    pledge_note = fields.String(validate=validate.Length(0, 256))
-    slug = fields.String(validate=validate.Regexp(r"^[a-z0-9][a-z0-9-]{2,47}$"))
+    pledge_note = Text(validate=validate.Length(0, 256))
+    slug = Text(validate=validate.Regexp(r"^[a-z0-9][a-z0-9-]{2,47}$"))
 
 
 class SceneCreateIn(SceneFields):
-    kind = fields.String(required=True, validate=validate.OneOf(KINDS))
-    name_zh = fields.String(required=True, validate=validate.Length(1, 128))
-    code = fields.String(validate=validate.Regexp(CODE_PATTERN.pattern),
-                         metadata={"description": "4-12 of a-z 0-9; random when not given"})
+    kind = Text(required=True, validate=validate.OneOf(KINDS))
+    name_zh = Text(required=True, validate=validate.Length(1, 128))
+    code = Text(validate=validate.Regexp(CODE_PATTERN.pattern),
+                metadata={"description": "4-12 of a-z 0-9; random when not given"})
 
 
 class ScenePatchIn(SceneFields):
-    status = fields.String(validate=validate.OneOf(STATUSES))
+    status = Text(validate=validate.OneOf(STATUSES))
 
 
 class ProjectBrief(Schema):
@@ -114,24 +114,24 @@ class ScenesOut(Schema):
 
 
 class ChannelIn(Schema):
-    slug = fields.String(required=True, validate=validate.Regexp(CHANNEL_PATTERN.pattern),
-                         metadata={"description": "1-12 of a-z 0-9 -, e.g. door, badge, t12"})
-    label = fields.String(load_default="", validate=validate.Length(0, 64))
+    slug = Text(required=True, validate=validate.Regexp(CHANNEL_PATTERN.pattern),
+                metadata={"description": "1-12 of a-z 0-9 -, e.g. door, badge, t12"})
+    label = Text(load_default="", validate=validate.Length(0, 64))
 
 
 class ChannelQuery(Schema):
-    channel = fields.String(load_default="", metadata={"description": "channel slug; empty for the default"})
+    channel = Text(load_default="", metadata={"description": "channel slug; empty for the default"})
 
 
 class PosterQuery(ChannelQuery):
-    source = fields.String(load_default="wxacode", validate=validate.OneOf(("wxacode", "qrcode")))
+    source = Text(load_default="wxacode", validate=validate.OneOf(("wxacode", "qrcode")))
 
 
 class WxaCodeIn(Schema):
-    channel = fields.String(load_default="")
-    page = fields.String(validate=validate.Length(1, 128))
+    channel = Text(load_default="")
+    page = Text(validate=validate.Length(1, 128))
     width = fields.Integer(strict=True, validate=validate.Range(280, 1280))
-    env_version = fields.String(validate=validate.OneOf(("release", "trial", "develop")))
+    env_version = Text(validate=validate.OneOf(("release", "trial", "develop")))
     check_path = fields.Boolean()
     regenerate = fields.Boolean(load_default=False)
 
@@ -166,8 +166,8 @@ class StatsOut(Schema):
 
 
 class ResolveQuery(Schema):
-    scene = fields.String(required=True, validate=validate.Length(1, 200),
-                          metadata={"description": "query.scene as the mini-program received it (encoded or not)"})
+    scene = Text(required=True, validate=validate.Length(1, 200),
+                 metadata={"description": "query.scene as the mini-program received it (encoded or not)"})
 
 
 class PledgeOut(Schema):

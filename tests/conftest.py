@@ -157,4 +157,28 @@ def login(client, sandbox):
     return do_login
 
 
+OWNER = {"email": "owner@forum.example", "password": "correct horse battery"}
+
+
+@pytest.fixture
+def admin(app, client):
+    """Headers of a logged-in owner of a fresh organization."""
+    from carbon.organizers import service as organizers
+
+    with app.app_context():
+        organizers.create_organization("论坛组委会", owner_email=OWNER["email"], owner_password=OWNER["password"],
+                                       owner_name="Owner")
+    token = client.post("/api/v1/admin/auth/login", json=OWNER).get_json()["token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def make_scene(client, admin, **fields) -> dict:
+    """A draft conference scene created through the admin API; its answer."""
+    body = {"kind": "conference", "name_zh": "首届中国数字碳中和高峰论坛",
+            "name_en": "First China Digital Carbon Neutrality Forum", "city": "成都", "province": "SC", **fields}
+    response = client.post("/api/v1/admin/scenes", json=body, headers=admin)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
 ROOT = Path(__file__).resolve().parent.parent

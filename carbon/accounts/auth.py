@@ -60,6 +60,8 @@ def enforce_audiences() -> None:
     token = bearer_token()
     if token is None:
         raise AuthenticationError(code="auth.missing_token", message=missing)
+    if not (token.isascii() and token.isprintable()):  # no token we issue; NUL would reach the database
+        raise AuthenticationError(code="auth.invalid_token", message="登录凭证格式无效 / Malformed token")
     authenticate(token)
     g.token = token
 

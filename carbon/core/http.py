@@ -1,7 +1,9 @@
-"""Request ids, one JSON log line per request, and the one error envelope.
+"""Request ids, one JSON log line per request, the one error envelope, the headers every answer
+carries, and what every request must be before a view sees it: path ids and JSON bodies within the
+limits docs/API.md lists (size, media type, nesting, number length, storable text).
 
 Every failure of every route answers in the envelope: DomainErrors, HTTP errors, an unreachable
-database or Redis (503; a different code once this request has committed something), unexpected
+database or Redis (503; a different code once this request has sent a COMMIT), unexpected
 exceptions (500), and errors in after_request and teardown functions (``CrashGuard``). Removing
 the request's database session never fails a request (``end_session``).
 """
@@ -22,14 +24,31 @@ from redis.exceptions import RedisError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, OperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
 
 from carbon.core.db import db
-from carbon.core.errors import DomainError
+from carbon.core.errors import DomainError, ValidationError
 from carbon.core.ids import new_request_id
+from carbon.core.text import unstorable, unstorable_message
 
 log = logging.getLogger("diandian.request")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# HTML pages (the H5 scene page, /api/docs) load nothing from elsewhere and run no script.
+HTML_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+                               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+}
+# The API authenticates with bearer tokens only (no cookies), so any origin may call it: a page
+# elsewhere still needs a token the guest or organizer gave it.
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-ID"
+CORS_EXPOSE_HEADERS = "X-Request-ID, Retry-After, WWW-Authenticate"
+CORS_MAX_AGE_SECONDS = 600
+MAX_JSON_DEPTH = 20
+MAX_INT_DIGITS = sys.get_int_max_str_digits() or 4300  # Python refuses longer integers (ValueError)
+# In JSON a control character or a surrogate can only come escaped, or as raw DEL or C1 (UTF-8 C2 80-9F).
+_MAYBE_UNSTORABLE = re.compile(rb"\\[ubf]|\x7f|\xc2[\x80-\x9f]")
 
 HTTP_CODES = {
     400: ("request.bad_request", "请求格式有误 / Malformed request"),
@@ -84,6 +103,14 @@ def envelope(code: str, message: str, details: dict | None = None, request_id_: 
 def error_response(status: int, code: str, message: str, details: dict | None = None) -> Response:
     response = jsonify(envelope(code, message, details, request_id()))
     response.status_code = status
+    if status == 401:  # RFC 6750: the challenge, and which error when a token was given
+        response.headers["WWW-Authenticate"] = 'Bearer realm="diandian"' + (
+            ', error="invalid_token"' if code == "auth.invalid_token" else "")
+    elif status == 429:
+        response.headers["Retry-After"] = str(int((details or {}).get("retry_after_seconds", 60)))
+    elif status == 503:
+        response.headers["Retry-After"] = str(int((details or {}).get("retry_after_seconds",
+                                                                      UNAVAILABLE_RETRY_SECONDS)))
     return response
 
 
@@ -96,9 +123,7 @@ def unavailable(dependency: str, exc: Exception, code: str, message: str) -> Res
         "error": type(getattr(exc, "orig", None) or exc).__name__}})
     if sent:
         code, message = PARTIALLY_SAVED
-    response = error_response(503, code, message, {"dependency": dependency})
-    response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_SECONDS)
-    return response
+    return error_response(503, code, message, {"dependency": dependency})
 
 
 def _note_commit(connection) -> None:
@@ -213,9 +238,126 @@ def provider_format(view):
 
 
 def requires_json(view, method: str, path: str) -> bool:
-    """A body sent to this view, method and path must be JSON (else 415)."""
-    return (path.startswith("/api/") and method in {"POST", "PUT", "PATCH"}
+    """A body sent to this view, method and path must be JSON (``_check_body``; the OpenAPI
+    description documents 415 and 413 from it)."""
+    return (path.startswith("/api/") and method in BODY_METHODS
             and not getattr(view, "provider_format", False))
+
+
+class JsonTooDeep(DomainError):
+    code = "request.json_too_deep"
+    message = f"JSON 嵌套超过 {MAX_JSON_DEPTH} 层 / The JSON body is nested more than {MAX_JSON_DEPTH} levels deep"
+
+
+class NumberTooLong(DomainError):
+    code = "request.number_too_long"
+    message = f"数字超过 {MAX_INT_DIGITS} 位 / A number in the body has more than {MAX_INT_DIGITS} digits"
+
+
+def _chunked() -> bool:
+    return "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+
+
+def _read_chunked_body() -> None:
+    """A chunked body has no Content-Length for werkzeug to check: read it up to the limit (the
+    server de-chunks it), and one byte more says whether it went over."""
+    data = request.get_data(cache=True)
+    limit = request.max_content_length
+    if limit is not None and len(data) >= limit and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
+
+
+def _check_body() -> Response | None:
+    """A body must be JSON (415) within the size limit (413), chunked or not, and pass ``_check_json_body``."""
+    chunked = request.content_length is None and _chunked()
+    if ((request.content_length or 0) > 0 or chunked) and not request.is_json:
+        return error_response(415, "request.unsupported_media_type",
+                              "请求体须为 JSON / The body must be JSON (Content-Type: application/json)")
+    if chunked:
+        _read_chunked_body()
+    if request.is_json:
+        _check_json_body()
+    return None
+
+
+def _check_json_body() -> None:
+    """Before a view parses: refuse what Python's parser cannot take (nesting near the recursion
+    limit, integers past ``MAX_INT_DIGITS``), nesting no route needs (past ``MAX_JSON_DEPTH``), and
+    any string the service refuses to store (``carbon.core.text``), wherever it sits: the schemas'
+    own field says so too, this holds for every route and every nested value. A body that can hold
+    none of these (short, few brackets, no escapes, no DEL or C1 controls) is not parsed here."""
+    data = request.get_data(cache=True)
+    if (len(data) <= MAX_INT_DIGITS and data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH
+            and not _MAYBE_UNSTORABLE.search(data)):
+        return
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise JsonTooDeep() from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return  # malformed: the view's parser answers 400 as for any bad JSON
+    except ValueError:
+        raise NumberTooLong() from None
+    depth, refused = inspect_json(value)
+    if depth > MAX_JSON_DEPTH:
+        raise JsonTooDeep()
+    if refused:
+        path, character = refused
+        raise ValidationError(details={path: [unstorable_message(character)]})
+
+
+def inspect_json(value: Any) -> tuple[int, tuple[str, str] | None]:
+    """How deeply lists and objects nest in ``value`` (a scalar is 0, ``[]`` is 1), and the first
+    string the service refuses as ``(dotted path, "U+XXXX")`` (a refused key names its object, or
+    ``_schema``); without recursion."""
+    deepest, refused, pending = 0, None, [(value, 1, "")]
+    while pending:
+        item, level, path = pending.pop()
+        if isinstance(item, str):
+            character = refused is None and unstorable(item)
+            if character:
+                refused = (path or "_schema", character)
+            continue
+        if isinstance(item, dict):
+            for key in item:
+                character = refused is None and unstorable(key)
+                if character:
+                    refused = (path or "_schema", character)
+            children = ((child, f"{path}.{key}" if path else key) for key, child in item.items())
+        elif isinstance(item, list):
+            children = ((child, f"{path}.{index}" if path else str(index)) for index, child in enumerate(item))
+        else:
+            continue
+        deepest = max(deepest, level)
+        pending.extend((child, level + 1, where) for child, where in children)
+    return deepest, refused
+
+
+def _preflight() -> Response:
+    """A CORS preflight for a route that exists: which methods and headers a page elsewhere may use."""
+    response = Response(status=204)
+    del response.headers["Content-Type"]
+    methods = request.url_rule.map.bind_to_environ(request.environ).allowed_methods()  # every rule of the path
+    response.headers["Access-Control-Allow-Methods"] = ", ".join(sorted(methods))
+    response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+    response.headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE_SECONDS)
+    return response
+
+
+def _answer_headers(response: Response) -> None:
+    """What every answer says about itself: never sniffed; API answers never stored (they are a
+    guest's, an organizer's or carry a token) and readable from any origin; HTML pages framed by none."""
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    if request.path.startswith("/api/v1/"):
+        headers.setdefault("Cache-Control", "no-store")
+        if request.headers.get("Origin"):
+            headers["Access-Control-Allow-Origin"] = "*"
+            headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
+    if response.mimetype == "text/html":
+        for name, value in HTML_HEADERS.items():
+            headers.setdefault(name, value)
 
 
 class NoCookieSessions(SessionInterface):
@@ -244,18 +386,23 @@ def install(app: Flask, *, log_requests: bool) -> None:
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if _REQUEST_ID.match(incoming) else new_request_id()
         request.environ[REQUEST_ID_ENVIRON] = g.request_id
-        if "\x00" in request.path:
-            return error_response(404, *HTTP_CODES[404])  # no route or id has a NUL in it
         g.started = time.perf_counter()
-        if requires_json(app.view_functions.get(request.endpoint), request.method, request.path) \
-                and (request.content_length or 0) > 0 and not request.is_json:
-            return error_response(415, "request.unsupported_media_type",
-                                  "请求体须为 JSON / The body must be JSON (Content-Type: application/json)")
+        if getattr(app.view_functions.get(request.endpoint), "provider_format", False):
+            return None
+        if (request.method == "OPTIONS" and request.url_rule is not None and request.path.startswith("/api/v1/")
+                and request.headers.get("Origin") and request.headers.get("Access-Control-Request-Method")):
+            return _preflight()
+        if request.view_args and any(isinstance(value, str) and unstorable(value)
+                                     for value in request.view_args.values()):
+            raise NotFound()  # a path id with NUL or control characters names nothing
+        if requires_json(app.view_functions.get(request.endpoint), request.method, request.path):
+            return _check_body()
         return None
 
     @app.after_request
     def _finish(response: Response) -> Response:
         response.headers["X-Request-ID"] = request_id()
+        _answer_headers(response)
         if log_requests:
             duration_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
             log.info("request", extra={"fields": {
@@ -266,11 +413,7 @@ def install(app: Flask, *, log_requests: bool) -> None:
 
     @app.errorhandler(DomainError)
     def _domain_error(exc: DomainError) -> Response:
-        response = error_response(exc.http_status, exc.code, exc.message, exc.details)
-        retry_after = exc.details.get("retry_after_seconds")
-        if exc.http_status in (429, 503) and isinstance(retry_after, int):
-            response.headers["Retry-After"] = str(max(retry_after, 1))
-        return response
+        return error_response(exc.http_status, exc.code, exc.message, exc.details)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
@@ -294,14 +437,14 @@ def install(app: Flask, *, log_requests: bool) -> None:
 
     @app.errorhandler(DataError)
     def _unstorable_input(exc: DataError) -> Response:
-        """The database refused a value (a NUL in text, a number out of range, text too long for its
-        column on PostgreSQL): the input was invalid, even where a schema did not say so."""
+        """The database refused a value (a number out of range, text too long for its column on
+        PostgreSQL; text it cannot store is refused earlier, ``_check_json_body``): the input was
+        invalid, even where a schema did not say so."""
         end_session(remove=False)
         logging.getLogger("diandian.error").warning("database refused a value", extra={"fields": {
             "request_id": request_id(), "path": request.path, "error": str(exc.orig)[:200]}})
-        return error_response(422, "validation_error", "输入含有无法保存的值（如 NUL 字符、超出范围的数字） / The input has a "
-                                                       "value that cannot be stored (e.g. a NUL character, a number out "
-                                                       "of range)")
+        return error_response(422, "validation_error", "输入含有无法保存的值（如超出范围的数字） / The input has a value the "
+                                                       "database cannot store (e.g. a number out of range)")
 
     @app.errorhandler(RedisError)
     def _redis_unavailable(exc: RedisError) -> Response:

@@ -5,12 +5,14 @@ Money is CNY as ``Decimal`` with two places. Carbon is integer grams of CO2e, or
 """
 from __future__ import annotations
 
+import re
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, InvalidOperation
 
 CNY_PLACES = Decimal("0.01")
 KG_PLACES = Decimal("0.001")
 GRAMS_PER_KG = 1000
 FEN_PER_YUAN = 100
+_EXPONENT_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?[eE][-+]?\d+(?![\w.])")
 
 
 def to_decimal(value: Decimal | int | str) -> Decimal:
@@ -73,3 +75,13 @@ def ceil_to_unit(value_kg: Decimal, unit_kg: Decimal = Decimal(1)) -> Decimal:
         raise ValueError("unit must be positive")
     units = (value / unit).to_integral_value(rounding=ROUND_CEILING)
     return units * unit
+
+
+def fixed(value: Decimal | int) -> str:
+    """A decimal as people write it: ``1000``, never ``1E+3``; ``0.0000001``, never ``1E-7``."""
+    return format(value, "f")
+
+
+def fixed_numbers(text: str) -> str:
+    """``text`` with every number in exponent notation (``2E+4``, ``2.16E+4``) written out in fixed point."""
+    return _EXPONENT_NUMBER.sub(lambda match: fixed(Decimal(match.group())), text)

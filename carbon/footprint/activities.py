@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from carbon.footprint.dataset import Dataset, Factor, airport
+from carbon.core.units import fixed
+from carbon.footprint.dataset import Dataset, Factor, Metro, airport, city_code_of
 
 EXACT = Decimal("0.00000001")
 LONG_HAUL_KM = 3700  # DESNZ: short-haul below 3,700 km, long-haul above
@@ -69,7 +70,7 @@ def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> Decim
 def ground_distance(inputs: dict, data: Dataset, detour_key: str) -> tuple[Decimal, dict]:
     """One-way km: as given, or a city pair's great-circle distance times the data's detour factor."""
     if inputs.get("distance_km") is not None:
-        return inputs["distance_km"], {"distance_km": str(inputs["distance_km"])}
+        return inputs["distance_km"], {"distance_km": fixed(inputs["distance_km"])}
     try:
         origin = data.city(inputs["from_city"])
     except LookupError as exc:
@@ -81,14 +82,15 @@ def ground_distance(inputs: dict, data: Dataset, detour_key: str) -> tuple[Decim
     detour = data.factor(detour_key)
     gcd = great_circle_km(origin.lat, origin.lon, destination.lat, destination.lon)
     km = gcd * detour.value
-    return km, {"from_city": origin.name_zh, "to_city": destination.name_zh, "great_circle_km": str(gcd),
-                "detour_factor": str(detour.value), "detour_factor_key": detour.key, "distance_km": str(km)}
+    return km, {"from_city": origin.name_zh, "to_city": destination.name_zh, "great_circle_km": fixed(gcd),
+                "detour_factor": fixed(detour.value), "detour_factor_key": detour.key, "distance_km": fixed(km)}
 
 
 def _unknown(field: str, exc: LookupError) -> InputError:
     suggestions = getattr(exc, "suggestions", [])
     name = getattr(exc, "name", "")
-    hint = f"；是否是 / did you mean: {', '.join(suggestions)}" if suggestions else ""
+    shown = getattr(exc, "shown", suggestions)
+    hint = f"；是否是 / did you mean: {', '.join(shown)}" if shown else ""
     return InputError(field, f"未知名称 / Unknown name '{name}'{hint}", code="footprint.unknown_place",
                       suggestions=suggestions)
 
@@ -105,18 +107,23 @@ def flight(inputs: dict, ctx: Context, data: Dataset) -> list[dict]:
         stops = []
         for position, code in enumerate(inputs["route"]):
             try:
-                stops.append(airport(code))
+                stops.append((airport(code), city_code_of(code)))
             except LookupError as exc:
                 raise _unknown(f"route.{position}", exc) from exc
         if inputs.get("round_trip"):
             stops = stops + stops[-2::-1]
-        for origin, destination in itertools.pairwise(stops):
+        for (origin, origin_city), (destination, destination_city) in itertools.pairwise(stops):
             gcd = great_circle_km(origin["lat"], origin["lon"], destination["lat"], destination["lon"])
-            legs.append(({"from": origin["iata"], "to": destination["iata"], "from_name": origin["name"],
-                          "to_name": destination["name"], "great_circle_km": str(gcd)}, gcd))
+            described = {"from": origin["iata"], "to": destination["iata"], "from_name": origin["name"],
+                         "to_name": destination["name"], "great_circle_km": fixed(gcd)}
+            for end, metro in (("from", origin_city), ("to", destination_city)):
+                if metro:
+                    described[f"{end}_city_code"] = metro.code
+                    described["note"] = "；".join(filter(None, (described.get("note"), _city_code_note(metro))))
+            legs.append((described, gcd))
     else:
         for _ in range(_trips(inputs)):
-            legs.append(({"great_circle_km": str(inputs["distance_km"])}, inputs["distance_km"]))
+            legs.append(({"great_circle_km": fixed(inputs["distance_km"])}, inputs["distance_km"]))
     lines = []
     for described, gcd in legs:
         band = "long" if gcd > LONG_HAUL_KM else "short"
@@ -124,12 +131,20 @@ def flight(inputs: dict, ctx: Context, data: Dataset) -> list[dict]:
         cabin_used = cabin if band == "long" else SHORT_HAUL_CABIN[cabin]
         factor = data.factor(f"flight.desnz.{band}.{cabin_used}.{rf}")
         distance = gcd * uplift.value
-        described = {**described, "uplift": str(uplift.value), "distance_km": str(distance), "band": band,
+        described = {**described, "uplift": fixed(uplift.value), "distance_km": fixed(distance), "band": band,
                      "cabin": cabin, "cabin_factor": cabin_used, "radiative_forcing": rf == "rf",
                      "passengers": passengers}
-        route = f"{described['from']}→{described['to']}" if "from" in described else f"{gcd} km"
+        route = f"{described['from']}→{described['to']}" if "from" in described else f"{fixed(gcd)} km"
         lines.append(line("flight", f"航班 / Flight {route}", described, distance * passengers, "pkm", factor))
     return lines
+
+
+def _city_code_note(metro: Metro) -> str:
+    main, *others = metro.airports
+    also = f"（另有 {'、'.join(others)}）" if others else ""
+    also_en = f" (also {', '.join(others)})" if others else ""
+    return (f"{metro.code} 为{metro.name_zh}的城市代码，按主要机场 {main} 计算{also} / {metro.code} is the city "
+            f"code of {metro.name_en}: taken as its main airport {main}{also_en}")
 
 
 def _ground(activity: str, label: str, factor_key: str, detour_key: str | None = None):
@@ -137,7 +152,7 @@ def _ground(activity: str, label: str, factor_key: str, detour_key: str | None =
         if detour_key:
             km, described = ground_distance(inputs, data, detour_key)
         else:
-            km, described = inputs["distance_km"], {"distance_km": str(inputs["distance_km"])}
+            km, described = inputs["distance_km"], {"distance_km": fixed(inputs["distance_km"])}
         passengers = inputs.get("passengers", 1)
         trips = _trips(inputs)
         described.update(round_trip=trips == 2, passengers=passengers)
@@ -174,7 +189,7 @@ def _car_line(km: Decimal, described: dict, fuel: str, occupants: int, ctx: Cont
         energy = data.factor("car.bev.kwh_per_vkm")
         grid = data.grid_factor(ctx.province)
         kwh = km * energy.value
-        described.update(kwh_per_vkm=str(energy.value), kwh=str(kwh), province=ctx.province)
+        described.update(kwh_per_vkm=fixed(energy.value), kwh=fixed(kwh), province=ctx.province)
         return line("car", label, described, kwh, "kWh", grid, divisor=occupants)
     return line("car", label, described, km, "vkm", data.factor(CAR_FACTORS[fuel]), divisor=occupants)
 
@@ -213,7 +228,7 @@ def venue_share(inputs: dict, ctx: Context, data: Dataset) -> list[dict]:
     if not ctx.venue_kwh or not ctx.venue_attendance:
         raise InputError("type", "该场景未提供场馆用电数据 / The scene gives no venue electricity and attendance",
                          code="footprint.no_venue_data")
-    described = {"venue_kwh": str(ctx.venue_kwh), "attendance": ctx.venue_attendance, "province": ctx.province}
+    described = {"venue_kwh": fixed(ctx.venue_kwh), "attendance": ctx.venue_attendance, "province": ctx.province}
     return [line("venue_share", "场馆用电分摊 / Share of venue electricity", described, ctx.venue_kwh, "kWh",
                  data.grid_factor(ctx.province), divisor=ctx.venue_attendance)]
 
@@ -222,14 +237,14 @@ def venue_share(inputs: dict, ctx: Context, data: Dataset) -> list[dict]:
 
 def household_electricity(inputs: dict, ctx: Context, data: Dataset) -> list[dict]:
     kwh = inputs["kwh_per_month"] * MONTHS_PER_YEAR
-    described = {"kwh_per_month": str(inputs["kwh_per_month"]), "province": ctx.province,
+    described = {"kwh_per_month": fixed(inputs["kwh_per_month"]), "province": ctx.province,
                  "household_size": ctx.household_size}
     return [line("electricity", "家庭用电 / Household electricity", described, kwh, "kWh/yr",
                  data.grid_factor(ctx.province), divisor=ctx.household_size)]
 
 
 def natural_gas(inputs: dict, ctx: Context, data: Dataset) -> list[dict]:
-    described = {"m3_per_month": str(inputs["m3_per_month"]), "household_size": ctx.household_size}
+    described = {"m3_per_month": fixed(inputs["m3_per_month"]), "household_size": ctx.household_size}
     return [line("natural_gas", "天然气 / Natural gas", described, inputs["m3_per_month"] * MONTHS_PER_YEAR,
                  "m3/yr", data.factor("gas.natural.cn"), divisor=ctx.household_size)]
 
@@ -237,14 +252,14 @@ def natural_gas(inputs: dict, ctx: Context, data: Dataset) -> list[dict]:
 def water(inputs: dict, ctx: Context, data: Dataset) -> list[dict]:
     """Supply and treatment (fallback figures: no Chinese tap-water factor was found)."""
     m3 = inputs["m3_per_month"] * MONTHS_PER_YEAR
-    described = {"m3_per_month": str(inputs["m3_per_month"]), "household_size": ctx.household_size}
+    described = {"m3_per_month": fixed(inputs["m3_per_month"]), "household_size": ctx.household_size}
     return [line("water", label, described, m3, "m3/yr", data.factor(key), divisor=ctx.household_size)
             for key, label in (("water.supply", "自来水供应 / Water supply"),
                                ("water.treatment", "污水处理 / Water treatment"))]
 
 
 def household_car(inputs: dict, ctx: Context, data: Dataset) -> list[dict]:
-    described = {"km_per_year": str(inputs["km_per_year"]), "household_size": ctx.household_size}
+    described = {"km_per_year": fixed(inputs["km_per_year"]), "household_size": ctx.household_size}
     return [_car_line(inputs["km_per_year"], described, inputs.get("fuel", "petrol"), ctx.household_size,
                       ctx, data, "家庭用车 / Household car")]
 

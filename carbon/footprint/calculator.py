@@ -7,7 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from carbon.core.errors import ValidationError
-from carbon.core.units import ceil_to_unit, kg, kg_to_grams
+from carbon.core.units import ceil_to_unit, fixed, kg, kg_to_grams
 from carbon.footprint.activities import EVENT_ACTIVITIES, LIFE_ACTIVITIES, Context, InputError
 from carbon.footprint.dataset import Dataset
 
@@ -49,7 +49,7 @@ def to_json(result: dict) -> dict:
         "total_kg": str(result["total_kg"]), "total_grams": result["total_grams"],
         "neutralize_kg": str(result["neutralize_kg"]),
         "lines": [{"index": item["index"], "activity": item["activity"], "label": item["label"],
-                   "inputs": item["inputs"], "quantity": str(item["quantity"]), "unit": item["unit"],
+                   "inputs": item["inputs"], "quantity": fixed(item["quantity"]), "unit": item["unit"],
                    "divided_by": item["divisor"] if item["divisor"] != 1 else None,
                    "factor": item["factor"].as_dict(), "fallback": item["factor"].is_fallback,
                    "kg": _plain(item["kg"])} for item in result["lines"]],
@@ -58,6 +58,6 @@ def to_json(result: dict) -> dict:
 
 def _plain(value: Decimal) -> str:
     """Exact kilograms without exponent notation and without trailing zeros past the gram."""
-    text = format(value.normalize(), "f")
+    text = fixed(value.normalize())
     whole, _, fraction = text.partition(".")
     return f"{whole}.{fraction.ljust(3, '0')}"

@@ -46,13 +46,16 @@ def font_covers(text: str) -> bool:
 
 
 def _wrap(text: str, font: ImageFont.FreeTypeFont, width: int) -> list[str]:
-    """Greedy line breaking: between CJK characters anywhere, between Latin words at spaces."""
-    lines = [""]
-    for token in _TOKEN.findall(text.strip()):
-        if lines[-1] and font.getlength(lines[-1] + token.rstrip()) > width:
-            lines.append(token.lstrip())
-        else:
-            lines[-1] += token
+    """Greedy line breaking: between CJK characters anywhere, between Latin words at spaces; a line
+    break in the text starts a new line (blank lines dropped), other whitespace is one space."""
+    lines = []
+    for paragraph in text.splitlines():
+        lines.append("")
+        for token in _TOKEN.findall(" ".join(paragraph.split())):
+            if lines[-1] and font.getlength(lines[-1] + token.rstrip()) > width:
+                lines.append(token.lstrip())
+            else:
+                lines[-1] += token
     return [line.strip() for line in lines if line.strip()]
 
 

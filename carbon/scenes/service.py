@@ -6,6 +6,8 @@ import io
 import secrets
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from urllib.parse import quote
@@ -93,13 +95,13 @@ def flush_visits(app) -> None:
 # --- organizers --------------------------------------------------------------------------
 
 def create_scene(principal: Principal, data: dict) -> Scene:
-    code = data.pop("code", None) or _new_code()
-    scene = Scene(organization_id=principal.organization.id, code=code, slug=data.pop("slug", None) or code,
-                  status="draft")
-    _apply(scene, data, creating=True)
-    scene.channels.append(SceneChannel(slug="", label="默认 / Default"))
-    db.session.add(scene)
-    _commit_unique(scene)
+    with _committed_unique():
+        code = data.pop("code", None) or _new_code()
+        scene = Scene(organization_id=principal.organization.id, code=code, slug=data.pop("slug", None) or code,
+                      status="draft")
+        _apply(scene, data, creating=True)
+        scene.channels.append(SceneChannel(slug="", label="默认 / Default"))
+        db.session.add(scene)
     return scene
 
 
@@ -119,14 +121,13 @@ def get_scene(principal: Principal, public_id: str) -> Scene:
 
 def update_scene(principal: Principal, public_id: str, data: dict) -> Scene:
     scene = get_scene(principal, public_id)
-    status = data.pop("status", None)
-    if status and status != scene.status:
-        states.move(scene, TRANSITIONS, status, StatusChangeRefused)
-    slug = data.pop("slug", None)
-    _apply(scene, data, creating=False)
-    if slug is not None:  # last: a query in _apply would flush a taken slug before _commit_unique can name it
-        scene.slug = slug
-    _commit_unique(scene)
+    with _committed_unique():  # the project lookup in _apply flushes the new slug early
+        status = data.pop("status", None)
+        if status and status != scene.status:
+            states.move(scene, TRANSITIONS, status, StatusChangeRefused)
+        if "slug" in data:
+            scene.slug = data.pop("slug")
+        _apply(scene, data, creating=False)
     runtime().forget()
     return scene
 
@@ -207,9 +208,12 @@ def _new_code() -> str:
     raise Conflict(code="scene.code_exhausted")
 
 
-def _commit_unique(scene: Scene) -> None:
-    """Commit; a taken code or slug is a 409 naming the field."""
+@contextmanager
+def _committed_unique() -> Iterator[None]:
+    """The block's changes, committed; a taken code or slug is a 409 naming the field, whether the
+    commit or an autoflush inside the block finds it."""
     try:
+        yield
         db.session.commit()
     except IntegrityError as exc:
         db.session.rollback()

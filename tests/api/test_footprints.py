@@ -1,8 +1,11 @@
 """The footprint API: preview, save, read back, history, validation, stored results."""
 from __future__ import annotations
 
+import json
+import re
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import select
 
 from carbon.core.db import db
@@ -150,3 +153,122 @@ def test_json_numbers_are_taken_as_written(client):
                            json={"activities": [{"type": "rail", "distance_km": 12.5}]})
     assert response.status_code == 200
     assert response.get_json()["lines"][0]["kg"] == "0.381"  # 12.5 × 0.03048, exact
+
+
+@pytest.mark.parametrize("kind", [["flight"], {"flight": 1}, 7, None, True])
+@pytest.mark.parametrize("path", ["/api/v1/footprints/preview", "/api/v1/footprints"])
+def test_an_activity_type_that_is_not_a_string_is_422_naming_it(client, login, path, kind):
+    token, _ = login("o_types")
+    response = client.post(path, json={"activities": [{"type": "meal", "count": 1}, {"type": kind}]},
+                           headers=bearer(token))
+    assert response.status_code == 422, response.get_data(as_text=True)
+    error = response.get_json()["error"]
+    assert error["code"] == "validation_error" and set(error["details"]) == {"activities.1.type"}
+
+
+EXPONENT = re.compile(r"\d[eE][+-]?\d")
+ROUND_NUMBERS = [
+    {"kind": "event", "activities": [{"type": "flight", "distance_km": 20000}, {"type": "flight", "distance_km": "1E+4"},
+                                     {"type": "flight", "distance_km": 1000, "round_trip": True},
+                                     {"type": "rail", "distance_km": 1000}, {"type": "car", "distance_km": "1000.0"},
+                                     {"type": "taxi", "distance_km": 100, "passengers": 2}]},
+    {"kind": "life", "activities": [{"type": "electricity", "kwh_per_month": 1000},
+                                    {"type": "car", "km_per_year": 100000, "fuel": "electric"},
+                                    {"type": "natural_gas", "m3_per_month": 100},
+                                    {"type": "flights", "round_trips_per_year": 10, "one_way_km": 2000}]},
+]
+
+
+def strings_in(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings_in(item)
+    elif isinstance(value, str):
+        yield value
+
+
+@pytest.mark.parametrize("body", ROUND_NUMBERS)
+def test_round_numbers_are_shown_in_fixed_point(client, login, body):
+    token, _ = login("o_fixed")
+    created = client.post("/api/v1/footprints", json=body, headers=bearer(token))
+    assert created.status_code == 201, created.get_json()
+    answers = [created.get_json(), client.post("/api/v1/footprints/preview", json=body).get_json(),
+               client.get(f"/api/v1/footprints/{created.get_json()['id']}", headers=bearer(token)).get_json(),
+               client.get("/api/v1/footprints", headers=bearer(token)).get_json()]
+    for answer in answers:
+        shown = [text for text in strings_in(answer) if EXPONENT.search(text)]
+        assert shown == [], shown
+    lines = answers[0]["lines"]
+    if body["kind"] == "event":
+        assert lines[0]["label"] == "航班 / Flight 20000 km" and lines[0]["inputs"]["great_circle_km"] == "20000"
+        assert lines[1]["label"] == "航班 / Flight 10000 km"
+        rail = next(line for line in lines if line["activity"] == "rail")
+        assert rail["quantity"] == "1000" and rail["inputs"]["distance_km"] == "1000"
+    else:
+        assert lines[0]["quantity"] == "12000" and lines[0]["inputs"]["kwh_per_month"] == "1000"
+
+
+def test_results_stored_with_exponents_are_shown_in_fixed_point(app, client, login):
+    """Results saved before the fix carry "1E+3"; they are shown as plain numbers, their values unchanged."""
+    token, _ = login("o_fixed_stored")
+    created = client.post("/api/v1/footprints", json={"activities": [{"type": "rail", "distance_km": 1000}]},
+                          headers=bearer(token)).get_json()
+    with app.app_context():
+        row = db.session.scalar(select(Footprint).where(Footprint.public_id == created["id"]))
+        result = json.loads(json.dumps(row.result))
+        line = result["lines"][0]
+        line.update(quantity="1E+3", label="航班 / Flight 2E+4 km")
+        line["inputs"].update(distance_km="1E+3", great_circle_km="2.16E+4", note="E+3 stays text")
+        row.result = result
+        db.session.commit()
+    shown = client.get(f"/api/v1/footprints/{created['id']}", headers=bearer(token)).get_json()["lines"][0]
+    assert shown["quantity"] == "1000" and shown["label"] == "航班 / Flight 20000 km"
+    assert shown["inputs"]["distance_km"] == "1000" and shown["inputs"]["great_circle_km"] == "21600"
+    assert shown["inputs"]["note"] == "E+3 stays text" and shown["kg"] == created["lines"][0]["kg"]
+
+
+def flight(client, *route, **extra):
+    return client.post("/api/v1/footprints/preview",
+                       json={"activities": [{"type": "flight", "route": list(route), **extra}]})
+
+
+@pytest.mark.parametrize("city, main, others", [("BJS", "PEK", ["PKX"]), ("TYO", "HND", ["NRT"]),
+                                                ("LON", "LHR", ["LGW", "STN"]), ("nyc", "JFK", ["EWR", "LGA"])])
+def test_a_city_code_is_taken_as_its_main_airport_and_says_so(client, city, main, others):
+    response = flight(client, city, "CTU", round_trip=True)
+    assert response.status_code == 200, response.get_json()
+    out, back = (line["inputs"] for line in response.get_json()["lines"])
+    assert (out["from"], out["from_city_code"], back["to"], back["to_city_code"]) == (main, city.upper(), main,
+                                                                                      city.upper())
+    assert "to_city_code" not in out and city.upper() in out["note"] and all(code in out["note"] for code in others)
+    direct = flight(client, main, "CTU").get_json()["lines"][0]
+    assert direct["inputs"]["great_circle_km"] == out["great_circle_km"] and "note" not in direct["inputs"]
+
+
+def test_airport_codes_that_are_also_city_codes_stay_airports(client):
+    for code, name in (("SHA", "Hongqiao"), ("CKG", "Jiangbei"), ("CTU", "Shuangliu")):
+        inputs = flight(client, code, "PEK").get_json()["lines"][0]["inputs"]
+        assert inputs["from"] == code and name in inputs["from_name"] and "note" not in inputs
+
+
+@pytest.mark.parametrize("typed, expected", [("ZZQ", {"ZHA"}), ("TOK", {"HND", "NRT"}), ("CHE", {"CTU", "TFU"}),
+                                             ("PEJ", {"PEK"}), ("LHX", {"LHR", "LHW"}), ("XIA", {"XMN"})])
+def test_an_unknown_airport_gets_suggestions_by_city_name_and_letters(client, typed, expected):
+    response = flight(client, "CTU", typed)
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["code"] == "footprint.unknown_place" and "activities.0.route.1" in error["details"]
+    suggestions = error["details"]["suggestions"]
+    assert expected <= set(suggestions) and 1 <= len(suggestions) <= 5 and typed not in suggestions
+    assert f"{suggestions[0]} " in error["message"]  # shown with its city
+
+
+def test_the_city_code_table_names_real_airports():
+    airports = dataset._airports()
+    for code, metro in dataset.metros().items():
+        assert len(code) == 3 and code.isupper() and metro.name_zh and metro.name_en
+        assert metro.airports and all(iata in airports for iata in metro.airports), code
+        assert dataset.airport(code)["iata"] == (code if code in airports else metro.airports[0])

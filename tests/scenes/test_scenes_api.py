@@ -13,29 +13,9 @@ from PIL import Image
 from sqlalchemy import select
 
 from carbon.core.db import db
-from carbon.organizers import service as organizers
 from carbon.scenes.codes import MAX_SCENE_LENGTH, WECHAT_SCENE_CHARS, wechat_scene_problem
 from carbon.scenes.models import SceneChannel
-
-OWNER = {"email": "owner@forum.example", "password": "correct horse battery"}
-
-
-@pytest.fixture
-def admin(app, client):
-    """Headers of a logged-in owner of a fresh organization."""
-    with app.app_context():
-        organizers.create_organization("论坛组委会", owner_email=OWNER["email"], owner_password=OWNER["password"],
-                                       owner_name="Owner")
-    token = client.post("/api/v1/admin/auth/login", json=OWNER).get_json()["token"]
-    return {"Authorization": f"Bearer {token}"}
-
-
-def make_scene(client, admin, **fields) -> dict:
-    body = {"kind": "conference", "name_zh": "首届中国数字碳中和高峰论坛",
-            "name_en": "First China Digital Carbon Neutrality Forum", "city": "成都", "province": "SC", **fields}
-    response = client.post("/api/v1/admin/scenes", json=body, headers=admin)
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
+from tests.conftest import make_scene
 
 
 def go_live(client, admin, scene_id):
@@ -243,15 +223,6 @@ def test_codes_slugs_and_channels_are_unique_and_within_rules(client, admin):
         assert client.post(url, json={"slug": bad}, headers=admin).status_code == 422
 
 
-def test_renaming_to_a_taken_slug_is_409_also_when_the_edit_reads_projects(client, admin):
-    """Found by schemathesis: the projects lookup flushed the taken slug early (IntegrityError, 500)."""
-    make_scene(client, admin, slug="taken-slug")
-    other = make_scene(client, admin)
-    response = client.patch(f"/api/v1/admin/scenes/{other['id']}", json={"slug": "taken-slug", "project_ids": []},
-                            headers=admin)
-    assert response.status_code == 409 and response.get_json()["error"]["code"] == "scene.slug_taken"
-
-
 def test_custom_scene_needs_a_preset(client, admin):
     response = client.post("/api/v1/admin/scenes", json={"kind": "custom", "name_zh": "自定义"}, headers=admin)
     assert response.status_code == 422 and "preset" in response.get_json()["error"]["details"]
@@ -280,3 +251,35 @@ def test_buffered_visits_are_written_when_a_worker_exits(app, client, admin):
     conf.worker_exit(None, SimpleNamespace(wsgi=app))
     with app.app_context():
         assert stats.totals(scene_id)["visits"] == 1
+
+
+@pytest.mark.parametrize("taken", [{"slug": "taken-slug"}, {"code": "taken1"}])
+def test_a_taken_slug_or_code_with_project_ids_is_409(app, client, admin, taken):
+    """project_ids is looked up after the slug is set: the lookup's autoflush must not escape as a 500."""
+    from tests.payments.conftest import seed_project
+
+    project = seed_project(app)
+    make_scene(client, admin, code="taken1", slug="taken-slug")
+    scene = make_scene(client, admin)
+    if "code" in taken:  # the code is set on create only
+        response = client.post("/api/v1/admin/scenes", headers=admin, json={
+            "kind": "hotel", "name_zh": "酒店", "project_ids": [project], **taken})
+    else:
+        response = client.patch(f"/api/v1/admin/scenes/{scene['id']}", json={**taken, "project_ids": [project]},
+                                headers=admin)
+    assert response.status_code == 409, response.get_data(as_text=True)
+    error = response.get_json()["error"]
+    name = next(iter(taken))
+    assert error["code"] == f"scene.{name}_taken" and name in error["details"]
+    unchanged = client.get(f"/api/v1/admin/scenes/{scene['id']}", headers=admin).get_json()
+    assert unchanged["slug"] == scene["slug"] and unchanged["projects"] == []
+
+
+@pytest.mark.parametrize("name", ["第一行\n第二行", "Line one\r\nline two", "\n\n标题\n", "tab\tand\u2028separator"])
+def test_a_poster_of_a_name_with_line_breaks_renders(client, admin, name):
+    scene = make_scene(client, admin, name_en=name)
+    client.patch(f"/api/v1/admin/scenes/{scene['id']}", json={"name_zh": name}, headers=admin)
+    png = client.get(f"/api/v1/admin/scenes/{scene['id']}/poster.png?source=qrcode", headers=admin)
+    assert png.status_code == 200, png.get_data(as_text=True)[:300]
+    pdf = client.get(f"/api/v1/admin/scenes/{scene['id']}/poster.pdf?source=qrcode", headers=admin)
+    assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
