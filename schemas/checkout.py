@@ -9,10 +9,10 @@ from schemas.scenes import ProjectBrief
 
 class OrderIn(Schema):
     footprint_id = Text(validate=validate.Length(1, 32),
-                                 metadata={"description": "buy what this footprint needs (rounded up)"})
+                        metadata={"description": "buy what this footprint needs (rounded up)"})
     kg = Quantity(maximum=100_000, places=3, metadata={"description": "or buy this many kg"})
     project_id = Text(validate=validate.Length(1, 32),
-                               metadata={"description": "default: the scene's first project, else the first"})
+                      metadata={"description": "default: the scene's first project, else the first"})
     scene = Text(validate=validate.Length(1, 200), metadata={"description": "the scanned scene, if any"})
     beneficiary_name = Text(validate=validate.Length(1, 64))
 
