@@ -2,19 +2,19 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from schemas.common import Kilograms, Money
+from schemas.common import Kilograms, Money, Text
 from schemas.footprint import Quantity
 from schemas.scenes import ProjectBrief
 
 
 class OrderIn(Schema):
-    footprint_id = fields.String(validate=validate.Length(1, 32),
-                                 metadata={"description": "buy what this footprint needs (rounded up)"})
+    footprint_id = Text(validate=validate.Length(1, 32),
+                        metadata={"description": "buy what this footprint needs (rounded up)"})
     kg = Quantity(maximum=100_000, places=3, metadata={"description": "or buy this many kg"})
-    project_id = fields.String(validate=validate.Length(1, 32),
-                               metadata={"description": "default: the scene's first project, else the first"})
-    scene = fields.String(validate=validate.Length(1, 200), metadata={"description": "the scanned scene, if any"})
-    beneficiary_name = fields.String(validate=validate.Length(1, 64))
+    project_id = Text(validate=validate.Length(1, 32),
+                      metadata={"description": "default: the scene's first project, else the first"})
+    scene = Text(validate=validate.Length(1, 200), metadata={"description": "the scanned scene, if any"})
+    beneficiary_name = Text(validate=validate.Length(1, 64))
 
     @validates_schema
     def _footprint_or_kg(self, data, **kwargs):
