@@ -137,3 +137,23 @@ def test_the_chain_is_append_only_on_postgresql(live, three_certificates, databa
         with pytest.raises(DBAPIError, match="append-only"):
             db.session.execute(text("UPDATE certificate_chain SET number = 'x' WHERE seq = 1"))
         db.session.rollback()
+
+
+def test_the_offline_verifier_in_the_docs_checks_an_export(live, three_certificates, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    with live.app.app_context():
+        lines = exported()
+    good, bad = tmp_path / "chain.jsonl", tmp_path / "tampered.jsonl"
+    good.write_text("".join(lines), encoding="utf-8")
+    changed = json.loads(lines[1])
+    changed["record"] = changed["record"].replace('"kg":"2.000"', '"kg":"20.000"')
+    bad.write_text("".join([lines[0], json.dumps(changed, ensure_ascii=False) + "\n", lines[2]]), encoding="utf-8")
+    script = str(ROOT / "docs" / "verify_chain.py")
+    ok = subprocess.run([sys.executable, script, str(good)], capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.startswith("3 entries"), ok
+    broken = subprocess.run([sys.executable, script, str(bad)], capture_output=True, text=True)
+    assert broken.returncode != 0 and "line 2" in broken.stderr and "changed" in broken.stderr
