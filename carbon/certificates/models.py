@@ -57,3 +57,4 @@ class Certificate(db.Model):
     issue_seq: Mapped[int] = mapped_column(ForeignKey("certificate_chain.seq", ondelete="RESTRICT"))
     revoke_seq: Mapped[int | None] = mapped_column(ForeignKey("certificate_chain.seq", ondelete="RESTRICT"))
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    push: Mapped[str | None] = mapped_column(String(12))  # sent | refused (43101) | None: not (yet) sent

@@ -17,15 +17,18 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from carbon import jobs
+from carbon.accounts.models import User
 from carbon.certificates.models import Certificate, CertificateCounter, ChainEntry, ChainHead
 from carbon.checkout.models import Order
 from carbon.checkout.states import ORDER_TRANSITIONS, OrderStatus, move
+from carbon.core import extensions as ext
 from carbon.core.clock import CHINA_TZ, utcnow
 from carbon.core.db import db, on_postgresql
 from carbon.core.errors import NotFound
 from carbon.credits.models import Retirement
 from carbon.footprint.models import Footprint
 from carbon.scenes.models import Scene
+from wechat.errors import SubscriptionRefused
 
 GENESIS = "0" * 64
 
@@ -61,6 +64,38 @@ def issue_for_paid_order(payload: dict) -> None:
     db.session.add(Certificate(number=number, order_id=order.id, user_id=order.user_id, issue_seq=entry.seq,
                                issued_at=now))
     move(order, ORDER_TRANSITIONS, OrderStatus.FULFILLED)
+    jobs.emit("certificate.issued", {"number": number})
+
+
+@jobs.handles("certificate.issued")
+def push_certificate_ready(payload: dict) -> None:
+    """Tell the guest their certificate is ready, if they accepted the template (``wx.requestSubscribeMessage``).
+    43101 (not accepted, or used up) is an outcome, recorded and not retried; other failures raise and
+    the outbox retries them."""
+    settings = ext.settings()
+    certificate = db.session.scalar(select(Certificate).where(Certificate.number == payload["number"])
+                                    .with_for_update())
+    if certificate is None or certificate.push is not None or not settings.WECHAT_TEMPLATE_CERTIFICATE:
+        return
+    order = db.session.get(Order, certificate.order_id)
+    record = json.loads(db.session.get(ChainEntry, certificate.issue_seq).record)
+    title = (record["scene"] or {}).get("name") or "点点碳中和"
+    try:
+        ext.wechat().send_subscribe_message(
+            db.session.scalar(select(User.openid).where(User.id == certificate.user_id)),
+            settings.WECHAT_TEMPLATE_CERTIFICATE, {
+                "thing1": fit(f"{title}荣誉证书", 20), "number2": record["kg"],
+                "date3": certificate.issued_at.astimezone(CHINA_TZ).strftime("%Y年%m月%d日"),
+                "amount4": f"¥{order.amount:.2f}", "character_string5": certificate.number},
+            page=f"{settings.WECHAT_CERTIFICATE_PAGE}?no={certificate.number}")
+        certificate.push = "sent"
+    except SubscriptionRefused:
+        certificate.push = "refused"
+
+
+def fit(text: str, limit: int) -> str:
+    """At most ``limit`` characters (WeChat's ``thing`` limit is 20), cut with an ellipsis."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 @jobs.handles("order.refunded")

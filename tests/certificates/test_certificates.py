@@ -157,3 +157,34 @@ def test_the_offline_verifier_in_the_docs_checks_an_export(live, three_certifica
     assert ok.returncode == 0 and ok.stdout.startswith("3 entries"), ok
     broken = subprocess.run([sys.executable, script, str(bad)], capture_output=True, text=True)
     assert broken.returncode != 0 and "line 2" in broken.stderr and "changed" in broken.stderr
+
+
+def test_the_guest_is_told_once_when_they_accepted_the_template(live, sandbox):
+    import requests
+    from sqlalchemy import func
+
+    from carbon.certificates.models import Certificate
+    from carbon.jobs.models import OutboxEvent
+
+    seed_project(live.app, units=1000)
+    guest_token(live.url, sandbox, "o_pushed")
+    requests.post(f"{sandbox.url}/__sandbox__/subscriptions", json={"openid": "o_pushed",
+                                                                   "template_id": "TPL_CERT_ISSUED"}, timeout=5)
+    paid_order(live, sandbox, "o_pushed", {"kg": "3"})
+    paid_order(live, sandbox, "o_silent", {"kg": "3"})  # never accepted: WeChat answers 43101
+    messages = requests.get(f"{sandbox.url}/__sandbox__/messages", timeout=5).json()["messages"]
+    assert len(messages) == 1
+    [message] = messages
+    assert (message["touser"], message["template_id"]) == ("o_pushed", "TPL_CERT_ISSUED")
+    with live.app.app_context():
+        pushed, silent = db.session.scalars(select(Certificate).order_by(Certificate.id)).all()
+        assert message["page"] == f"pages/certificate/index?no={pushed.number}"
+        assert message["data"]["character_string5"] == {"value": pushed.number}
+        assert message["data"]["number2"] == {"value": "3.000"} and message["data"]["amount4"] == {"value": "¥1.00"}
+        assert (pushed.push, silent.push) == ("sent", "refused")
+        events = db.session.scalars(select(OutboxEvent).where(OutboxEvent.kind == "certificate.issued")).all()
+        assert [(e.status, e.attempts) for e in events] == [("done", 1), ("done", 1)]  # 43101: not retried
+        from carbon import jobs
+
+        assert jobs.run_due() == {}
+        assert db.session.scalar(select(func.count()).select_from(Certificate)) == 2

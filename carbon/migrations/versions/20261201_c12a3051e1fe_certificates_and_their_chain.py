@@ -52,6 +52,7 @@ def upgrade():
     sa.Column('issue_seq', sa.Integer(), nullable=False),
     sa.Column('revoke_seq', sa.Integer(), nullable=True),
     sa.Column('issued_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('push', sa.String(length=12), nullable=True),
     sa.ForeignKeyConstraint(['issue_seq'], ['certificate_chain.seq'], name=op.f('fk_certificates_issue_seq_certificate_chain'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['order_id'], ['orders.id'], name=op.f('fk_certificates_order_id_orders'), ondelete='RESTRICT'),
     sa.ForeignKeyConstraint(['revoke_seq'], ['certificate_chain.seq'], name=op.f('fk_certificates_revoke_seq_certificate_chain'), ondelete='RESTRICT'),
