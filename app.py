@@ -150,6 +150,8 @@ def _wechat_gateway(settings, engine, redis_client, breaker):
 def _register_blueprints(app: Flask) -> None:
     from carbon.accounts.auth import enforce_audiences
     from carbon.accounts.routes import blp as accounts_blp
+    from carbon.certificates.routes import blp as certificates_blp
+    from carbon.certificates.routes import page as certificate_page
     from carbon.checkout.routes import blp as orders_blp
     from carbon.checkout.routes import notify as notify_blp
     from carbon.core.apidocs import bp as apidocs_bp
@@ -170,14 +172,17 @@ def _register_blueprints(app: Flask) -> None:
     app.extensions["diandian.api"].register_blueprint(admin_scenes_blp)
     app.extensions["diandian.api"].register_blueprint(orders_blp)
     app.extensions["diandian.api"].register_blueprint(notify_blp)
+    app.extensions["diandian.api"].register_blueprint(certificates_blp)
     app.register_blueprint(h5_bp)
+    app.register_blueprint(certificate_page)
 
 
 def _register_job_handlers(app: Flask) -> None:
     """Every area's outbox handlers (imported for their registration), and a last dispatch of what a
     request or command committed without handing on."""
-    import carbon.checkout.operations
-    import carbon.scenes.stats  # noqa: F401 - order.paid
+    import carbon.certificates.service  # issues on order.paid, revokes on order.refunded
+    import carbon.checkout.operations  # payment.needs_refund
+    import carbon.scenes.stats  # noqa: F401 - counts order.paid
     from carbon import jobs
 
     @app.teardown_appcontext

@@ -58,6 +58,8 @@ class Settings:
     SESSION_TTL_SECONDS: int = 7 * 24 * 3600
     ORGANIZER_SESSION_TTL_SECONDS: int = 12 * 3600
     WECHAT_SCENE_PAGE: str = "pages/scene/index"  # the mini-program page a scene's code opens
+    WECHAT_CERTIFICATE_PAGE: str = "pages/certificate/index"  # the page a certificate's push opens
+    WECHAT_TEMPLATE_CERTIFICATE: str = "TPL_CERT_ISSUED"  # subscribe-message template (empty: no push)
     SCENE_CACHE_SECONDS: float = 5.0  # how long a worker reuses a resolved scene (0: never)
     LOGIN_RATE_PER_MINUTE_CLIENT: int = 30
     LOGIN_RATE_PER_MINUTE_OPENID: int = 10

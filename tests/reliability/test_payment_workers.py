@@ -120,3 +120,25 @@ def test_rows_held_by_a_killed_worker_are_confirmed_by_another_once(app, pg, san
         assert {o["order"]["id"] for o in orders} == set(db.session.scalars(select(Order.public_id)))
         assert ledger.unbalanced_transactions() == []
     assert os.path.exists(marker)
+
+
+def test_two_workers_issue_consecutive_certificates_on_one_chain(app, pg, sandbox):
+    from carbon.certificates import service as certificates
+    from carbon.certificates.models import Certificate
+
+    seed_project(app, units=1000)
+    env = {"DIANDIAN_JOBS": "workers"}
+    with gunicorn_service(pg, sandbox.url, workers=2, extra_env=env) as base:
+        tokens = [login(base, sandbox, f"o_chain_{i}") for i in range(12)]
+        with worker_process(pg, sandbox.url, base, env), worker_process(pg, sandbox.url, base, env):
+            for i, token in enumerate(tokens):
+                pay(base, sandbox, token, "1", f"chain-{i}")
+            with app.app_context():
+                wait_for(lambda: db.session.scalar(select(func.count()).select_from(Certificate)) == 12
+                         or db.session.rollback(), seconds=30)
+    with app.app_context():
+        numbers = sorted(db.session.scalars(select(Certificate.number)))
+        year = numbers[0].split("-")[1]
+        assert numbers == [f"DD-{year}-{n:06d}" for n in range(1, 13)]  # no gaps, no repeats
+        assert certificates.check_chain(certificates.chain()) is None  # one chain, never forked
+        assert db.session.scalar(select(func.count()).select_from(Order).where(Order.status == "fulfilled")) == 12

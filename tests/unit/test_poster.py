@@ -7,6 +7,7 @@ import qrcode
 import zxingcpp
 from PIL import Image, ImageFont, ImageOps
 
+from carbon import rendering
 from carbon.scenes import poster
 
 TITLE = "首届中国数字碳中和高峰论坛"
@@ -37,13 +38,13 @@ def test_png_poster_is_a4_at_150_dpi():
 
 
 def test_chinese_glyphs_are_drawn_not_the_missing_glyph_box():
-    font = ImageFont.truetype(poster.cjk_font_path(), 64)
+    font = ImageFont.truetype(rendering.cjk_font_path(), 64)
     bitmaps = {ch: bytes(font.getmask(ch)) for ch in "首届碳峰坛"}
     missing = bytes(font.getmask("\ue000"))  # private use: not in the font
     assert missing not in bitmaps.values()
     assert all(a != b for a, b in itertools.combinations(bitmaps.values(), 2))
-    assert poster.font_covers(TITLE + " Summit 2026，（成都）")
-    assert not poster.font_covers("碳\ue000")
+    assert rendering.font_covers(TITLE + " Summit 2026，（成都）")
+    assert not rendering.font_covers("碳\ue000")
 
 
 @pytest.mark.parametrize("transparent", [False, True])

@@ -1,0 +1,60 @@
+"""Honour certificates and the hash chain that makes them checkable (docs/decisions/0010)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from carbon.core.clock import utcnow
+from carbon.core.db import UTCDateTime, db
+
+
+class ChainEntry(db.Model):
+    """One entry of the platform's one chain: a certificate issued or revoked. ``record`` is the
+    RFC 8785 canonical JSON that ``hash`` (SHA-256, hex) covers, stored as issued, never edited;
+    it names the previous entry's hash as ``prev``."""
+
+    __tablename__ = "certificate_chain"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(8))  # issue | revoke
+    number: Mapped[str] = mapped_column(String(20), index=True)
+    record: Mapped[str] = mapped_column(Text)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ChainHead(db.Model):
+    """The chain's head (one row, id 1), locked by whoever appends: the chain never forks."""
+
+    __tablename__ = "certificate_chain_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class CertificateCounter(db.Model):
+    """The last certificate number given in a year, locked with the head: numbers have no gaps."""
+
+    __tablename__ = "certificate_counters"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last: Mapped[int] = mapped_column(Integer)
+
+
+class Certificate(db.Model):
+    """A paid order's certificate: its number, owner and where its chain entries are."""
+
+    __tablename__ = "certificates"
+    __table_args__ = (UniqueConstraint("order_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="RESTRICT"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    issue_seq: Mapped[int] = mapped_column(ForeignKey("certificate_chain.seq", ondelete="RESTRICT"))
+    revoke_seq: Mapped[int | None] = mapped_column(ForeignKey("certificate_chain.seq", ondelete="RESTRICT"))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    push: Mapped[str | None] = mapped_column(String(12))  # sent | refused (43101) | None: not (yet) sent

@@ -1,0 +1,230 @@
+"""Certificates: issued once per paid order (an ``order.paid`` handler), revoked by a refund (an
+``order.refunded`` handler), each an entry of one hash chain that anyone can recheck.
+
+An entry's record is canonical JSON (RFC 8785) with numbers as strings and times in UTC; its hash
+is SHA-256 over those bytes and covers ``prev``, the previous entry's hash. Appending locks the
+chain head and the year's counter in the handler's transaction, so numbers have no gaps and the
+chain never forks (CERTIFICATES.md)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from datetime import UTC
+
+import rfc8785
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from carbon import jobs
+from carbon.accounts.models import User
+from carbon.certificates.models import Certificate, CertificateCounter, ChainEntry, ChainHead
+from carbon.checkout.models import Order
+from carbon.checkout.states import ORDER_TRANSITIONS, OrderStatus, move
+from carbon.core import extensions as ext
+from carbon.core.clock import CHINA_TZ, utcnow
+from carbon.core.db import db, on_postgresql
+from carbon.core.errors import NotFound
+from carbon.credits.models import Retirement
+from carbon.footprint.models import Footprint
+from carbon.scenes.models import Scene
+from wechat.errors import SubscriptionRefused
+
+GENESIS = "0" * 64
+
+
+class CertificateNotFound(NotFound):
+    code = "certificate.not_found"
+    message = "未找到该证书 / Certificate not found"
+
+
+def digest(record: dict) -> str:
+    return hashlib.sha256(rfc8785.dumps(record)).hexdigest()
+
+
+def utc_text(moment) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@jobs.handles("order.paid")
+def issue_for_paid_order(payload: dict) -> None:
+    """Issue the order's certificate (once) and move the order to ``fulfilled``."""
+    order = db.session.scalar(select(Order).where(Order.public_id == payload["order"]).with_for_update())
+    if order is None or order.status != OrderStatus.PAID:
+        return  # refunded before its certificate was issued: nothing to certify
+    if db.session.scalar(select(Certificate.id).where(Certificate.order_id == order.id)) is not None:
+        return
+    now = utcnow()
+    head = _locked_head()
+    number = _next_number(now.astimezone(CHINA_TZ).year)
+    record = {"kind": "issue", "number": number, "beneficiary": order.beneficiary_name,
+              "kg": f"{order.kg:.3f}", "scene": _scene(order), "projects": _projects(order),
+              "dataset_version": _dataset_version(order), "issued_at": utc_text(now), "prev": head.hash}
+    entry = _append(head, "issue", number, record)
+    db.session.add(Certificate(number=number, order_id=order.id, user_id=order.user_id, issue_seq=entry.seq,
+                               issued_at=now))
+    move(order, ORDER_TRANSITIONS, OrderStatus.FULFILLED)
+    jobs.emit("certificate.issued", {"number": number})
+
+
+@jobs.handles("certificate.issued")
+def push_certificate_ready(payload: dict) -> None:
+    """Tell the guest their certificate is ready, if they accepted the template (``wx.requestSubscribeMessage``).
+    43101 (not accepted, or used up) is an outcome, recorded and not retried; other failures raise and
+    the outbox retries them."""
+    settings = ext.settings()
+    certificate = db.session.scalar(select(Certificate).where(Certificate.number == payload["number"])
+                                    .with_for_update())
+    if certificate is None or certificate.push is not None or not settings.WECHAT_TEMPLATE_CERTIFICATE:
+        return
+    order = db.session.get(Order, certificate.order_id)
+    record = json.loads(db.session.get(ChainEntry, certificate.issue_seq).record)
+    title = (record["scene"] or {}).get("name") or "点点碳中和"
+    try:
+        ext.wechat().send_subscribe_message(
+            db.session.scalar(select(User.openid).where(User.id == certificate.user_id)),
+            settings.WECHAT_TEMPLATE_CERTIFICATE, {
+                "thing1": fit(f"{title}荣誉证书", 20), "number2": record["kg"],
+                "date3": certificate.issued_at.astimezone(CHINA_TZ).strftime("%Y年%m月%d日"),
+                "amount4": f"¥{order.amount:.2f}", "character_string5": certificate.number},
+            page=f"{settings.WECHAT_CERTIFICATE_PAGE}?no={certificate.number}")
+        certificate.push = "sent"
+    except SubscriptionRefused:
+        certificate.push = "refused"
+
+
+def fit(text: str, limit: int) -> str:
+    """At most ``limit`` characters (WeChat's ``thing`` limit is 20), cut with an ellipsis."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+@jobs.handles("order.refunded")
+def revoke_for_refunded_order(payload: dict) -> None:
+    """Append a revocation entry for the order's certificate (once); the certificate stays, marked revoked."""
+    certificate = db.session.scalar(select(Certificate).join(Order, Order.id == Certificate.order_id)
+                                    .where(Order.public_id == payload["order"]).with_for_update())
+    if certificate is None or certificate.revoke_seq is not None:
+        return
+    head = _locked_head()
+    record = {"kind": "revoke", "number": certificate.number, "reason": payload.get("reason", "")[:200],
+              "revoked_at": utc_text(utcnow()), "prev": head.hash}
+    certificate.revoke_seq = _append(head, "revoke", certificate.number, record).seq
+
+
+def _locked_head() -> ChainHead:
+    dialect = postgresql if on_postgresql() else sqlite
+    db.session.execute(dialect.insert(ChainHead).values(id=1, seq=0, hash=GENESIS).on_conflict_do_nothing())
+    return db.session.scalar(select(ChainHead).where(ChainHead.id == 1).with_for_update()
+                             .execution_options(populate_existing=True))
+
+
+def _next_number(year: int) -> str:
+    dialect = postgresql if on_postgresql() else sqlite
+    db.session.execute(dialect.insert(CertificateCounter).values(year=year, last=0).on_conflict_do_nothing())
+    counter = db.session.scalar(select(CertificateCounter).where(CertificateCounter.year == year).with_for_update()
+                                .execution_options(populate_existing=True))
+    counter.last += 1
+    return f"DD-{year}-{counter.last:06d}"
+
+
+def _append(head: ChainHead, kind: str, number: str, record: dict) -> ChainEntry:
+    entry = ChainEntry(seq=head.seq + 1, kind=kind, number=number, record=rfc8785.dumps(record).decode(),
+                       hash=digest(record))
+    db.session.add(entry)
+    head.seq, head.hash = entry.seq, entry.hash
+    db.session.flush()
+    return entry
+
+
+def _scene(order: Order) -> dict | None:
+    scene = db.session.get(Scene, order.scene_id) if order.scene_id else None
+    if scene is None:
+        return None
+    day = scene.starts_on or order.paid_at.astimezone(CHINA_TZ).date()
+    return {"id": scene.public_id, "name": scene.name_zh, "date": day.isoformat()}
+
+
+def _projects(order: Order) -> list[dict]:
+    retirements = db.session.scalars(select(Retirement).where(Retirement.order_id == order.id)
+                                     .order_by(Retirement.first_serial)).all()
+    project = order.project
+    return [{"id": project.public_id, "name": project.name_zh, "registry": project.registry_name,
+             "retirements": [{"id": r.public_id, "vintage": r.vintage_label,
+                              "serials": [str(r.first_serial), str(r.last_serial)], "kg": f"{r.kg:.3f}"}
+                             for r in retirements]}]
+
+
+def _dataset_version(order: Order) -> str | None:
+    return db.session.scalar(select(Footprint.dataset_version).where(Footprint.id == order.footprint_id)) \
+        if order.footprint_id else None
+
+
+# --- reading and checking -----------------------------------------------------------------------
+
+def get(number: str) -> tuple[Certificate, ChainEntry, ChainEntry | None]:
+    certificate = db.session.scalar(select(Certificate).where(Certificate.number == number))
+    if certificate is None:
+        raise CertificateNotFound()
+    issued = db.session.get(ChainEntry, certificate.issue_seq)
+    revoked = db.session.get(ChainEntry, certificate.revoke_seq) if certificate.revoke_seq else None
+    return certificate, issued, revoked
+
+
+def mine(user_id: int) -> list[Certificate]:
+    return list(db.session.scalars(select(Certificate).where(Certificate.user_id == user_id)
+                                   .order_by(Certificate.id.desc()).limit(100)))
+
+
+def view(number: str, *, viewer_id: int | None) -> dict:
+    """The certificate as shown: the public record to anyone, plus the order to its owner."""
+    certificate, issued, revoked = get(number)
+    shown = {"number": number, "record": json.loads(issued.record), "hash": issued.hash,
+             "status": "revoked" if revoked else "valid",
+             "revocation": json.loads(revoked.record) if revoked else None}
+    if viewer_id == certificate.user_id:
+        shown["order_id"] = db.session.scalar(select(Order.public_id).where(Order.id == certificate.order_id))
+    return shown
+
+
+def verify(number: str) -> dict:
+    """Each check on its own: the record hashes to its hash, it links to the entry before and the
+    entry after links to it, and its serial ranges are the retirements the database holds."""
+    certificate, issued, revoked = get(number)
+    before = db.session.get(ChainEntry, issued.seq - 1)
+    after = db.session.get(ChainEntry, issued.seq + 1)
+    record = json.loads(issued.record)
+    held = {r.public_id: r for r in db.session.scalars(select(Retirement).where(
+        Retirement.order_id == certificate.order_id))}
+    claimed = {item["id"]: item for project in record.get("projects", []) for item in project["retirements"]}
+    checks = {
+        "hash": digest(record) == issued.hash,
+        "previous_link": record.get("prev") == (before.hash if before else GENESIS) and
+        (before is not None or issued.seq == 1),
+        "next_link": after is None or json.loads(after.record).get("prev") == issued.hash,
+        "serials": set(claimed) == set(held) and all(
+            claimed[key]["serials"] == [str(r.first_serial), str(r.last_serial)] for key, r in held.items()),
+    }
+    return {"number": number, "valid": all(checks.values()) and revoked is None, "checks": checks,
+            "status": "revoked" if revoked else "valid", "hash": issued.hash}
+
+
+def chain() -> Iterator[str]:
+    """The whole chain as JSON lines, in order: ``{"seq", "record", "hash"}`` (record as canonical text)."""
+    for entry in db.session.scalars(select(ChainEntry).order_by(ChainEntry.seq).execution_options(yield_per=500)):
+        yield json.dumps({"seq": entry.seq, "record": entry.record, "hash": entry.hash}, ensure_ascii=False) + "\n"
+
+
+def check_chain(lines) -> str | None:
+    """The first break in an exported chain, or None: every hash recomputed, every link followed."""
+    prev = GENESIS
+    for seq, line in enumerate(lines, start=1):
+        entry = json.loads(line)
+        record = json.loads(entry["record"])
+        if entry["seq"] != seq:
+            return f"entry {entry['seq']} where entry {seq} should be: one is missing or out of order"
+        if digest(record) != entry["hash"]:
+            return f"entry {seq} ({record.get('number')}): hash does not match its record"
+        if record.get("prev") != prev:
+            return f"entry {seq} ({record.get('number')}): does not link to entry {seq - 1}"
+        prev = entry["hash"]
+    return None

@@ -1,0 +1,95 @@
+"""What posters, certificates and share cards draw with: the CJK font, line breaking and fitting,
+centred text blocks, and code images made crisp (decision 0005).
+
+The CJK font is Kurinto Sans SC (OFL), installed by the ``weblate-fonts`` dependency.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from importlib.resources import files
+from io import BytesIO
+
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+_FONT_DIR = "static/weblate_fonts/kurinto/ttf"
+# A word of Latin letters or digits, a run of spaces, or one character; closing punctuation sticks to it.
+_TOKEN = re.compile(r"(?:[A-Za-z0-9'’.\-]+|\s+|.)[，。、：；！？）》」”,.;:!?)]*")
+
+
+def cjk_font_path(bold: bool = False) -> str:
+    """Path of Kurinto Sans SC (Regular or Bold) inside the installed weblate-fonts package."""
+    name = "KurintoSansSC-Bd.ttf" if bold else "KurintoSansSC-Rg.ttf"
+    return str(files("weblate_fonts").joinpath(_FONT_DIR, name))
+
+
+@functools.lru_cache(maxsize=64)
+def font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(cjk_font_path(bold), size)
+
+
+@functools.lru_cache(maxsize=4096)
+def _glyph(char: str) -> tuple:
+    sample = font(48)
+    return sample.getbbox(char), bytes(sample.getmask(char))
+
+
+def font_covers(text: str) -> bool:
+    """True when the font draws every non-space character of ``text`` (none falls back to .notdef)."""
+    notdef = _glyph("\uffff")  # a noncharacter: never in any font's cmap
+    return all(_glyph(c) != notdef for c in set(text) if not c.isspace())
+
+
+def wrap(text: str, face: ImageFont.FreeTypeFont, width: int) -> list[str]:
+    """Greedy line breaking: between CJK characters anywhere, between Latin words at spaces; a line
+    break in the text starts a new line (blank lines dropped), other whitespace is one space."""
+    lines = []
+    for paragraph in text.splitlines():
+        lines.append("")
+        for token in _TOKEN.findall(" ".join(paragraph.split())):
+            if lines[-1] and face.getlength(lines[-1] + token.rstrip()) > width:
+                lines.append(token.lstrip())
+            else:
+                lines[-1] += token
+    return [line.strip() for line in lines if line.strip()]
+
+
+def fit(text: str, sizes: range, max_lines: int, width: int, bold: bool = False
+        ) -> tuple[ImageFont.FreeTypeFont, list[str]]:
+    """The largest size at which ``text`` wraps onto ``max_lines`` lines of ``width``, else cut short
+    with an ellipsis at the smallest size (never overflowing)."""
+    for size in sizes:
+        face = font(size, bold)
+        lines = wrap(text, face, width)
+        if len(lines) <= max_lines and all(face.getlength(line) <= width for line in lines):
+            return face, lines
+    lines = lines[:max_lines] or [""]
+    while lines[-1] and face.getlength(lines[-1] + "…") > width:
+        lines[-1] = lines[-1][:-1]
+    lines[-1] += "…"
+    return face, lines
+
+
+def text_block(draw: ImageDraw.ImageDraw, x: float, y: float, face, lines: list[str], fill: str,
+               anchor: str = "ma") -> float:
+    """Draw lines from ``y`` down (centred on ``x`` by default); return the y below them."""
+    step = face.size * 1.3
+    for line in lines:
+        draw.text((x, y), line, font=face, fill=fill, anchor=anchor)
+        y += step
+    return y
+
+
+def code_image(code_png: bytes, size: int) -> Image.Image:
+    """The code on white, its own white border trimmed, scaled to ``size``; two-tone (QR-like)
+    images keep sharp modules."""
+    with Image.open(BytesIO(code_png)) as img:
+        rgba = img.convert("RGBA")
+    flat = Image.new("RGB", rgba.size, "white")
+    flat.paste(rgba, mask=rgba)
+    ink = ImageOps.invert(flat.convert("L")).point(lambda value: 255 if value > 32 else 0).getbbox()
+    if ink:
+        flat = flat.crop(ink)
+    two_tone = flat.getcolors(2) is not None
+    method = Image.Resampling.NEAREST if two_tone else Image.Resampling.LANCZOS
+    return ImageOps.contain(flat, (size, size), method=method)

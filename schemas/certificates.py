@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from marshmallow import Schema, fields
+
+
+class CertificateOut(Schema):
+    number = fields.String(metadata={"description": "e.g. DD-2026-000123, gap-free per year"})
+    status = fields.String(metadata={"description": "valid | revoked"})
+    hash = fields.String(metadata={"description": "SHA-256 (hex) of the record's RFC 8785 encoding"})
+    record = fields.Dict(metadata={"description": "the chain entry as issued: number, beneficiary, kg, scene, "
+                                                  "projects with registry, vintage and serial ranges, "
+                                                  "dataset_version, issued_at (UTC), prev (the previous hash)"})
+    revocation = fields.Dict(allow_none=True, metadata={"description": "the revocation entry, when revoked"})
+    order_id = fields.String(metadata={"description": "only in the owner's own list"})
+
+
+class CertificatesOut(Schema):
+    items = fields.List(fields.Nested(CertificateOut))
+
+
+class VerificationOut(Schema):
+    number = fields.String()
+    valid = fields.Boolean(metadata={"description": "every check passed and the certificate is not revoked"})
+    status = fields.String()
+    hash = fields.String()
+    checks = fields.Dict(keys=fields.String(), values=fields.Boolean(),
+                         metadata={"description": "hash, previous_link, next_link, serials"})

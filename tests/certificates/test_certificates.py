@@ -1,0 +1,190 @@
+"""Certificates: issued once by the order.paid handler on one hash chain, revoked by a refund,
+verifiable by anyone — and tampering, deleting or reordering entries is caught."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import pytest
+from sqlalchemy import select, text
+
+from carbon.certificates import service as certificates
+from carbon.certificates.models import ChainEntry
+from carbon.checkout.models import Order
+from carbon.checkout.operations import refund_order
+from carbon.core.db import db
+from tests.payments.conftest import guest_token, seed_project
+from tests.payments.test_checkout_e2e import bearer, hook, place_order
+
+
+def paid_order(live, sandbox, openid: str, body: dict) -> tuple[str, dict]:
+    token = guest_token(live.url, sandbox, openid)
+    created = place_order(live, token, body, key=f"cert-{openid}").json()
+    assert hook(sandbox, "request-payment", created["request_payment"]).json()["notify"]["acknowledged"]
+    return token, created["order"]
+
+
+def tamper(statement: str, params: dict) -> None:
+    """Change the chain in SQL, as someone with database access could (on PostgreSQL past its trigger)."""
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(text("SET LOCAL session_replication_role = replica"))
+    db.session.execute(text(statement), params)
+    db.session.commit()
+
+
+def exported() -> list[str]:
+    return list(certificates.chain())
+
+
+def test_a_paid_order_gets_one_certificate_that_anyone_can_check(live, sandbox):
+    project_id = seed_project(live.app, units=1000)
+    token = guest_token(live.url, sandbox, "o_cert")
+    footprint = live.post("/api/v1/footprints", json={"activities": [{"type": "rail", "distance_km": 1000}]},
+                          headers=bearer(token)).json()
+    created = place_order(live, token, {"footprint_id": footprint["id"], "beneficiary_name": "张三"}).json()
+    assert hook(sandbox, "request-payment", created["request_payment"]).json()["notify"]["acknowledged"]
+    mine = live.get("/api/v1/certificates", headers=bearer(token)).json()["items"]
+    assert len(mine) == 1 and mine[0]["order_id"] == created["order"]["id"]
+    number = mine[0]["number"]
+    assert number == f"DD-{datetime.now().year}-000001"
+    record = mine[0]["record"]
+    assert (record["kind"], record["beneficiary"], record["kg"], record["prev"]) == ("issue", "张三", "31.000", "0" * 64)
+    assert record["dataset_version"] == footprint["dataset_version"]
+    [project] = record["projects"]
+    assert (project["id"], project["registry"]) == (project_id, "CDCER")
+    assert [(r["vintage"], r["serials"], r["kg"]) for r in project["retirements"]] == [("2021", ["1", "31"], "31.000")]
+    assert record["issued_at"].endswith("Z")
+    public = live.get(f"/api/v1/certificates/{number}").json()  # no token: the public fields only
+    assert public["record"] == record and "order_id" not in public and "o_cert" not in json.dumps(public)
+    assert public["hash"] == certificates.digest(record)
+    verified = live.get(f"/api/v1/certificates/{number}/verify").json()
+    assert verified["valid"] and all(verified["checks"].values())
+    page = live.get(f"/c/{number}")
+    assert page.status_code == 200 and number in page.text and "张三" in page.text and "链校验通过" in page.text
+    assert "1–31" in page.text
+    with live.app.app_context():
+        order = db.session.scalar(select(Order).where(Order.public_id == created["order"]["id"]))
+        assert order.status == "fulfilled"
+        assert certificates.check_chain(exported()) is None
+    again = hook(sandbox, "notify", {"out_trade_no": created["order"]["payments"][0]["out_trade_no"],
+                                     "variant": "normal"}).json()
+    assert again[0]["status"] == 204  # a duplicate notify issues nothing
+    assert len(live.get("/api/v1/certificates", headers=bearer(token)).json()["items"]) == 1
+    assert live.get("/api/v1/certificates/DD-1999-000001").status_code == 404
+    assert live.get("/c/DD-1999-000001").status_code == 404
+
+
+def test_a_refund_revokes_the_certificate_on_the_chain(live, sandbox):
+    seed_project(live.app, units=1000)
+    _, order = paid_order(live, sandbox, "o_revoked", {"kg": "5"})
+    with live.app.app_context():
+        number = certificates.mine(db.session.scalar(select(Order.user_id)))[0].number
+        refund_order(order["id"], "买错了 / bought by mistake")
+        lines = exported()
+        assert [json.loads(json.loads(line)["record"])["kind"] for line in lines] == ["issue", "revoke"]
+        assert certificates.check_chain(lines) is None
+    verified = live.get(f"/api/v1/certificates/{number}/verify").json()
+    assert verified["status"] == "revoked" and verified["valid"] is False and all(verified["checks"].values())
+    shown = live.get(f"/api/v1/certificates/{number}").json()
+    assert shown["status"] == "revoked" and shown["revocation"]["reason"] == "买错了 / bought by mistake"
+    assert "已撤销" in live.get(f"/c/{number}").text
+
+
+@pytest.fixture
+def three_certificates(live, sandbox):
+    seed_project(live.app, units=1000)
+    numbers = []
+    for n in range(3):
+        paid_order(live, sandbox, f"o_chain_{n}", {"kg": "2"})
+    with live.app.app_context():
+        numbers = list(db.session.scalars(select(ChainEntry.number).order_by(ChainEntry.seq)))
+    return numbers
+
+
+def test_changing_any_field_is_caught(live, three_certificates):
+    with live.app.app_context():
+        entry = db.session.get(ChainEntry, 2)
+        record = json.loads(entry.record)
+        record["kg"] = "200.000"
+        tamper("UPDATE certificate_chain SET record = :r WHERE seq = 2",
+               {"r": json.dumps(record, ensure_ascii=False, separators=(",", ":"))})
+        assert certificates.verify(three_certificates[1])["checks"]["hash"] is False
+        assert certificates.check_chain(exported()).startswith(f"entry 2 ({three_certificates[1]})")
+        # A forger who also recomputes the hash breaks the next entry's link instead.
+        tamper("UPDATE certificate_chain SET hash = :h WHERE seq = 2", {"h": certificates.digest(record)})
+        assert certificates.verify(three_certificates[1])["checks"]["next_link"] is False
+        assert "entry 3" in certificates.check_chain(exported())
+
+
+def test_deleting_or_reordering_entries_is_caught(live, three_certificates):
+    with live.app.app_context():
+        lines = exported()
+        assert certificates.check_chain(lines) is None
+        assert certificates.check_chain([lines[0], lines[2]]).startswith("entry 3 where entry 2 should be")
+        assert certificates.check_chain([lines[1], lines[0], lines[2]]) is not None  # two swapped
+        tamper("DELETE FROM certificates WHERE number = :n", {"n": three_certificates[1]})
+        tamper("DELETE FROM certificate_chain WHERE seq = 2", {})
+        assert certificates.verify(three_certificates[2])["checks"]["previous_link"] is False
+        assert certificates.check_chain(exported()) is not None
+
+
+def test_the_chain_is_append_only_on_postgresql(live, three_certificates, database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the append-only trigger guards PostgreSQL")
+    from sqlalchemy.exc import DBAPIError
+
+    with live.app.app_context():
+        with pytest.raises(DBAPIError, match="append-only"):
+            db.session.execute(text("UPDATE certificate_chain SET number = 'x' WHERE seq = 1"))
+        db.session.rollback()
+
+
+def test_the_offline_verifier_in_the_docs_checks_an_export(live, three_certificates, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    with live.app.app_context():
+        lines = exported()
+    good, bad = tmp_path / "chain.jsonl", tmp_path / "tampered.jsonl"
+    good.write_text("".join(lines), encoding="utf-8")
+    changed = json.loads(lines[1])
+    changed["record"] = changed["record"].replace('"kg":"2.000"', '"kg":"20.000"')
+    bad.write_text("".join([lines[0], json.dumps(changed, ensure_ascii=False) + "\n", lines[2]]), encoding="utf-8")
+    script = str(ROOT / "docs" / "verify_chain.py")
+    ok = subprocess.run([sys.executable, script, str(good)], check=False, capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.startswith("3 entries"), ok
+    broken = subprocess.run([sys.executable, script, str(bad)], check=False, capture_output=True, text=True)
+    assert broken.returncode != 0 and "line 2" in broken.stderr and "changed" in broken.stderr
+
+
+def test_the_guest_is_told_once_when_they_accepted_the_template(live, sandbox):
+    import requests
+    from sqlalchemy import func
+
+    from carbon.certificates.models import Certificate
+    from carbon.jobs.models import OutboxEvent
+
+    seed_project(live.app, units=1000)
+    guest_token(live.url, sandbox, "o_pushed")
+    requests.post(f"{sandbox.url}/__sandbox__/subscriptions", json={"openid": "o_pushed",
+                                                                   "template_id": "TPL_CERT_ISSUED"}, timeout=5)
+    paid_order(live, sandbox, "o_pushed", {"kg": "3"})
+    paid_order(live, sandbox, "o_silent", {"kg": "3"})  # never accepted: WeChat answers 43101
+    messages = requests.get(f"{sandbox.url}/__sandbox__/messages", timeout=5).json()["messages"]
+    assert len(messages) == 1
+    [message] = messages
+    assert (message["touser"], message["template_id"]) == ("o_pushed", "TPL_CERT_ISSUED")
+    with live.app.app_context():
+        pushed, silent = db.session.scalars(select(Certificate).order_by(Certificate.id)).all()
+        assert message["page"] == f"pages/certificate/index?no={pushed.number}"
+        assert message["data"]["character_string5"] == {"value": pushed.number}
+        assert message["data"]["number2"] == {"value": "3.000"} and message["data"]["amount4"] == {"value": "¥1.00"}
+        assert (pushed.push, silent.push) == ("sent", "refused")
+        events = db.session.scalars(select(OutboxEvent).where(OutboxEvent.kind == "certificate.issued")).all()
+        assert [(e.status, e.attempts) for e in events] == [("done", 1), ("done", 1)]  # 43101: not retried
+        from carbon import jobs
+
+        assert jobs.run_due() == {}
+        assert db.session.scalar(select(func.count()).select_from(Certificate)) == 2
