@@ -130,6 +130,8 @@ def empty_all_tables(engine) -> None:
     tables = [t.name for t in reversed(db.metadata.sorted_tables)]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
+            # a connection a failed test left in a transaction fails the teardown instead of hanging it
+            conn.execute(text("SET LOCAL lock_timeout = '20s'"))
             conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
         else:
             for table in tables:
