@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from flask import Blueprint as FlaskBlueprint
-from flask import Response, render_template_string
+from flask import Response, render_template_string, request
 from flask_smorest import Blueprint
 
 from carbon.accounts.auth import current_user, public
 from carbon.certificates import service
+from carbon.core.db import db
 from carbon.core.errors import DomainError
 from schemas.certificates import CertificateOut, CertificatesOut, VerificationOut
 
@@ -35,6 +36,31 @@ def chain():
 def get(number):
     """A certificate's public record (a display name, never an openid or phone) and its status."""
     return service.view(number, viewer_id=None)
+
+
+def _picture(number: str, kind: str):
+    stored = service.image(number, kind)
+    db.session.commit()  # rendered now if it was missing: keep it
+    response = Response(stored.content, mimetype=stored.media_type)
+    response.set_etag(stored.etag)
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    return response.make_conditional(request)
+
+
+@blp.route("/<string:number>/card.jpg", methods=["GET"])
+@blp.response(200, content_type="image/jpeg")
+@public
+def card(number):
+    """The share card (1000×800, WeChat's 5:4 share ratio); ``ETag`` and ``If-None-Match`` → 304."""
+    return _picture(number, "card")
+
+
+@blp.route("/<string:number>/poster.png", methods=["GET"])
+@blp.response(200, content_type="image/png")
+@public
+def poster(number):
+    """The Moments poster (750 px wide) with the mini-program code that opens the certificate."""
+    return _picture(number, "poster")
 
 
 @blp.route("/<string:number>/verify", methods=["GET"])
