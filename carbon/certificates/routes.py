@@ -6,7 +6,6 @@ from flask_smorest import Blueprint
 
 from carbon.accounts.auth import current_user, public
 from carbon.certificates import service
-from carbon.core.db import db
 from carbon.core.errors import DomainError
 from schemas.certificates import CertificateOut, CertificatesOut, VerificationOut
 
@@ -39,10 +38,9 @@ def get(number):
 
 
 def _picture(number: str, kind: str):
-    stored = service.image(number, kind)
-    db.session.commit()  # rendered now if it was missing: keep it
-    response = Response(stored.content, mimetype=stored.media_type)
-    response.set_etag(stored.etag)
+    etag, media_type, content = service.picture(number, kind)
+    response = Response(content, mimetype=media_type)
+    response.set_etag(etag)
     response.headers["Cache-Control"] = "public, max-age=86400"
     return response.make_conditional(request)
 

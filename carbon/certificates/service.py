@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC
 
 import rfc8785
+from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -121,6 +122,22 @@ def image(number: str, kind: str) -> CertificateImage:
     stored.etag, stored.media_type, stored.content = etag, IMAGES[kind], content
     db.session.flush()
     return stored
+
+
+PICTURES_KEPT = 512
+
+
+def picture(number: str, kind: str) -> tuple[str, str, bytes]:
+    """(etag, media type, bytes) of a card or poster, kept by this app once read: a certificate's
+    pictures never change (a new layout comes with a new deploy, hence a new process)."""
+    kept = current_app.extensions.setdefault("diandian.certificate_pictures", {})
+    if (number, kind) not in kept:
+        stored = image(number, kind)
+        db.session.commit()  # rendered now if it was missing: keep it
+        if len(kept) >= PICTURES_KEPT:
+            kept.clear()
+        kept[(number, kind)] = stored.etag, stored.media_type, stored.content
+    return kept[(number, kind)]
 
 
 def _code_for(number: str) -> bytes:
