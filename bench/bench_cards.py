@@ -26,8 +26,9 @@ RECORD = {"number": "DD-2026-000123", "beneficiary": "张小明一家", "kg": "5
 
 def straightforward(with_code: bool) -> bytes:
     """The obvious way: draw it all, make the QR code, save a PNG."""
-    from carbon.rendering import cjk_font_path
     from PIL import ImageFont
+
+    from carbon.rendering import cjk_font_path
 
     size = (750, 1334) if with_code else (1000, 800)
     image = Image.new("RGB", size, "white")
@@ -92,10 +93,10 @@ def seed_certificate(url: str) -> str:
     with app.app_context():
         user = User(openid="o_bench")
         project = Project(registry_name="CDCER", name_zh="成都市大熊猫栖息地碳汇项目", name_en="-", methodology="-",
-                          location="-", price_per_tonne=Decimal("60"), unit_kg=Decimal(1))
+                          location="-", price_per_tonne=Decimal(60), unit_kg=Decimal(1))
         db.session.add_all([user, project])
         db.session.flush()
-        order = Order(user_id=user.id, project=project, units=541, kg=Decimal("541"), amount=Decimal("32.46"),
+        order = Order(user_id=user.id, project=project, units=541, kg=Decimal(541), amount=Decimal("32.46"),
                       status="paid", beneficiary_name="张小明一家", purpose="-", expires_at=utcnow(), paid_at=utcnow())
         db.session.add(order)
         db.session.commit()
