@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint install migrate seed clean
+.PHONY: run test soak bench lint install migrate seed clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ run: seed
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# schemathesis with many random examples per operation (make test runs a few, the same each time)
+SOAK_EXAMPLES ?= 300
+soak: $(STAMP)
+	DIANDIAN_FUZZ_EXAMPLES=$(SOAK_EXAMPLES) DIANDIAN_FUZZ_RANDOM=1 DIANDIAN_FUZZ_REPORT=1 \
+		$(PY) -m pytest -q -s tests/api/test_schemathesis.py $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

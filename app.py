@@ -32,13 +32,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="openapi.json",
-        API_SPEC_OPTIONS={"components": {"securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]},
     )
     app.config.update(settings.extra)
     app.extensions["diandian.settings"] = settings
 
     _init_extensions(app, settings)
+    if settings.TRUSTED_PROXIES:  # the client's address, scheme and host as the proxies in front saw them
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = settings.TRUSTED_PROXIES
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     install(app, log_requests=settings.LOG_REQUESTS)
     _register_blueprints(app)
     _register_job_handlers(app)
@@ -65,23 +68,30 @@ def _engine_options(url: str) -> dict[str, Any]:
 
 
 def _init_extensions(app: Flask, settings) -> None:
-    from flask_smorest import Api
-
+    from carbon.accounts.auth import audience_of
     from carbon.core import extensions as ext
     from carbon.core.db import db
+    from carbon.core.fallback import RedisBreaker
     from carbon.core.ratelimit import RateLimiter
 
     db.init_app(app)
     ext.migrate.init_app(app, db, directory=str(ROOT / "carbon" / "migrations"))
-    app.extensions["diandian.api"] = Api(app)  # one per app: apispec refuses duplicate schemas
+    from carbon.core.http import requires_json
+    from carbon.core.openapi import DiandianApi
+    from schemas.common import ErrorEnvelope
+
+    # one per app: apispec refuses duplicate schemas
+    app.extensions["diandian.api"] = DiandianApi(app, error_schema=ErrorEnvelope, audience_of=audience_of,
+                                                 requires_json=requires_json)
 
     redis_client = None
+    breaker = app.extensions["diandian.redis_breaker"] = RedisBreaker()
     if settings.REDIS_URL:
         import redis
 
         redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
         app.extensions["diandian.redis"] = redis_client
-    app.extensions["diandian.ratelimiter"] = RateLimiter(redis_client)
+    app.extensions["diandian.ratelimiter"] = RateLimiter(redis_client, breaker=breaker)
     if redis_client is not None and settings.JOBS == "workers":
         from rq import Queue
 
@@ -91,7 +101,7 @@ def _init_extensions(app: Flask, settings) -> None:
         engine = db.engine
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
-        app.extensions["diandian.wechat"] = _wechat_gateway(settings, engine, redis_client)
+        app.extensions["diandian.wechat"] = _wechat_gateway(settings, engine, redis_client, breaker)
     app.extensions["diandian.payments"] = _payment_provider(settings)
 
 
@@ -122,12 +132,14 @@ def _payment_provider(settings):
         timeout_seconds=settings.WECHAT_TIMEOUT_SECONDS))
 
 
-def _wechat_gateway(settings, engine, redis_client):
+def _wechat_gateway(settings, engine, redis_client, breaker):
     from wechat.api import WeChatGateway
     from wechat.client import DiandianWeChatClient
-    from wechat.tokens import DatabaseTokenStore, RedisTokenStore
+    from wechat.tokens import DatabaseTokenStore, FallbackTokenStore, RedisTokenStore
 
-    store = RedisTokenStore(redis_client) if redis_client is not None else DatabaseTokenStore(engine)
+    store = DatabaseTokenStore(engine)
+    if redis_client is not None:
+        store = FallbackTokenStore(RedisTokenStore(redis_client), store, breaker)
     client = DiandianWeChatClient(settings.WECHAT_APPID, settings.WECHAT_SECRET,
                                   api_base=settings.WECHAT_API_BASE, store=store,
                                   token_mode=settings.WECHAT_TOKEN_MODE,

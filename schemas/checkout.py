@@ -62,3 +62,11 @@ class OrderCreatedOut(Schema):
 
 class OrdersOut(Schema):
     items = fields.List(fields.Nested(OrderOut))
+
+
+class WeChatPayAnswer(Schema):
+    """What the notify route answers WeChat Pay when it does not take a notification (WeChat Pay's
+    format, not the error envelope)."""
+
+    code = fields.String(required=True, metadata={"example": "FAIL"})
+    message = fields.String(required=True)

@@ -36,6 +36,10 @@ class Email(_Storable, fields.Email):
 class Money(fields.Field):
     """CNY as a string with two places on the wire ("12.34"); Decimal inside. Floats refused."""
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.metadata = {"type": "string", "pattern": r"^-?\d+\.\d{2}$", "example": "12.34", **self.metadata}
+
     def _serialize(self, value, attr, obj, **kwargs):
         return None if value is None else str(cny(value))
 
@@ -45,6 +49,10 @@ class Money(fields.Field):
 
 class Kilograms(fields.Field):
     """kg CO2e as a string with three places ("30.480"); Decimal inside. Floats refused."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.metadata = {"type": "string", "pattern": r"^-?\d+\.\d{3}$", "example": "30.480", **self.metadata}
 
     def _serialize(self, value, attr, obj, **kwargs):
         return None if value is None else str(kg(value))
@@ -77,7 +85,7 @@ def _decimal(value, quantize):
 class ErrorBody(Schema):
     code = fields.String(required=True, metadata={"example": "auth.invalid_code"})
     message = fields.String(required=True)
-    details = fields.Dict(metadata={"description": "per-field messages for validation errors"})
+    details = fields.Dict(required=True, metadata={"description": "per-field messages for validation errors"})
     request_id = fields.String(required=True)
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from carbon.core.clock import clock
+from carbon.core.fallback import RedisBreaker
 from wechat.models import WeChatCredential
 
 LOCK_LEASE_SECONDS = 15
@@ -143,6 +144,35 @@ class DatabaseTokenStore:
                 conn.execute(update(WeChatCredential)
                              .where(WeChatCredential.key == key, WeChatCredential.lease_holder == self.holder)
                              .values(lease_holder=None, lease_until=None))
+
+
+class FallbackTokenStore:
+    """Redis first; the database while Redis cannot be reached (``breaker`` decides, for every call).
+
+    A token written to the database during an outage is not copied to Redis: when Redis is back its
+    token (if any) is used again; in ``classic`` mode it may have been replaced meanwhile, and WeChat's
+    40001 on it makes the next call refresh it once (WeChatGateway._call)."""
+
+    def __init__(self, primary: TokenStore, fallback: TokenStore, breaker: RedisBreaker) -> None:
+        self.primary = primary
+        self.fallback = fallback
+        self.breaker = breaker
+
+    def read(self, key: str) -> StoredToken | None:
+        return self.breaker.call(lambda: self.primary.read(key), lambda: self.fallback.read(key))
+
+    def write(self, key: str, token: StoredToken) -> None:
+        self.breaker.call(lambda: self.primary.write(key, token), lambda: self.fallback.write(key, token))
+
+    def delete_if(self, key: str, value: str) -> None:
+        self.breaker.call(lambda: self.primary.delete_if(key, value), lambda: self.fallback.delete_if(key, value))
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            self.breaker.call(lambda: stack.enter_context(self.primary.lock(key)),
+                              lambda: stack.enter_context(self.fallback.lock(key)))
+            yield
 
 
 Fetcher = Callable[[], tuple[str, int]]  # -> (token, expires_in seconds)

@@ -44,13 +44,16 @@ def bearer_token() -> str | None:
     return token.strip()
 
 
+def audience_of(view: Callable | None, path: str) -> str:
+    """Who may call ``view`` at ``path``: its mark, else a guest under /api/v1 and anyone elsewhere."""
+    return getattr(view, "_diandian_audience", "guest" if path.startswith(API_PREFIX) else "public")
+
+
 def enforce_audiences() -> None:
     """before_request: authenticate the caller for the view's audience."""
     if request.endpoint is None:
         return
-    view = current_app.view_functions.get(request.endpoint)
-    default = "guest" if request.path.startswith(API_PREFIX) else "public"
-    who = getattr(view, "_diandian_audience", default)
+    who = audience_of(current_app.view_functions.get(request.endpoint), request.path)
     if who == "public":
         return
     authenticate, missing = _AUDIENCES[who]

@@ -5,6 +5,7 @@ from flask_smorest import Blueprint
 
 from carbon.accounts import service
 from carbon.accounts.auth import current_user, public
+from carbon.core.openapi import answers
 from carbon.scenes import service as scenes
 from schemas.accounts import LoginIn, LoginOut, PhoneIn, ProfilePatchIn, UserOut
 
@@ -12,6 +13,7 @@ blp = Blueprint("accounts", __name__, url_prefix="/api/v1", description="登录�
 
 
 @blp.route("/auth/login", methods=["POST"])
+@answers(400, 403, 429, 502)  # bad or used code, blocked by WeChat, limits, WeChat down
 @blp.arguments(LoginIn)
 @blp.response(200, LoginOut)
 @public
@@ -37,6 +39,7 @@ def me():
 
 
 @blp.route("/me", methods=["PATCH"])
+@answers(429, 502)  # WeChat's content check
 @blp.arguments(ProfilePatchIn)
 @blp.response(200, UserOut)
 def update_me(body):
@@ -45,6 +48,7 @@ def update_me(body):
 
 
 @blp.route("/me/phone", methods=["POST"])
+@answers(400, 429, 502)
 @blp.arguments(PhoneIn)
 @blp.response(200, UserOut)
 def bind_phone(body):

@@ -11,10 +11,13 @@ from carbon.core import extensions as ext
 from carbon.core import session_tokens
 from carbon.core.clock import utcnow
 from carbon.core.db import db
-from carbon.core.errors import AuthenticationError, DomainError
+from carbon.core.errors import AuthenticationError, DomainError, RateLimited
 from carbon.core.ids import new_token
+from carbon.core.ratelimit import key_of
 
 TOKEN_SALT = "diandian.session"
+CODE_ATTEMPTS = 3  # a wx.login code is sent to WeChat at most this often (retries after a 502) ...
+CODE_WINDOW_SECONDS = 300  # ... within its five-minute life
 
 
 class NicknameRejected(DomainError):
@@ -28,6 +31,11 @@ class TokenInvalid(AuthenticationError):
     message = "登录已失效，请重新登录 / The session token is invalid, expired or revoked"
 
 
+class CodeReplayed(RateLimited):
+    code = "auth.code_replayed"
+    message = "该登录凭证已多次使用，请重新调用 wx.login / This login code was tried too often; call wx.login again"
+
+
 @dataclass(frozen=True)
 class LoginResult:
     user: User
@@ -37,10 +45,14 @@ class LoginResult:
 
 
 def login(code: str, client_ip: str | None) -> LoginResult:
-    """Exchange a ``wx.login`` code, find or create the user, open a session."""
+    """Exchange a ``wx.login`` code, find or create the user, open a session.
+
+    The limits that can be judged before the code is spent at WeChat come first (per client, per
+    code); the per-openid one can only be judged after jscode2session, so its 429 costs the code."""
     settings = ext.settings()
     limiter = ext.rate_limiter()
     limiter.hit(f"login:ip:{client_ip or 'unknown'}", settings.LOGIN_RATE_PER_MINUTE_CLIENT)
+    limiter.hit(f"login:code:{key_of(code)}", CODE_ATTEMPTS, CODE_WINDOW_SECONDS, error=CodeReplayed)
     wx_session = ext.wechat().exchange_code(code)
     limiter.hit(f"login:openid:{wx_session.openid}", settings.LOGIN_RATE_PER_MINUTE_OPENID)
 

@@ -9,7 +9,8 @@ from carbon.checkout import inbox, orders
 from carbon.checkout.outcomes import Outcome
 from carbon.core.errors import ValidationError
 from carbon.core.http import provider_format
-from schemas.checkout import OrderCreatedOut, OrderIn, OrdersOut
+from carbon.core.openapi import answers
+from schemas.checkout import OrderCreatedOut, OrderIn, OrdersOut, WeChatPayAnswer
 
 blp = Blueprint("orders", __name__, url_prefix="/api/v1", description="订单与支付 / Orders and payment")
 
@@ -17,6 +18,10 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 @blp.route("/orders", methods=["POST"])
+@answers(404, 409, 410, 429, 502)  # scene gone; key busy or reused, sold out, hold limit; WeChat checks and Pay
+@blp.doc(parameters=[{"in": "header", "name": IDEMPOTENCY_HEADER, "required": True, "schema": {
+    "type": "string", "minLength": 1, "maxLength": 64}, "description": "the same key returns the same order; "
+    "retry with it after a 5xx"}])
 @blp.arguments(OrderIn)
 @blp.response(201, OrderCreatedOut)
 def create_order(body):
@@ -74,6 +79,14 @@ def _http_error_as_wechatpay_answer(exc: HTTPException):
 
 
 @notify.route("/wechatpay/notify", methods=["POST"])
+@notify.alt_response(204, description="recorded (also a duplicate, or an event with nothing to do)", success=True)
+@notify.alt_response(400, schema=WeChatPayAnswer, description="malformed, or does not match the payment")
+@notify.alt_response(401, schema=WeChatPayAnswer, description="signature or timestamp not trusted")
+@notify.alt_response(413, schema=WeChatPayAnswer, description="body over the size limit")
+@notify.alt_response(500, description="failed: WeChat Pay retries", schema={
+    "oneOf": [{"$ref": "#/components/schemas/WeChatPayAnswer"}, {"$ref": "#/components/schemas/ErrorEnvelope"}]})
+@notify.alt_response(503, description="cannot be processed now: WeChat Pay retries", schema={
+    "oneOf": [{"$ref": "#/components/schemas/WeChatPayAnswer"}, {"$ref": "#/components/schemas/ErrorEnvelope"}]})
 @public
 @provider_format
 def wechatpay_notify():

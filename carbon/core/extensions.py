@@ -10,6 +10,7 @@ from flask_smorest import Api
 from carbon.core.db import db
 
 if TYPE_CHECKING:
+    from carbon.core.fallback import RedisBreaker
     from carbon.core.ratelimit import RateLimiter
     from carbon.core.settings import Settings
     from payments.provider import PaymentProvider
@@ -17,7 +18,8 @@ if TYPE_CHECKING:
 
 migrate = Migrate()
 
-__all__ = ["db", "job_queue", "migrate", "payments", "rate_limiter", "redis_client", "settings", "wechat"]
+__all__ = ["db", "job_queue", "migrate", "payments", "rate_limiter", "redis_breaker", "redis_client", "settings",
+           "wechat"]
 
 
 def api() -> Api:
@@ -48,3 +50,7 @@ def job_queue() -> Any | None:
 
 def rate_limiter() -> RateLimiter:
     return current_app.extensions["diandian.ratelimiter"]
+
+
+def redis_breaker() -> RedisBreaker:
+    return current_app.extensions["diandian.redis_breaker"]

@@ -1,18 +1,29 @@
 """Request ids, one JSON log line per request, the one error envelope, the headers every answer
 carries, and what every request must be before a view sees it: path ids and JSON bodies within the
-limits docs/API.md lists (size, media type, nesting, number length, storable text)."""
+limits docs/API.md lists (size, media type, nesting, number length, storable text).
+
+Every failure of every route answers in the envelope: DomainErrors, HTTP errors, an unreachable
+database or Redis (503; a different code once this request has sent a COMMIT), unexpected
+exceptions (500), and errors in after_request and teardown functions (``CrashGuard``). Removing
+the request's database session never fails a request (``end_session``).
+"""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import sys
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, g, has_app_context, has_request_context, jsonify, request
 from flask.sessions import SessionInterface
-from sqlalchemy.exc import OperationalError
+from redis.exceptions import RedisError
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DataError, OperationalError
 from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
 
 from carbon.core.db import db
@@ -50,7 +61,14 @@ HTTP_CODES = {
     415: ("request.unsupported_media_type", "不支持的内容类型 / Unsupported media type"),
     422: ("validation_error", "输入有误 / Invalid input"),
     429: ("rate_limited", "请求过于频繁 / Too many requests"),
+    500: ("internal", "服务器内部错误 / Internal server error"),
 }
+PARTIALLY_SAVED = ("request.partially_saved",
+                   ("服务暂不可用，本次请求可能已部分保存，请重试（使用相同的 Idempotency-Key） / A service became "
+                    "unavailable after part of this request may have been saved; retry it, with the same "
+                    "Idempotency-Key where the route takes one"))
+REQUEST_ID_ENVIRON = "diandian.request_id"
+UNAVAILABLE_RETRY_SECONDS = 2  # a restart or failover of the database or Redis is usually over by then
 
 
 class JsonFormatter(logging.Formatter):
@@ -78,16 +96,112 @@ def request_id() -> str:
     return getattr(g, "request_id", None) or "-"
 
 
+def envelope(code: str, message: str, details: dict | None = None, request_id_: str = "-") -> dict:
+    return {"error": {"code": code, "message": message, "details": details or {}, "request_id": request_id_}}
+
+
 def error_response(status: int, code: str, message: str, details: dict | None = None) -> Response:
-    response = jsonify({"error": {"code": code, "message": message, "details": details or {},
-                                  "request_id": request_id()}})
+    response = jsonify(envelope(code, message, details, request_id()))
     response.status_code = status
     if status == 401:  # RFC 6750: the challenge, and which error when a token was given
         response.headers["WWW-Authenticate"] = 'Bearer realm="diandian"' + (
             ', error="invalid_token"' if code == "auth.invalid_token" else "")
     elif status == 429:
         response.headers["Retry-After"] = str(int((details or {}).get("retry_after_seconds", 60)))
+    elif status == 503:
+        response.headers["Retry-After"] = str(int((details or {}).get("retry_after_seconds",
+                                                                      UNAVAILABLE_RETRY_SECONDS)))
     return response
+
+
+def unavailable(dependency: str, exc: Exception, code: str, message: str) -> Response:
+    """503 for a part that cannot be reached now. Once this request has sent a COMMIT, "nothing was
+    written" would be untrue: then the answer says part of it may be saved (retry with the same key)."""
+    sent = g.get("commit_sent", False)
+    logging.getLogger("diandian.error").warning(f"{dependency} unavailable", extra={"fields": {
+        "request_id": request_id(), "path": request.path, "commit_sent": sent,
+        "error": type(getattr(exc, "orig", None) or exc).__name__}})
+    if sent:
+        code, message = PARTIALLY_SAVED
+    return error_response(503, code, message, {"dependency": dependency})
+
+
+def _note_commit(connection) -> None:
+    """A COMMIT goes to the database for this request. Noted before it is sent, not after it
+    succeeds: a connection that drops during the COMMIT leaves its outcome unknown."""
+    if has_request_context():
+        g.commit_sent = True
+
+
+def end_session(*, remove: bool) -> None:
+    """Roll back the request's session (``remove``: and close and forget it). When that fails (the
+    connection dropped, or a rollback the server refuses), log it, invalidate the session's
+    connections so none goes back to the pool, and carry on: never raises."""
+    try:
+        if remove:
+            db.session.remove()
+        else:
+            db.session.rollback()
+        return
+    except Exception as exc:  # noqa: BLE001 - error handlers and teardowns must still answer
+        logging.getLogger("diandian.error").warning("session cleanup failed", extra={"fields": {
+            "request_id": request_id() if has_app_context() else "-", "error": type(exc).__name__}})
+    if db.session.registry.has():
+        with contextlib.suppress(Exception):
+            db.session.registry().invalidate()
+    if remove:
+        db.session.registry.clear()
+
+
+def _remove_session(_exc: BaseException | None) -> None:
+    end_session(remove=True)
+
+
+class CrashGuard:
+    """WSGI middleware, the last line: an exception that escapes Flask (an after_request or teardown
+    function failing, past Flask's error handlers) becomes the envelope's 500 with the request id,
+    not the server's HTML page. The app's answer is passed on only once the app returned, so a
+    failure after Flask built its response can still replace it."""
+
+    def __init__(self, wsgi_app: Callable, *, propagate: Callable[[], bool]) -> None:
+        self.wsgi_app = wsgi_app
+        self.propagate = propagate
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        pending: list[tuple] = []  # the app's start_response arguments, held until the app returned
+        sent: list[Callable] = []
+
+        def deferred_start(status, headers, exc_info=None):
+            pending[:] = [(status, headers, exc_info)]
+            return write
+
+        def send() -> None:
+            if pending:
+                status, headers, exc_info = pending.pop()
+                rid = environ.get(REQUEST_ID_ENVIRON)
+                if rid and not any(name.lower() == "x-request-id" for name, _ in headers):
+                    headers = [*headers, ("X-Request-ID", rid)]  # a failing after_request skipped ours
+                sent[:] = [start_response(status, headers, exc_info)]
+
+        def write(data: bytes) -> None:  # PEP 3333's legacy write(): the answer goes out at once
+            send()
+            sent[0](data)
+
+        try:
+            app_iter = self.wsgi_app(environ, deferred_start)
+        except Exception:
+            if self.propagate():
+                raise
+            rid = environ.get(REQUEST_ID_ENVIRON) or new_request_id()
+            logging.getLogger("diandian.error").exception("unhandled outside the error handlers", extra={
+                "fields": {"request_id": rid, "path": environ.get("PATH_INFO")}})
+            body = json.dumps(envelope(*HTTP_CODES[500], request_id_=rid), ensure_ascii=False).encode()
+            start_response("500 INTERNAL SERVER ERROR", [
+                ("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("X-Request-ID", rid)],
+                sys.exc_info() if sent else None)
+            return [body]
+        send()
+        return app_iter
 
 
 def _validation_details(exc: HTTPException) -> dict:
@@ -121,6 +235,13 @@ def provider_format(view):
     checks and envelope are not for it; its blueprint turns HTTP errors into that format itself."""
     view.provider_format = True
     return view
+
+
+def requires_json(view, method: str, path: str) -> bool:
+    """A body sent to this view, method and path must be JSON (``_check_body``; the OpenAPI
+    description documents 415 and 413 from it)."""
+    return (path.startswith("/api/") and method in BODY_METHODS
+            and not getattr(view, "provider_format", False))
 
 
 class JsonTooDeep(DomainError):
@@ -252,11 +373,19 @@ class NoCookieSessions(SessionInterface):
 
 def install(app: Flask, *, log_requests: bool) -> None:
     app.session_interface = NoCookieSessions()
+    # Flask-SQLAlchemy's own teardown lets a failing rollback escape Flask: ours logs and swallows it.
+    app.teardown_appcontext_funcs[:] = [f for f in app.teardown_appcontext_funcs
+                                        if getattr(f, "__func__", None) is not type(db)._teardown_session]
+    app.teardown_appcontext(_remove_session)
+    if not event.contains(Engine, "commit", _note_commit):
+        event.listen(Engine, "commit", _note_commit)
+    app.wsgi_app = CrashGuard(app.wsgi_app, propagate=lambda: _propagates(app))  # type: ignore[method-assign]
 
     @app.before_request
     def _start() -> Response | None:
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if _REQUEST_ID.match(incoming) else new_request_id()
+        request.environ[REQUEST_ID_ENVIRON] = g.request_id
         g.started = time.perf_counter()
         if getattr(app.view_functions.get(request.endpoint), "provider_format", False):
             return None
@@ -266,7 +395,7 @@ def install(app: Flask, *, log_requests: bool) -> None:
         if request.view_args and any(isinstance(value, str) and unstorable(value)
                                      for value in request.view_args.values()):
             raise NotFound()  # a path id with NUL or control characters names nothing
-        if request.path.startswith("/api/") and request.method in BODY_METHODS:
+        if requires_json(app.view_functions.get(request.endpoint), request.method, request.path):
             return _check_body()
         return None
 
@@ -301,16 +430,37 @@ def install(app: Flask, *, log_requests: bool) -> None:
     @app.errorhandler(OperationalError)
     def _database_unavailable(exc: OperationalError) -> Response:
         """The database is unreachable (restart, failover) or a lock wait timed out: retry later."""
-        db.session.rollback()
-        logging.getLogger("diandian.error").warning("database unavailable", extra={"fields": {
-            "request_id": request_id(), "path": request.path, "error": type(exc.orig).__name__}})
-        return error_response(503, "database.unavailable", "数据库暂不可用，请稍后重试 / The database is unavailable, "
-                                                           "retry shortly")
+        end_session(remove=False)
+        return unavailable("database", exc, "database.unavailable",
+                           "数据库暂不可用，请稍后重试（未写入任何数据） / The database is unavailable, retry shortly "
+                           "(nothing was written)")
+
+    @app.errorhandler(DataError)
+    def _unstorable_input(exc: DataError) -> Response:
+        """The database refused a value (a number out of range, text too long for its column on
+        PostgreSQL; text it cannot store is refused earlier, ``_check_json_body``): the input was
+        invalid, even where a schema did not say so."""
+        end_session(remove=False)
+        logging.getLogger("diandian.error").warning("database refused a value", extra={"fields": {
+            "request_id": request_id(), "path": request.path, "error": str(exc.orig)[:200]}})
+        return error_response(422, "validation_error", "输入含有无法保存的值（如超出范围的数字） / The input has a value the "
+                                                       "database cannot store (e.g. a number out of range)")
+
+    @app.errorhandler(RedisError)
+    def _redis_unavailable(exc: RedisError) -> Response:
+        """A Redis user without a fallback (rate limits and the access token have one)."""
+        return unavailable("redis", exc, "redis.unavailable",
+                           "缓存服务暂不可用，请稍后重试 / Redis is unavailable, retry shortly")
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        if app.testing and app.config.get("PROPAGATE_UNEXPECTED", True):
+        if _propagates(app):
             raise exc
         logging.getLogger("diandian.error").exception(
             "unhandled", extra={"fields": {"request_id": request_id(), "path": request.path}})
-        return error_response(500, "internal", "服务器内部错误 / Internal server error")
+        return error_response(500, *HTTP_CODES[500])
+
+
+def _propagates(app: Flask) -> bool:
+    """Tests let unexpected exceptions propagate (bugs fail loudly) unless they say otherwise."""
+    return app.testing and app.config.get("PROPAGATE_UNEXPECTED", True)

@@ -63,6 +63,9 @@ class Settings:
     SCENE_CACHE_SECONDS: float = 5.0  # how long a worker reuses a resolved scene (0: never)
     LOGIN_RATE_PER_MINUTE_CLIENT: int = 30
     LOGIN_RATE_PER_MINUTE_OPENID: int = 10
+    ADMIN_LOGIN_FAILURES_PER_EMAIL: int = 10  # wrong passwords per organizer email per 15 minutes, then locked
+    ADMIN_LOGIN_FAILURES_PER_CLIENT: int = 30  # wrong passwords per client address per 15 minutes, then locked
+    TRUSTED_PROXIES: int = 0  # proxies in front (nginx: 1) whose X-Forwarded-For/-Proto/-Host are believed
     MAX_CONTENT_LENGTH: int = 64 * 1024
     LOG_LEVEL: str = "INFO"
     LOG_REQUESTS: bool = True
@@ -93,6 +96,8 @@ class Settings:
             raise SettingsError("DIANDIAN_JOBS must be 'inline' or 'workers'")
         if self.SESSION_TTL_SECONDS <= 0:
             raise SettingsError("DIANDIAN_SESSION_TTL_SECONDS must be positive")
+        if self.TRUSTED_PROXIES < 0:
+            raise SettingsError("DIANDIAN_TRUSTED_PROXIES must be 0 or more")
         if not self.is_production:
             return
         if not self.SECRET_KEY or self.SECRET_KEY == DEFAULT_SECRET_KEY or len(self.SECRET_KEY) < 32:

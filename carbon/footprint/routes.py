@@ -3,6 +3,7 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 
 from carbon.accounts.auth import current_user, public
+from carbon.core.openapi import answers
 from carbon.footprint import service
 from schemas.footprint import FootprintIn, FootprintOut, HistoryOut, HistoryQuery
 
@@ -11,6 +12,7 @@ blp = Blueprint("footprints", __name__, url_prefix="/api/v1/footprints",
 
 
 @blp.route("/preview", methods=["POST"])
+@answers(404, 410)  # the scene given is unknown or closed
 @blp.arguments(FootprintIn)
 @blp.response(200, FootprintOut)
 @public
@@ -20,6 +22,7 @@ def preview(body):
 
 
 @blp.route("", methods=["POST"])
+@answers(404, 410)
 @blp.arguments(FootprintIn)
 @blp.response(201, FootprintOut)
 def create(body):

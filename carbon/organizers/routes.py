@@ -4,6 +4,7 @@ from flask import g, request
 from flask_smorest import Blueprint
 
 from carbon.accounts.auth import public
+from carbon.core.openapi import answers
 from carbon.organizers import service
 from carbon.organizers.auth import current_principal, organizer_only, require_owner
 from schemas.organizers import (
@@ -24,6 +25,7 @@ blp = Blueprint("admin", __name__, url_prefix="/api/v1/admin",
 
 
 @blp.route("/auth/login", methods=["POST"])
+@answers(401, 429)  # wrong email or password; too many logins or wrong passwords
 @blp.arguments(AdminLoginIn)
 @blp.response(200, AdminLoginOut)
 @public
@@ -59,6 +61,7 @@ def members():
 
 
 @blp.route("/members", methods=["POST"])
+@answers(403, 409)
 @blp.arguments(MemberIn)
 @blp.response(201, OrganizerOut)
 @organizer_only
@@ -69,6 +72,7 @@ def add_member(body):
 
 
 @blp.route("/api-keys", methods=["GET"])
+@answers(403)
 @blp.response(200, ApiKeysOut)
 @organizer_only
 def api_keys():
@@ -77,6 +81,7 @@ def api_keys():
 
 
 @blp.route("/api-keys", methods=["POST"])
+@answers(403)
 @blp.arguments(ApiKeyIn)
 @blp.response(201, ApiKeyCreatedOut)
 @organizer_only
@@ -89,6 +94,7 @@ def create_api_key(body):
 
 
 @blp.route("/api-keys/<string:key_id>", methods=["DELETE"])
+@answers(403)
 @blp.response(200, ApiKeyOut)
 @organizer_only
 def revoke_api_key(key_id):

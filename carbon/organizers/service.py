@@ -13,18 +13,25 @@ from carbon.core import extensions as ext
 from carbon.core import session_tokens
 from carbon.core.clock import utcnow
 from carbon.core.db import db
-from carbon.core.errors import AuthenticationError, Conflict, NotFound
+from carbon.core.errors import AuthenticationError, Conflict, NotFound, RateLimited
 from carbon.core.ids import new_token
+from carbon.core.ratelimit import key_of
 from carbon.organizers.models import ApiKey, Organization, Organizer, OrganizerSession
 
 TOKEN_SALT = "diandian.organizer"
 API_KEY_PREFIX = "dk_"
 _DUMMY_HASH = generate_password_hash("diandian-timing-equaliser")
+FAILURE_WINDOW_SECONDS = 15 * 60
 
 
 class BadCredentials(AuthenticationError):
     code = "auth.bad_credentials"
     message = "邮箱或密码错误 / Wrong email or password"
+
+
+class LoginLocked(RateLimited):
+    code = "auth.login_locked"
+    message = "密码错误次数过多，登录已暂时锁定，请稍后再试 / Too many wrong passwords: login is locked for a while"
 
 
 class OrganizerTokenInvalid(AuthenticationError):
@@ -72,17 +79,26 @@ def members(organization: Organization) -> list[Organizer]:
 
 
 def login(email: str, password: str, client_ip: str | None) -> tuple[Organizer, str, datetime]:
+    """Email and password → a session. What is limited is failing: wrong passwords per email and per
+    client (then 429 ``auth.login_locked`` until the window ends), so someone guessing cannot lock
+    the owner out with fewer failures than the limit, and a correct password under it gets in."""
     settings = ext.settings()
     limiter = ext.rate_limiter()
     email = email.strip().lower()
-    limiter.hit(f"admin-login:ip:{client_ip or 'unknown'}", settings.LOGIN_RATE_PER_MINUTE_CLIENT)
-    limiter.hit(f"admin-login:email:{email}", settings.LOGIN_RATE_PER_MINUTE_OPENID)
+    client = client_ip or "unknown"
+    limiter.hit(f"admin-login:ip:{client}", settings.LOGIN_RATE_PER_MINUTE_CLIENT)
+    failures = {f"admin-login:failed:email:{key_of(email)}": settings.ADMIN_LOGIN_FAILURES_PER_EMAIL,
+                f"admin-login:failed:ip:{client}": settings.ADMIN_LOGIN_FAILURES_PER_CLIENT}
+    for key, limit in failures.items():
+        limiter.check(key, limit, FAILURE_WINDOW_SECONDS, error=LoginLocked)
     member = db.session.scalar(select(Organizer).where(Organizer.email == email))
     if member is None:
         check_password_hash(_DUMMY_HASH, password)  # same cost whether or not the email exists
+    if member is None or not check_password_hash(member.password_hash, password) or member.disabled_at is not None:
+        for key in failures:
+            limiter.record(key, FAILURE_WINDOW_SECONDS)
         raise BadCredentials()
-    if not check_password_hash(member.password_hash, password) or member.disabled_at is not None:
-        raise BadCredentials()
+    limiter.forget(next(iter(failures)), FAILURE_WINDOW_SECONDS)  # the owner is in: their email starts afresh
     now = utcnow()
     session = OrganizerSession(token_id=new_token(24), organizer=member, created_at=now,
                                expires_at=now + timedelta(seconds=settings.ORGANIZER_SESSION_TTL_SECONDS))

@@ -3,6 +3,7 @@ from __future__ import annotations
 from flask import Response
 from flask_smorest import Blueprint
 
+from carbon.core.openapi import answers
 from carbon.organizers.auth import current_principal, organizer_only
 from carbon.scenes import service
 from schemas.scenes import (
@@ -30,6 +31,7 @@ def list_scenes():
 
 
 @blp.route("", methods=["POST"])
+@answers(409)
 @blp.arguments(SceneCreateIn)
 @blp.response(201, SceneOut)
 @organizer_only
@@ -46,6 +48,7 @@ def get_scene(scene_id):
 
 
 @blp.route("/<string:scene_id>", methods=["PATCH"])
+@answers(409)
 @blp.arguments(ScenePatchIn)
 @blp.response(200, SceneOut)
 @organizer_only
@@ -55,6 +58,7 @@ def update_scene(body, scene_id):
 
 
 @blp.route("/<string:scene_id>/channels", methods=["POST"])
+@answers(409)
 @blp.arguments(ChannelIn)
 @blp.response(201, ChannelOut)
 @organizer_only
@@ -64,6 +68,7 @@ def add_channel(body, scene_id):
 
 
 @blp.route("/<string:scene_id>/wxacode", methods=["POST"])
+@answers(429, 502)  # fetched from WeChat
 @blp.arguments(WxaCodeIn)
 @blp.response(200, ChannelOut)
 @organizer_only
@@ -74,6 +79,7 @@ def fetch_wxacode(body, scene_id):
 
 
 @blp.route("/<string:scene_id>/wxacode.png", methods=["GET"])
+@answers(429, 502)  # fetched from WeChat
 @blp.arguments(ChannelQuery, location="query")
 @blp.response(200, content_type="image/png")
 @organizer_only
@@ -93,6 +99,7 @@ def qrcode_png(query, scene_id):
 
 
 @blp.route("/<string:scene_id>/poster.png", methods=["GET"])
+@answers(429, 502)  # fetched from WeChat
 @blp.arguments(PosterQuery, location="query")
 @blp.response(200, content_type="image/png")
 @organizer_only
@@ -103,6 +110,7 @@ def poster_png(query, scene_id):
 
 
 @blp.route("/<string:scene_id>/poster.pdf", methods=["GET"])
+@answers(429, 502)  # fetched from WeChat
 @blp.arguments(PosterQuery, location="query")
 @blp.response(200, content_type="application/pdf")
 @organizer_only

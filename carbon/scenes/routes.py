@@ -6,6 +6,7 @@ from flask_smorest import Blueprint
 
 from carbon.accounts.auth import public
 from carbon.core.errors import DomainError
+from carbon.core.openapi import answers
 from carbon.credits import service as credits
 from carbon.scenes import service
 from schemas.scenes import ProjectsOut, ResolveOut, ResolveQuery
@@ -15,6 +16,7 @@ h5 = FlaskBlueprint("h5", __name__)
 
 
 @blp.route("/scenes/resolve", methods=["GET"])
+@answers(404, 410)
 @blp.arguments(ResolveQuery, location="query")
 @blp.response(200, ResolveOut)
 @public

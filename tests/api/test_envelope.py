@@ -102,3 +102,17 @@ def test_every_non_public_api_route_requires_a_token(app, client):
             assert response.status_code == 401, (method, path, response.status_code)
             checked += 1
     assert checked >= 4
+
+
+def test_a_value_the_database_refuses_is_an_input_error_not_a_500(app, client, auth, monkeypatch):
+    """The safety net under the schemas (schemathesis found PostgreSQL's DataError for NUL text; the
+    body check refuses that now, but a number out of range or too long a text may still reach it)."""
+    from sqlalchemy.exc import DataError
+
+    from carbon.accounts import service
+
+    def refused(*args, **kwargs):
+        raise DataError("UPDATE users ...", {}, Exception("value too long for type character varying(32)"))
+
+    monkeypatch.setattr(service, "update_profile", refused)
+    assert_envelope(client.patch("/api/v1/me", json={"nickname": "ok"}, headers=auth), 422, "validation_error")

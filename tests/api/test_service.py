@@ -27,15 +27,6 @@ def test_readyz_checks_redis_when_configured(database_url, sandbox, redis_url):
     assert ("redis" in response.get_json()["checks"]) == bool(redis_url)
 
 
-def test_readyz_is_503_when_a_dependency_is_down(database_url, sandbox, tmp_path):
-    app = create_app(make_config(database_url, sandbox.url, REDIS_URL="redis://127.0.0.1:1/0"))
-    response = app.test_client().get("/readyz")
-    assert response.status_code == 503
-    assert response.get_json()["checks"]["redis"].startswith("error")
-    bad_db = create_app(make_config(f"sqlite:///{tmp_path}/missing-dir/x/db.sqlite3", sandbox.url))
-    assert bad_db.test_client().get("/readyz").status_code == 503
-
-
 def test_openapi_describes_the_api(client):
     spec = client.get("/api/openapi.json").get_json()
     assert spec["openapi"].startswith("3.")

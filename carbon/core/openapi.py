@@ -1,0 +1,111 @@
+"""The OpenAPI description says what the service really answers, so a generated client works and
+a conformance checker (tests/api/test_schemathesis.py) can fail.
+
+Every error is the one envelope (component ``ErrorEnvelope``); there is no catch-all ``default``
+response. Which statuses an operation documents is decided in one place, ``StatusesPlugin``, from:
+
+- every operation: 500 ``internal``, 503 (database or Redis unavailable);
+- the route's audience (who may call it, ``audience_of``): not public → 401 and its security scheme;
+- the route: a path parameter → 404 (an unknown or someone else's id); POST/PUT/PATCH → 415
+  (``http.requires_json``); a JSON body → 400 (malformed JSON), 413 and 422;
+- what the route declares with ``@answers(...)``: the statuses its service can raise besides
+  (409, 410, 429, 502 …), and ``@blp.alt_response`` for answers that are not the envelope.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+from apispec import BasePlugin
+from flask import Flask
+from flask_smorest import Api
+from marshmallow import fields
+
+ALWAYS = (500, 503)
+WITH_JSON_BODY = (400, 413, 422)
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again",
+                               "schema": {"type": "integer", "minimum": 1}}}
+ANSWERS_ATTR = "_diandian_answers"
+
+
+def answers(*statuses: int) -> Callable:
+    """Document statuses this view answers besides the derived ones (put it below ``@blp.route``)."""
+    def mark(view: Callable) -> Callable:
+        setattr(view, ANSWERS_ATTR, tuple(sorted({*getattr(view, ANSWERS_ATTR, ()), *statuses})))
+        return view
+    return mark
+
+
+class StatusesPlugin(BasePlugin):
+    """apispec plugin: completes each operation's responses and security from its Flask view."""
+
+    def __init__(self, app: Flask, *, audience_of: Callable[[Callable | None, str], str],
+                 requires_json: Callable[[Callable | None, str, str], bool]) -> None:
+        self.app = app
+        self.audience_of = audience_of
+        self.requires_json = requires_json
+
+    def init_spec(self, spec) -> None:
+        self.spec = spec
+
+    def operation_helper(self, path: str | None = None, operations: dict | None = None, **kwargs: Any) -> None:
+        rule = kwargs.get("rule")
+        if rule is None or not operations:
+            return
+        view = self.app.view_functions.get(rule.endpoint)
+        audience = self.audience_of(view, rule.rule)
+        for method, operation in operations.items():
+            statuses = {*ALWAYS, *getattr(view, ANSWERS_ATTR, ())}
+            if audience != "public":
+                statuses.add(401)
+                self._security_scheme(audience)
+            if rule.arguments:
+                statuses.add(404)
+            if self.requires_json(view, method.upper(), rule.rule):
+                statuses.add(415)
+            if "requestBody" in operation:
+                statuses.update(WITH_JSON_BODY)
+            operation["security"] = [] if audience == "public" else [{audience: []}]
+            responses = operation.setdefault("responses", {})
+            declared = {str(code) for code in responses}  # the view's own (alt_)responses win
+            for status in sorted(statuses):
+                if str(status) not in declared:
+                    responses[str(status)] = HTTPStatus(status).name
+
+    def _security_scheme(self, audience: str) -> None:
+        if audience not in self.spec.components.security_schemes:
+            self.spec.components.security_scheme(audience, {"type": "http", "scheme": "bearer"})
+
+
+def decimal_strings(self, field: fields.Field, **kwargs: Any) -> dict:
+    """apispec attribute function: ``fields.Decimal(as_string=True)`` is a string on the wire."""
+    if isinstance(field, fields.Decimal) and field.as_string:
+        return {"type": "string", "format": "decimal"}
+    return {}
+
+
+class DiandianApi(Api):
+    """flask-smorest's Api with the project's error envelope, no vague ``default`` response and the
+    statuses of every operation (``StatusesPlugin``)."""
+
+    DEFAULT_ERROR_RESPONSE_NAME = None
+
+    def __init__(self, app: Flask, *, error_schema: type, audience_of: Callable[[Callable | None, str], str],
+                 requires_json: Callable[[Callable | None, str, str], bool]) -> None:
+        self.ERROR_SCHEMA = error_schema
+        plugin = StatusesPlugin(app, audience_of=audience_of, requires_json=requires_json)
+        super().__init__(app, spec_kwargs={"extra_plugins": [plugin]})
+        self.ma_plugin.converter.add_attribute_function(decimal_strings)
+
+    def _register_responses(self) -> None:
+        """One lazily registered response per error status (``NOT_FOUND`` …), all with the envelope."""
+        self.spec.components.schema("ErrorEnvelope", schema=self.ERROR_SCHEMA)
+        for status in HTTPStatus:
+            if status < 400:
+                continue
+            response: dict[str, Any] = {"description": status.phrase, "content": {
+                self.DEFAULT_RESPONSE_CONTENT_TYPE: {"schema": "ErrorEnvelope"}}}
+            if status in (HTTPStatus.TOO_MANY_REQUESTS, HTTPStatus.SERVICE_UNAVAILABLE):
+                response["headers"] = RETRY_AFTER
+            self.spec.components.response(status.name, response, lazy=True)
