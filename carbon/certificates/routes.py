@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from flask import Blueprint as FlaskBlueprint
-from flask import Response, render_template_string, request
+from flask import Response, render_template_string, request, stream_with_context
 from flask_smorest import Blueprint
 
 from carbon.accounts.auth import current_user, public
@@ -26,7 +26,7 @@ def mine():
 @public
 def chain():
     """The whole chain, one JSON line per entry in order, for checking offline (docs/verify_chain.py)."""
-    return Response(service.chain(), mimetype="application/x-ndjson")
+    return Response(stream_with_context(service.chain()), mimetype="application/x-ndjson")
 
 
 @blp.route("/<string:number>", methods=["GET"])
