@@ -37,6 +37,7 @@ from sqlalchemy import create_engine, insert, text
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ORDERS = 30_000  # enough for 3 × 5 s of (a) and 8 s of (b) at 1,500 notifies/s
 JOB_WORKERS = 2
+OUTBOX_WATCH_SECONDS = 10
 APPID, MCHID = "wxd1a2b3c4d5e6f7a8", "1900000109"
 APIV3_KEY = b"diandian-sandbox-apiv3-key-00001"
 PUBLIC_KEY_ID = "PUB_KEY_ID_0114232020220520000000000000000001"
@@ -170,6 +171,10 @@ def main(seconds: float = 5.0, rounds: int = 3, sustained_seconds: float = 8.0) 
                     time.sleep(0.05)
                 settled_in = time.monotonic() - started
                 results["(b) notify, workers running"] = [sustained]
+                done_before = scalar("SELECT count(*) FROM outbox_events WHERE status = 'done'")
+                time.sleep(OUTBOX_WATCH_SECONDS)  # the workers now only run what follows the payments
+                outbox_rate = (scalar("SELECT count(*) FROM outbox_events WHERE status = 'done'") - done_before) \
+                    / OUTBOX_WATCH_SECONDS
         with engine.connect() as connection:
             delays = [row[0] * 1000 for row in connection.execute(text(
                 "SELECT extract(epoch FROM processed_at - received_at) FROM payment_inbox WHERE id > :mark "
@@ -195,6 +200,8 @@ def main(seconds: float = 5.0, rounds: int = 3, sustained_seconds: float = 8.0) 
               f"bare route)")
         print(f"(c) notify to paid (received_at → processed_at): p50 {delays[len(delays) // 2]:.0f} ms, "
               f"p99 {delays[int(len(delays) * 0.99)]:.0f} ms, max {delays[-1]:.0f} ms over {len(delays)} notifies")
+        print(f"after the payments: {outbox_rate:.0f} outbox events/s done by the workers once the load stopped "
+              f"(certificates, share cards and posters, pushes, scene counters)")
         sent = sum(r.requests for runs in results.values() if runs is not results["bare insert route"] for r in runs)
         print(f"check: {sent} notifies acknowledged, {confirmed} payments confirmed, {retired} units retired, "
               f"{unbalanced} unbalanced ledger transactions, outbox {dict(events)}")

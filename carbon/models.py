@@ -1,6 +1,12 @@
 """Imports every model so the metadata (and alembic's autogenerate) sees them all."""
 from carbon.accounts.models import AuthSession, User  # noqa: F401
-from carbon.certificates.models import Certificate, CertificateCounter, ChainEntry, ChainHead  # noqa: F401
+from carbon.certificates.models import (  # noqa: F401
+    Certificate,
+    CertificateCounter,
+    CertificateImage,
+    ChainEntry,
+    ChainHead,
+)
 from carbon.checkout.models import IdempotencyKey, InboxEntry, Order, Payment, Refund  # noqa: F401
 from carbon.credits.models import (  # noqa: F401
     Project,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from carbon.core.clock import utcnow
@@ -42,6 +42,21 @@ class CertificateCounter(db.Model):
 
     year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     last: Mapped[int] = mapped_column(Integer)
+
+
+class CertificateImage(db.Model):
+    """A certificate's share card or poster, rendered once; ``etag`` is the hash of what it shows."""
+
+    __tablename__ = "certificate_images"
+    __table_args__ = (UniqueConstraint("number", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(8))  # card | poster
+    etag: Mapped[str] = mapped_column(String(64))
+    media_type: Mapped[str] = mapped_column(String(16))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Certificate(db.Model):

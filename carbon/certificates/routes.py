@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from flask import Blueprint as FlaskBlueprint
-from flask import Response, render_template_string, stream_with_context
+from flask import Response, render_template_string, request, stream_with_context
 from flask_smorest import Blueprint
 
 from carbon.accounts.auth import current_user, public
@@ -26,7 +26,6 @@ def mine():
 @public
 def chain():
     """The whole chain, one JSON line per entry in order, for checking offline (docs/verify_chain.py)."""
-    # the body is read after the view returns: keep the request (and its database session) until then
     return Response(stream_with_context(service.chain()), mimetype="application/x-ndjson")
 
 
@@ -36,6 +35,30 @@ def chain():
 def get(number):
     """A certificate's public record (a display name, never an openid or phone) and its status."""
     return service.view(number, viewer_id=None)
+
+
+def _picture(number: str, kind: str):
+    etag, media_type, content = service.picture(number, kind)
+    response = Response(content, mimetype=media_type)
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    return response.make_conditional(request)
+
+
+@blp.route("/<string:number>/card.jpg", methods=["GET"])
+@blp.response(200, content_type="image/jpeg")
+@public
+def card(number):
+    """The share card (1000×800, WeChat's 5:4 share ratio); ``ETag`` and ``If-None-Match`` → 304."""
+    return _picture(number, "card")
+
+
+@blp.route("/<string:number>/poster.png", methods=["GET"])
+@blp.response(200, content_type="image/png")
+@public
+def poster(number):
+    """The Moments poster (750 px wide) with the mini-program code that opens the certificate."""
+    return _picture(number, "poster")
 
 
 @blp.route("/<string:number>/verify", methods=["GET"])

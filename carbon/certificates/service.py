@@ -13,20 +13,23 @@ from collections.abc import Iterator
 from datetime import UTC
 
 import rfc8785
+from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from carbon import jobs
 from carbon.accounts.models import User
-from carbon.certificates.models import Certificate, CertificateCounter, ChainEntry, ChainHead
+from carbon.certificates import cards
+from carbon.certificates.models import Certificate, CertificateCounter, CertificateImage, ChainEntry, ChainHead
 from carbon.checkout.models import Order
 from carbon.checkout.states import ORDER_TRANSITIONS, OrderStatus, move
 from carbon.core import extensions as ext
 from carbon.core.clock import CHINA_TZ, utcnow
 from carbon.core.db import db, on_postgresql
-from carbon.core.errors import NotFound
+from carbon.core.errors import DomainError, NotFound
 from carbon.credits.models import Retirement
 from carbon.footprint.models import Footprint
+from carbon.rendering import qr_png
 from carbon.scenes.models import Scene
 from wechat.errors import SubscriptionRefused
 
@@ -91,6 +94,59 @@ def push_certificate_ready(payload: dict) -> None:
         certificate.push = "sent"
     except SubscriptionRefused:
         certificate.push = "refused"
+
+
+@jobs.handles("certificate.issued")
+def render_share_images(payload: dict) -> None:
+    """Render the share card and the Moments poster once, as soon as the certificate exists."""
+    for kind in IMAGES:
+        image(payload["number"], kind)
+
+
+IMAGES = {"card": "image/jpeg", "poster": "image/png"}
+
+
+def image(number: str, kind: str) -> CertificateImage:
+    """The stored card or poster, rendered (and stored) if it is missing or shows something else now."""
+    _, issued, _ = get(number)
+    record = json.loads(issued.record)
+    etag = digest({"kind": kind, "record": record, "layout": cards.LAYOUT_VERSION})
+    stored = db.session.scalar(select(CertificateImage).where(CertificateImage.number == number,
+                                                              CertificateImage.kind == kind))
+    if stored is not None and stored.etag == etag:
+        return stored
+    content = cards.render_card(record) if kind == "card" else cards.render_poster(record, _code_for(number))
+    if stored is None:
+        stored = CertificateImage(number=number, kind=kind)
+        db.session.add(stored)
+    stored.etag, stored.media_type, stored.content = etag, IMAGES[kind], content
+    db.session.flush()
+    return stored
+
+
+PICTURES_KEPT = 512
+
+
+def picture(number: str, kind: str) -> tuple[str, str, bytes]:
+    """(etag, media type, bytes) of a card or poster, kept by this app once read: a certificate's
+    pictures never change (a new layout comes with a new deploy, hence a new process)."""
+    kept = current_app.extensions.setdefault("diandian.certificate_pictures", {})
+    if (number, kind) not in kept:
+        stored = image(number, kind)
+        db.session.commit()  # rendered now if it was missing: keep it
+        if len(kept) >= PICTURES_KEPT:
+            kept.clear()
+        kept[(number, kind)] = stored.etag, stored.media_type, stored.content
+    return kept[(number, kind)]
+
+
+def _code_for(number: str) -> bytes:
+    """The mini-program code opening the certificate (scene = its number), or a QR code of its page."""
+    settings = ext.settings()
+    try:
+        return ext.wechat().wxa_code(number, page=settings.WECHAT_CERTIFICATE_PAGE, width=430)
+    except DomainError:  # WeChat unreachable, refusing, or the page not yet published
+        return qr_png(f"{settings.PUBLIC_BASE_URL.rstrip('/')}/c/{number}")
 
 
 def fit(text: str, limit: int) -> str:

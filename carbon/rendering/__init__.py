@@ -10,6 +10,7 @@ import re
 from importlib.resources import files
 from io import BytesIO
 
+import qrcode
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 _FONT_DIR = "static/weblate_fonts/kurinto/ttf"
@@ -93,3 +94,11 @@ def code_image(code_png: bytes, size: int) -> Image.Image:
     two_tone = flat.getcolors(2) is not None
     method = Image.Resampling.NEAREST if two_tone else Image.Resampling.LANCZOS
     return ImageOps.contain(flat, (size, size), method=method)
+
+
+def qr_png(text: str) -> bytes:
+    """A plain QR code (medium error correction) as PNG bytes."""
+    image = qrcode.make(text, border=2, box_size=10, error_correction=qrcode.constants.ERROR_CORRECT_M)
+    buffer = BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from urllib.parse import quote
 
-import qrcode
 from flask import current_app
 from marshmallow import ValidationError as MarshmallowError
 from sqlalchemy import select
@@ -26,6 +25,7 @@ from carbon.core.errors import Conflict, Gone, NotFound, ValidationError
 from carbon.core.units import grams_to_kg
 from carbon.credits.models import Project
 from carbon.organizers.service import Principal
+from carbon.rendering import qr_png
 from carbon.scenes import codes, poster, stats
 from carbon.scenes.models import Scene, SceneChannel
 from schemas.common import plain
@@ -253,21 +253,14 @@ def qrcode_png(principal: Principal, public_id: str, slug: str = "") -> bytes:
     """A plain QR code of the scene's H5 link (before the mini-program is published, or for browsers)."""
     scene = get_scene(principal, public_id)
     channel_of(scene, slug)
-    return _qr_png(h5_link(scene, slug))
-
-
-def _qr_png(text: str) -> bytes:
-    image = qrcode.make(text, border=2, box_size=10, error_correction=qrcode.constants.ERROR_CORRECT_M)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return qr_png(h5_link(scene, slug))
 
 
 def poster_file(principal: Principal, public_id: str, slug: str = "", *, source: str = "wxacode",
                 fmt: str = "png") -> bytes:
     scene = get_scene(principal, public_id)
     channel = channel_of(scene, slug)
-    code_png = _fetched(channel).wxacode_png if source == "wxacode" else _qr_png(h5_link(scene, slug))
+    code_png = _fetched(channel).wxacode_png if source == "wxacode" else qr_png(h5_link(scene, slug))
     dates = " – ".join(dict.fromkeys(str(day) for day in (scene.starts_on, scene.ends_on) if day))
     footer = " · ".join(part for part in (scene.city, dates, channel.label if channel.slug else "") if part)
     render = poster.render_poster_pdf if fmt == "pdf" else poster.render_poster_png

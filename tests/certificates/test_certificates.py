@@ -182,9 +182,55 @@ def test_the_guest_is_told_once_when_they_accepted_the_template(live, sandbox):
         assert message["data"]["character_string5"] == {"value": pushed.number}
         assert message["data"]["number2"] == {"value": "3.000"} and message["data"]["amount4"] == {"value": "¥1.00"}
         assert (pushed.push, silent.push) == ("sent", "refused")
-        events = db.session.scalars(select(OutboxEvent).where(OutboxEvent.kind == "certificate.issued")).all()
+        events = db.session.scalars(select(OutboxEvent).where(OutboxEvent.kind == "certificate.issued",
+                                                              OutboxEvent.handler.contains("push"))).all()
         assert [(e.status, e.attempts) for e in events] == [("done", 1), ("done", 1)]  # 43101: not retried
         from carbon import jobs
 
         assert jobs.run_due() == {}
         assert db.session.scalar(select(func.count()).select_from(Certificate)) == 2
+
+
+def test_the_share_card_and_poster_render_once_with_chinese_text_and_a_code_that_opens_the_certificate(
+        live, sandbox):
+    import io
+    from urllib.parse import parse_qs, urlsplit
+
+    import zxingcpp
+    from PIL import Image
+
+    from carbon.certificates.models import CertificateImage
+
+    seed_project(live.app, units=1000, name="成都市大熊猫栖息地碳汇项目")
+    paid_order(live, sandbox, "o_card", {"kg": "12", "beneficiary_name": "欧阳娜娜和她的一大家子亲朋好友们一起来"})
+    with live.app.app_context():
+        number = db.session.scalar(select(ChainEntry.number))
+        stored = {image.kind: image for image in db.session.scalars(select(CertificateImage))}
+        assert set(stored) == {"card", "poster"}  # rendered by the certificate.issued handler
+    card = live.get(f"/api/v1/certificates/{number}/card.jpg")
+    assert card.status_code == 200 and card.headers["Content-Type"] == "image/jpeg"
+    assert card.headers["Cache-Control"] == "public, max-age=86400" and card.headers["ETag"]
+    assert Image.open(io.BytesIO(card.content)).size == (1000, 800)  # 5:4, as onShareAppMessage shows it
+    again = live.get(f"/api/v1/certificates/{number}/card.jpg", headers={"If-None-Match": card.headers["ETag"]})
+    assert again.status_code == 304 and not again.content
+    poster = live.get(f"/api/v1/certificates/{number}/poster.png")
+    image = Image.open(io.BytesIO(poster.content))
+    assert poster.status_code == 200 and image.size == (750, 1334)
+    [code] = zxingcpp.read_barcodes(image)
+    query = parse_qs(urlsplit(code.text).query)
+    assert query["scene"] == [number] and query["page"] == ["pages/certificate/index"]
+    assert live.get("/api/v1/certificates/DD-1999-000001/card.jpg").status_code == 404
+
+
+def test_long_names_are_cut_cleanly_and_the_font_draws_them():
+    from carbon.certificates import cards
+    from carbon.rendering import fit, font_covers
+
+    name = "欧阳娜娜和她的一大家子亲朋好友们一起来" * 3
+    face, lines = fit(name, range(64, 35, -4), 1, 840, bold=True)
+    assert len(lines) == 1 and lines[0].endswith("…") and face.getlength(lines[0]) <= 840
+    assert font_covers(name) and font_covers("碳中和荣誉证书 12.000 kg CO2e · DD-2026-000001（CDCER）")
+    record = {"number": "DD-2026-000001", "beneficiary": name, "kg": "12.000", "issued_at": "2026-12-01T01:00:00Z",
+              "scene": {"name": "首届中国数字碳中和高峰论坛", "date": "2026-12-01"},
+              "projects": [{"name": "成都市大熊猫栖息地碳汇项目", "registry": "CDCER"}]}
+    assert cards.render_card(record)[:3] == b"\xff\xd8\xff"  # a JPEG (the layout: docs/images, by eye)
