@@ -29,6 +29,7 @@ from carbon.scenes import service as scenes
 from payments.provider import ProviderError
 
 OPEN = (OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT)
+RESUME_AFTER_SECONDS = 10  # far longer than a request takes to hear from WeChat Pay
 
 
 class OrderNotFound(NotFound):
@@ -85,19 +86,28 @@ def create_order(user: User, body: dict, idempotency_key: str) -> tuple[Order, d
         _forget(claim.id)
         raise
     try:
-        prepay_id = ext.payments().create(
-            out_trade_no=payment.out_trade_no, description=f"碳中和 {order.kg.normalize():f} kg · {order.project.name_zh}",
-            total_fen=to_fen(order.amount), openid=user.openid, time_expire=order.expires_at,
-            attach=order.public_id)
+        prepay_id = _prepay(user, order, payment)
     except ProviderError as exc:
         _abandon(order, payment, reason=str(exc))
         _forget(claim.id)
         raise PaymentUnavailable(details={"provider": exc.code or "unreachable", "check": str(exc)}) from exc
+    return order, _await_payment(order, payment, prepay_id)
+
+
+def _prepay(user: User, order: Order, payment: Payment) -> str:
+    """WeChat Pay's order for our payment row. The same out_trade_no with the same parameters
+    answers the same prepay id, so asking again after a lost answer is safe."""
+    return ext.payments().create(
+        out_trade_no=payment.out_trade_no, description=f"碳中和 {order.kg.normalize():f} kg · {order.project.name_zh}",
+        total_fen=to_fen(order.amount), openid=user.openid, time_expire=order.expires_at, attach=order.public_id)
+
+
+def _await_payment(order: Order, payment: Payment, prepay_id: str) -> dict[str, str]:
     payment.prepay_id = prepay_id
     move(payment, PAYMENT_TRANSITIONS, PaymentStatus.PENDING)
     move(order, ORDER_TRANSITIONS, OrderStatus.AWAITING_PAYMENT)
     db.session.commit()
-    return order, ext.payments().client_params(prepay_id)
+    return ext.payments().client_params(prepay_id)
 
 
 def request_fingerprint(body: dict) -> str:
@@ -168,9 +178,25 @@ def _replay(user: User, key: str, request_hash: str) -> tuple[Order, dict[str, s
     if claim.request_hash != request_hash:
         raise IdempotencyKeyReused()
     order = db.session.get(Order, claim.order_id) if claim.order_id else None
-    if order is None or order.status == OrderStatus.CREATED:
+    if order is None:
         raise OrderInProgress(details={"retry_after_seconds": 2})
+    if order.status == OrderStatus.CREATED:
+        return order, _resume(user, order)
     return order, payment_params(order)
+
+
+def _resume(user: User, order: Order) -> dict[str, str]:
+    """An order left ``created``: its first request is still asking WeChat Pay, or it lost the
+    answer (its last commit failed). After RESUME_AFTER_SECONDS the retry asks again itself."""
+    payment = next((p for p in order.payments if p.status == PaymentStatus.CREATED), None)
+    if payment is None or (utcnow() - order.created_at).total_seconds() < RESUME_AFTER_SECONDS \
+            or order.expires_at <= utcnow():
+        raise OrderInProgress(details={"retry_after_seconds": 2})
+    try:
+        prepay_id = _prepay(user, order, payment)
+    except ProviderError as exc:
+        raise PaymentUnavailable(details={"provider": exc.code or "unreachable", "check": str(exc)}) from exc
+    return _await_payment(order, payment, prepay_id)
 
 
 def _forget(claim_id: int) -> None:

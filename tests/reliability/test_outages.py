@@ -10,6 +10,8 @@ from sqlalchemy import create_engine, func, select, text
 
 from app import create_app
 from carbon.checkout.models import Order
+from carbon.checkout.orders import RESUME_AFTER_SECONDS
+from carbon.core.clock import clock
 from carbon.core.db import db
 from carbon.organizers import service as organizers
 from tests.conftest import dispose_app, make_config
@@ -149,6 +151,16 @@ def test_a_database_failure_after_the_order_was_committed_does_not_say_nothing_w
     assert response.headers["Retry-After"].isdigit()
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Order)) == 1  # it was indeed saved
+    monkeypatch.undo()  # the database is back
+    soon = client.post("/api/v1/orders", json={"kg": "2"}, headers=headers)
+    assert soon.status_code == 409 and soon.get_json()["error"]["code"] == "order.in_progress"
+    clock.advance(RESUME_AFTER_SECONDS + 1)  # the first request is surely over: the retry finishes it
+    resumed = client.post("/api/v1/orders", json={"kg": "2"}, headers=headers)
+    assert resumed.status_code == 201, resumed.get_json()
+    assert resumed.get_json()["order"]["status"] == "awaiting_payment"
+    assert resumed.get_json()["request_payment"]["package"].startswith("prepay_id=")
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Order)) == 1  # the same order
 
 
 def test_a_commit_whose_outcome_is_unknown_is_not_called_nothing_written(app, client, login, monkeypatch):
