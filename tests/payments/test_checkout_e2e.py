@@ -62,7 +62,7 @@ def test_guest_pays_and_the_credits_are_retired_once(live, sandbox):
     assert (notify["attempt"], notify["status"], notify["acknowledged"]) == (1, 204, True)
 
     final = live.get(f"/api/v1/orders/{order['id']}", headers=bearer(token)).json()["order"]
-    assert final["status"] == "paid" and final["payments"][0]["status"] == "confirmed"
+    assert final["status"] == "fulfilled" and final["payments"][0]["status"] == "confirmed"  # paid, certified
     assert final["payments"][0]["transaction_id"] == paid.json()["transaction_id"]
     with live.app.app_context():
         row = db.session.scalar(select(Order).where(Order.public_id == order["id"]))
@@ -137,7 +137,7 @@ def test_a_lost_notification_is_completed_by_reconciliation(live, sandbox):
         assert reconcile_payments(10) == {"confirmed": 1, "pending": 0, "deferred": 0}
         assert reconcile_payments(10) == {"confirmed": 0, "pending": 0, "deferred": 0}
         assert ledger.unbalanced_transactions() == []
-    assert live.get(f"/api/v1/orders/{order_id}", headers=bearer(token)).json()["order"]["status"] == "paid"
+    assert live.get(f"/api/v1/orders/{order_id}", headers=bearer(token)).json()["order"]["status"] == "fulfilled"
 
 
 def test_a_notify_that_meets_a_locked_payment_gets_503_and_the_retry_completes_it(live, sandbox, database_url):
@@ -166,4 +166,4 @@ def test_a_notify_that_meets_a_locked_payment_gets_503_and_the_retry_completes_i
     assert [(d["attempt"], d["status"]) for d in retried] == [(2, 204)]
     with live.app.app_context():
         payment = db.session.scalar(select(Payment).where(Payment.out_trade_no == out_trade_no))
-        assert payment.status == "confirmed" and payment.order.status == "paid"
+        assert payment.status == "confirmed" and payment.order.status == "fulfilled"

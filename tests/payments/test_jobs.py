@@ -57,7 +57,7 @@ def test_an_order_paid_just_before_expiry_is_confirmed_not_expired(live, sandbox
         advance_both(sandbox, 16 * 60)
         assert expire_orders() == {"expired": 0, "confirmed": 1, "deferred": 0}
         order = db.session.scalar(select(Order).where(Order.public_id == created["order"]["id"]))
-        assert order.status == "paid"
+        assert order.status == "fulfilled"  # paid, and its certificate issued
         assert db.session.scalar(select(func.sum(Retirement.quantity))) == 5
 
 

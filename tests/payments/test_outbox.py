@@ -82,13 +82,15 @@ def test_the_scene_counters_consume_order_paid_once(app):
         from carbon.scenes.models import Scene
 
         scene_id = db.session.scalar(select(Scene.id).where(Scene.public_id == scene_public_id))
-        [event_id] = jobs.emit("order.paid", {"order": "ord_x", "retirements": [], "scene_id": scene_id,
-                                              "channel": "door", "grams": 5000, "amount": "1.00", "day": "2026-12-01"})
+        ids = jobs.emit("order.paid", {"order": "ord_x", "retirements": [], "scene_id": scene_id,
+                                       "channel": "door", "grams": 5000, "amount": "1.00", "day": "2026-12-01"})
+        assert len(ids) == len(jobs.HANDLERS["order.paid"])  # one row per consumer (counters, certificates)
         db.session.commit()
         jobs.kick()
-        assert jobs.dispatch(event_id) == "skipped"
-        with pytest.raises(LookupError):
-            jobs.replay(event_id)
+        for event_id in ids:
+            assert jobs.dispatch(event_id) == "skipped"
+            with pytest.raises(LookupError):
+                jobs.replay(event_id)
         row = db.session.scalar(select(SceneDailyStat))
         assert (row.channel, row.grams_neutralized, str(row.day)) == ("door", 5000, "2026-12-01")
 

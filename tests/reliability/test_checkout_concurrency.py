@@ -65,7 +65,7 @@ def test_the_same_notify_twenty_times_at_once_confirms_once(app, pg, sandbox):
     assert [send["status"] for send in sends] == [204] * 20
     with app.app_context():
         payment = db.session.scalar(select(Payment).where(Payment.out_trade_no == out_trade_no))
-        assert payment.status == "confirmed" and payment.order.status == "paid"
+        assert payment.status == "confirmed" and payment.order.status == "fulfilled"  # paid, then its certificate issued
         assert db.session.scalar(select(func.count()).select_from(Retirement)) == 1
         assert db.session.scalar(select(func.sum(Retirement.quantity))) == 12
         assert db.session.scalar(select(func.count()).select_from(LedgerTransaction)) == 1
