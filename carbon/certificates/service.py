@@ -87,7 +87,7 @@ def push_certificate_ready(payload: dict) -> None:
         ext.wechat().send_subscribe_message(
             db.session.scalar(select(User.openid).where(User.id == certificate.user_id)),
             settings.WECHAT_TEMPLATE_CERTIFICATE, {
-                "thing1": fit(f"{title}荣誉证书", 20), "number2": record["kg"],
+                "thing1": shorten(f"{title}荣誉证书", 20), "number2": record["kg"],
                 "date3": certificate.issued_at.astimezone(CHINA_TZ).strftime("%Y年%m月%d日"),
                 "amount4": f"¥{order.amount:.2f}", "character_string5": certificate.number},
             page=f"{settings.WECHAT_CERTIFICATE_PAGE}?no={certificate.number}")
@@ -149,7 +149,7 @@ def _code_for(number: str) -> bytes:
         return qr_png(f"{settings.PUBLIC_BASE_URL.rstrip('/')}/c/{number}")
 
 
-def fit(text: str, limit: int) -> str:
+def shorten(text: str, limit: int) -> str:
     """At most ``limit`` characters (WeChat's ``thing`` limit is 20), cut with an ellipsis."""
     return text if len(text) <= limit else text[:limit - 1] + "…"
 

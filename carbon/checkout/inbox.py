@@ -133,7 +133,9 @@ def process(entry_ids: list[int] | None = None, limit: int = BATCH) -> dict[int,
         claimed = _claim([row[0] for row in claimed], limit)
         outcomes, errors = _one_by_one(claimed, failing, exc)
     sql = session.connection()
-    finished = [{"entry": entry_id, "result": str(receipt.outcome), "status": _FINAL.get(receipt.outcome, "done"),
+    # A mismatch is kept as failed for operators; a redelivery tries it again.
+    finished = [{"entry": entry_id, "result": str(receipt.outcome),
+                 "status": "failed" if receipt.outcome == Outcome.MISMATCH else "done",
                  "error": receipt.detail[:256] or None} for entry_id, receipt in outcomes.items() if entry_id not in errors]
     if finished:
         sql.execute(update(TABLE).where(TABLE.c.id == bindparam("entry")).values(
@@ -194,9 +196,3 @@ def _act(kind: str, payload: dict) -> Receipt:
         return Receipt(confirmation.settle_refund(RefundNotice(**payload)))
     return confirmation.confirm_many([Transaction(**payload)])[0]
 
-
-_FINAL = {Outcome.MISMATCH: "failed"}  # kept for operators; a redelivery tries it again
-
-
-def pending_count() -> int:
-    return db.session.scalar(select(func.count()).select_from(TABLE).where(TABLE.c.status == "pending"))
