@@ -129,7 +129,10 @@ def _payment_provider(settings):
         apiv3_key=settings.WECHATPAY_APIV3_KEY, public_key_id=settings.WECHATPAY_PUBLIC_KEY_ID,
         public_key_pem=key(settings.WECHATPAY_PUBLIC_KEY_PATH, "wechatpay_public_key.pem"),
         api_base=settings.WECHATPAY_API_BASE, notify_url=notify_url,
-        timeout_seconds=settings.WECHAT_TIMEOUT_SECONDS))
+        timeout_seconds=settings.WECHAT_TIMEOUT_SECONDS, previous_apiv3_key=settings.WECHATPAY_APIV3_KEY_PREVIOUS,
+        previous_public_key=(settings.WECHATPAY_PUBLIC_KEY_ID_PREVIOUS,
+                             Path(settings.WECHATPAY_PUBLIC_KEY_PATH_PREVIOUS).read_bytes())
+        if settings.WECHATPAY_PUBLIC_KEY_ID_PREVIOUS else None))
 
 
 def _wechat_gateway(settings, engine, redis_client, breaker):
