@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     import carbon.models  # noqa: F401 - every model registered on the metadata
+    from carbon import metrics
     from carbon.core.http import configure_logging, install
     from carbon.core.settings import load_settings
 
@@ -43,6 +44,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         hops = settings.TRUSTED_PROXIES
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     install(app, log_requests=settings.LOG_REQUESTS)
+    metrics.install(app)
     _register_blueprints(app)
     _register_job_handlers(app)
     _register_cli(app)

@@ -83,7 +83,8 @@ class JsonFormatter(logging.Formatter):
 
 # Query parameters that carry credentials in WeChat's API: the AppSecret (jscode2session, cgi-bin/token),
 # the access token (every cgi-bin and wxa call), the wx.login code.
-_SECRET_QUERY = re.compile(r"([?&;](?:secret|access_token|js_code|refresh_token|session_key)=)[^&#\s\"']+", re.I)
+_SECRET_QUERY = re.compile(r"([?&;](?:secret|access_token|js_code|refresh_token|session_key)=)[^&#\s\"']+",
+                           re.IGNORECASE)
 REDACTED_LOGGERS = ("urllib3.connectionpool",)  # logs every URL it requests at DEBUG
 
 
