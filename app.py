@@ -62,11 +62,12 @@ def _database_url(url: str) -> str:
 
 
 def _engine_options(url: str) -> dict[str, Any]:
+    # hide_parameters: a database error (and SQL echo) never shows bound values (openids, session keys, phones).
     if url.startswith("sqlite"):
-        return {"connect_args": {"timeout": 30}}
+        return {"connect_args": {"timeout": 30}, "hide_parameters": True}
     # No pre-ping: it costs a round trip on every request. A connection that died (database restart,
     # failover) fails its request with 503 database.unavailable and SQLAlchemy then replaces the pool.
-    return {"pool_size": 5, "max_overflow": 10, "pool_recycle": 1800, "pool_use_lifo": True}
+    return {"pool_size": 5, "max_overflow": 10, "pool_recycle": 1800, "pool_use_lifo": True, "hide_parameters": True}
 
 
 def _init_extensions(app: Flask, settings) -> None:

@@ -71,13 +71,17 @@ REQUEST_ID_ENVIRON = "diandian.request_id"
 UNAVAILABLE_RETRY_SECONDS = 2  # a restart or failover of the database or Redis is usually over by then
 
 
+# PostgreSQL names the offending value of a unique or foreign key ("Key (openid)=(o_…) already exists").
+_KEY_VALUE = re.compile(r"(Key \([^)]*\)=\().*?(\)(?: already exists| is not present| conflicts))")
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {"ts": round(record.created, 3), "level": record.levelname,
                                    "logger": record.name, "msg": record.getMessage()}
         payload.update(getattr(record, "fields", {}))
         if record.exc_info:
-            payload["exc"] = self.formatException(record.exc_info)
+            payload["exc"] = _KEY_VALUE.sub(r"\1…\2", self.formatException(record.exc_info))
         return json.dumps(payload, ensure_ascii=False, default=str)
 
 

@@ -28,14 +28,16 @@ class Capture(logging.Handler):
 
 @pytest.fixture
 def captured():
-    """A DEBUG handler on the root logger and on every logger that does not propagate to it."""
+    """A handler on the root logger and on every logger that does not propagate to it; every logger
+    at DEBUG, SQLAlchemy's at INFO (each statement and its parameters; its DEBUG adds result rows)."""
     capture = Capture()
-    loggers = [logging.getLogger()] + [logger for logger in logging.root.manager.loggerDict.values()
-                                       if isinstance(logger, logging.Logger) and not logger.propagate]
+    known = [logger for logger in logging.root.manager.loggerDict.values() if isinstance(logger, logging.Logger)]
+    loggers = [logging.getLogger(), *known, logging.getLogger("sqlalchemy")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
-        logger.addHandler(capture)
-        logger.setLevel(logging.DEBUG)
+        if logger is logging.root or not logger.propagate:
+            logger.addHandler(capture)
+        logger.setLevel(logging.INFO if logger.name.startswith("sqlalchemy") else logging.DEBUG)
     yield capture
     for logger, level in zip(loggers, levels, strict=True):
         logger.removeHandler(capture)
@@ -65,7 +67,31 @@ def test_no_secret_or_personal_data_in_the_logs_of_a_guest_walk(captured, databa
             "/api/v1/certificates/<string:number>/card.jpg"} <= routes
     assert "/sns/jscode2session" in text and "/cgi-bin/" in text  # urllib3 logged the outbound calls
     assert "secret=***" in text and "access_token=***" in text  # with their credentials blanked
+    assert "INSERT INTO users" in text and "parameters hidden" in text  # SQL logged, its values not
     assert len(leaked_values["session token"]) > 20 and len(sandbox.state.mp.tokens) >= 1
     leaks = {what: [name for name, line in captured.lines if value in line][:3]
              for what, value in leaked_values.items() if value in text}
     assert leaks == {}, leaks
+
+
+def test_a_database_error_logged_names_no_value(app, captured):
+    """A unique violation (two first logins of one openid at once) logged as unhandled: the SQL and
+    the constraint, never the openid or session_key (hidden parameters; PostgreSQL's DETAIL blanked)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from carbon.accounts.models import User
+    from carbon.core.db import db
+
+    openid, session_key = "o_racing_login_0001", "c2Vzc2lvbi1rZXktcmFjZQ=="
+    with app.app_context():
+        db.session.add(User(openid=openid, session_key=session_key))
+        db.session.commit()
+        db.session.add(User(openid=openid, session_key=session_key))
+        try:
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            logging.getLogger("diandian.error").exception("unhandled", extra={"fields": {"path": "/api/v1/auth/login"}})
+    [line] = [line for name, line in captured.lines if name == "diandian.error"]
+    assert "IntegrityError" in line and "INSERT INTO users" in line
+    assert openid not in line and session_key not in line
