@@ -25,11 +25,11 @@ accesslog = None  # the app logs one JSON line per request itself
 errorlog = "-"
 loglevel = os.environ.get("DIANDIAN_GUNICORN_LOG_LEVEL", "warning")
 
-# Our own directory (removed at exit) unless the operator names one (e.g. a tmpfs in the container).
-_OWN_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
-if _OWN_METRICS_DIR:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(tempfile.gettempdir(), f"diandian-metrics-{os.getpid()}")
+# Our own directory (removed at exit) unless the operator names one (e.g. /run/diandian/metrics).
+_DEFAULT_METRICS_DIR = os.path.join(tempfile.gettempdir(), f"diandian-metrics-{os.getpid()}")  # the master's
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", _DEFAULT_METRICS_DIR)  # before any worker imports the app
 METRICS_DIR = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+_OWN_METRICS_DIR = str(METRICS_DIR) == _DEFAULT_METRICS_DIR  # also after a reload (HUP) re-reads this file
 
 
 def on_starting(server):
