@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     import carbon.models  # noqa: F401 - every model registered on the metadata
+    from carbon import metrics
     from carbon.core.http import configure_logging, install
     from carbon.core.settings import load_settings
 
@@ -43,6 +44,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         hops = settings.TRUSTED_PROXIES
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     install(app, log_requests=settings.LOG_REQUESTS)
+    metrics.install(app)
     _register_blueprints(app)
     _register_job_handlers(app)
     _register_cli(app)
@@ -60,11 +62,12 @@ def _database_url(url: str) -> str:
 
 
 def _engine_options(url: str) -> dict[str, Any]:
+    # hide_parameters: a database error (and SQL echo) never shows bound values (openids, session keys, phones).
     if url.startswith("sqlite"):
-        return {"connect_args": {"timeout": 30}}
+        return {"connect_args": {"timeout": 30}, "hide_parameters": True}
     # No pre-ping: it costs a round trip on every request. A connection that died (database restart,
     # failover) fails its request with 503 database.unavailable and SQLAlchemy then replaces the pool.
-    return {"pool_size": 5, "max_overflow": 10, "pool_recycle": 1800, "pool_use_lifo": True}
+    return {"pool_size": 5, "max_overflow": 10, "pool_recycle": 1800, "pool_use_lifo": True, "hide_parameters": True}
 
 
 def _init_extensions(app: Flask, settings) -> None:

@@ -73,6 +73,7 @@ class Settings:
     MAX_CONTENT_LENGTH: int = 64 * 1024
     LOG_LEVEL: str = "INFO"
     LOG_REQUESTS: bool = True
+    METRICS_TOKEN: str = ""  # bearer token for /metrics; empty: only direct clients on this machine
 
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -107,6 +108,8 @@ class Settings:
             raise SettingsError("DIANDIAN_SESSION_TTL_SECONDS must be positive")
         if self.TRUSTED_PROXIES < 0:
             raise SettingsError("DIANDIAN_TRUSTED_PROXIES must be 0 or more")
+        if self.METRICS_TOKEN and len(self.METRICS_TOKEN) < 16:
+            raise SettingsError("DIANDIAN_METRICS_TOKEN must be empty or at least 16 characters")
         if not self.is_production:
             return
         if not self.SECRET_KEY or self.SECRET_KEY == DEFAULT_SECRET_KEY or len(self.SECRET_KEY) < 32:
