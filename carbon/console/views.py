@@ -94,18 +94,19 @@ def _error_page(status: int, message: str, code: str):
 def login():
     errors: dict = {}
     email = request.form.get("email", "").strip()
-    status = 200
+    status, retry_after = 200, None
     if request.method == "POST":
         try:
             console_session.sign_in(email, request.form.get("password", ""))
             return redirect(_next_page())
         except RateLimited as exc:
             errors, status = {"_schema": [exc.message]}, 429
-        except DomainError as exc:
-            errors, status = {"_schema": [exc.message]}, exc.http_status
+            retry_after = exc.details.get("retry_after_seconds", 60)
+        except DomainError as exc:  # shown on the form (200, as every re-rendered form: see _scene_form)
+            errors = {"_schema": [exc.message]}
     response = Response(render_template("console/login.html", email=email, errors=errors), status)
-    if status == 429:
-        response.headers["Retry-After"] = "60"
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(int(retry_after))
     return response
 
 
@@ -146,7 +147,7 @@ def scene_new():
             return redirect(url_for("console.scene_page", scene_id=scene.public_id))
         except DomainError as exc:
             errors = _field_errors(exc)
-    return _scene_form(None, errors, 422 if errors else 200)
+    return _scene_form(None, errors)
 
 
 @bp.route("/scenes/<scene_id>/edit", methods=["GET", "POST"])
@@ -160,14 +161,17 @@ def scene_edit(scene_id: str):
             return redirect(url_for("console.scene_page", scene_id=scene_id))
         except DomainError as exc:
             errors = _field_errors(exc)
-    return _scene_form(scene, errors, 422 if errors else 200)
+    return _scene_form(scene, errors)
 
 
-def _scene_form(scene, errors: dict, status: int):
+def _scene_form(scene, errors: dict):
+    """The form, with what was typed and the service's field errors beside the fields. A refused
+    form is re-rendered with 200 (nothing was saved; the page says why), as browsers log a 4xx
+    page load as a console error."""
     values = request.form if request.method == "POST" else None
     return render_template("console/scene_form.html", scene=scene, values=values, errors=errors, kinds=KINDS,
                            provinces=PROVINCES, projects=credits.active_projects(),
-                           preset_text=forms.preset_text(scene.preset) if scene else ""), status
+                           preset_text=forms.preset_text(scene.preset) if scene else "")
 
 
 def _field_errors(exc: DomainError) -> dict:
@@ -206,7 +210,7 @@ def channel_add(scene_id: str):
     except DomainError as exc:
         if exc.http_status == 404:
             raise
-        return _dashboard(scene, channel_errors=_field_errors(exc), status=422)
+        return _dashboard(scene, channel_errors=_field_errors(exc))
 
 
 @bp.route("/scenes/<scene_id>")
@@ -214,7 +218,7 @@ def scene_page(scene_id: str):
     return _dashboard(scenes.get_scene(me(), scene_id))
 
 
-def _dashboard(scene, channel_errors: dict | None = None, status: int = 200):
+def _dashboard(scene, channel_errors: dict | None = None):
     stats = scenes.scene_stats(me(), scene.public_id)
     headline = service.scene_headline(scene, stats["totals"]["kg_neutralized"])
     by_day = chart.bars([(row["day"].strftime("%m-%d"), row["kg_neutralized"]) for row in stats["by_day"]],
@@ -224,7 +228,7 @@ def _dashboard(scene, channel_errors: dict | None = None, status: int = 200):
     return render_template("console/scene.html", scene=scene, stats=stats, headline=headline, chart_day=by_day,
                            chart_channel=by_channel, scene_string=scene_string, h5_link=scenes.h5_link,
                            leaderboard=_leaderboard(scene), channel_errors=channel_errors or {},
-                           channel_values=request.form if channel_errors else None), status
+                           channel_values=request.form if channel_errors else None)
 
 
 def _leaderboard(scene) -> list | None:
