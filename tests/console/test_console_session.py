@@ -203,8 +203,9 @@ def test_edit_go_live_close_and_channels_go_through_the_scene_service(app, clien
 
 
 def test_downloads_are_real_images_and_pdfs(app, client, owner_a):
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     token = csrf_of(client.get("/console/scenes/new"))
     scene_id = client.post("/console/scenes/new", data={**SCENE_FORM, "csrf_token": token}
