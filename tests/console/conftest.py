@@ -5,6 +5,8 @@ import re
 
 import pytest
 
+from tests.payments.conftest import live  # noqa: F401 - the service on a real port, for payments
+
 PASSWORD = "correct horse battery"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
