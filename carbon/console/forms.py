@@ -39,7 +39,7 @@ def scene_data(form: MultiDict, *, creating: bool) -> dict:
     if preset:
         try:
             raw["preset"] = json.loads(preset)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past what the parser takes
             raise ValidationError(details={"preset": ["不是有效的 JSON / Not valid JSON"]}) from None
     return _load(SceneCreateIn if creating else ScenePatchIn, raw)
 
