@@ -179,7 +179,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(certificate_page)
     from carbon import console
 
-    console.init_app(app, app.extensions["diandian.settings"])  # its cookie session: decision 0011
+    console.init_app(app, app.extensions["diandian.settings"])  # its cookie session: decision 0012
 
 
 def _register_job_handlers(app: Flask) -> None:

@@ -1,5 +1,5 @@
 """The organizer console (/console): server-rendered pages over the services, with a cookie session
-of its own (decision 0011)."""
+of its own (decision 0012)."""
 from __future__ import annotations
 
 from flask import Flask

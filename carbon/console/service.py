@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 
-from sqlalchemy import distinct, func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.sql import ColumnElement
 
 from carbon import jobs
@@ -15,36 +14,18 @@ from carbon.certificates.models import Certificate
 from carbon.checkout.models import InboxEntry, Order, Payment, Refund
 from carbon.checkout.orders import OrderNotFound
 from carbon.core.db import db
-from carbon.core.units import grams_to_kg
 from carbon.credits import service as credits
 from carbon.credits.models import Project
-from carbon.footprint.models import Footprint
 from carbon.jobs.models import OutboxEvent
 from carbon.ledger.models import LedgerTransaction
 from carbon.organizers.service import Principal
 from carbon.scenes.models import Scene
-
-PAID = ("paid", "fulfilled", "refunded")
 
 
 def _ours(principal: Principal) -> ColumnElement[bool]:
     organization = principal.organization.id
     return or_(Order.scene_id.in_(select(Scene.id).where(Scene.organization_id == organization)),
                Order.project_id.in_(select(Project.id).where(Project.owner_organization_id == organization)))
-
-
-# --- a scene's headline figures ----------------------------------------------------------
-
-def scene_headline(scene: Scene, kg_neutralized: Decimal) -> dict:
-    """Participants (guests with a paid order here), kg the guests measured here, and progress:
-    the share of that footprint neutralized (0-100, one decimal)."""
-    participants = db.session.scalar(select(func.count(distinct(Order.user_id)))
-                                     .where(Order.scene_id == scene.id, Order.status.in_(PAID)))
-    grams = db.session.scalar(select(func.coalesce(func.sum(Footprint.total_grams), 0))
-                              .where(Footprint.scene_id == scene.id))
-    measured = grams_to_kg(int(grams))
-    percent = min(Decimal(100), kg_neutralized * 100 / measured).quantize(Decimal("0.1")) if measured else Decimal(0)
-    return {"participants": int(participants), "kg_measured": measured, "progress_percent": percent}
 
 
 # --- orders, payments, refunds -----------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The console's session (decision 0011): Flask's signed cookie session under /console only, holding
+"""The console's session (decision 0012): Flask's signed cookie session under /console only, holding
 an organizer session token (a revocable row) and a CSRF token."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The organizer console's pages: thin views over the services (decision 0011 for the session)."""
+"""The organizer console's pages: thin views over the services (decision 0012 for the session)."""
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
@@ -24,6 +24,7 @@ from carbon.core.clock import CHINA_TZ, clock
 from carbon.core.db import db
 from carbon.core.errors import DomainError, PermissionDenied, RateLimited
 from carbon.credits import service as credits
+from carbon.leaderboards import service as leaderboards
 from carbon.ledger import settlement
 from carbon.scenes import service as scenes
 from carbon.scenes.codes import scene_string
@@ -220,30 +221,25 @@ def scene_page(scene_id: str):
 
 def _dashboard(scene, channel_errors: dict | None = None):
     stats = scenes.scene_stats(me(), scene.public_id)
-    headline = service.scene_headline(scene, stats["totals"]["kg_neutralized"])
+    board = leaderboards.top(scene, "all", limit=10)
     by_day = chart.bars([(row["day"].strftime("%m-%d"), row["kg_neutralized"]) for row in stats["by_day"]],
                         unit="kg", title="每日中和量 / kg neutralized per day")
     by_channel = chart.bars([(row["label"] or row["channel"] or "默认", row["money_raised"])
                              for row in stats["by_channel"]], unit="CNY", title="各渠道筹款 / money by channel")
-    return render_template("console/scene.html", scene=scene, stats=stats, headline=headline, chart_day=by_day,
-                           chart_channel=by_channel, scene_string=scene_string, h5_link=scenes.h5_link,
-                           leaderboard=_leaderboard(scene), channel_errors=channel_errors or {},
+    return render_template("console/scene.html", scene=scene, stats=stats, progress=board["progress"],
+                           leaderboard=board["entries"], chart_day=by_day, chart_channel=by_channel,
+                           scene_string=scene_string, h5_link=scenes.h5_link, channel_errors=channel_errors or {},
                            channel_values=request.form if channel_errors else None)
-
-
-def _leaderboard(scene) -> list | None:
-    """SLOT for the scene leaderboard: carbon/leaderboards (another branch) will give a scene's top
-    list; until it is on main this returns None and the page says the leaderboard is coming."""
-    return None
 
 
 @bp.route("/scenes/<scene_id>/stats.json")
 def scene_stats_json(scene_id: str):
     """The dashboard's figures, polled by console.js so they move without a reload."""
-    scene = scenes.get_scene(me(), scene_id)
     totals = scenes.scene_stats(me(), scene_id)["totals"]
-    headline = service.scene_headline(scene, totals["kg_neutralized"])
-    return jsonify({key: str(value) for key, value in {**totals, **headline}.items()})
+    progress = leaderboards.progress(scenes.get_scene(me(), scene_id))
+    figures = {**totals, "participants": progress["participants"], "estimated_kg": progress["estimated_kg"],
+               "percent": progress["percent"]}
+    return jsonify({key: "—" if value is None else str(value) for key, value in figures.items()})
 
 
 @bp.route("/scenes/<scene_id>/stats.csv")

@@ -75,6 +75,7 @@ def test_an_organizer_creates_a_scene_takes_it_live_prints_its_poster_and_watche
     page.fill("input[name=starts_on]", "2021-09-07")
     page.fill("input[name=ends_on]", "2021-09-06")  # before it starts: the service refuses it
     page.fill("input[name=code]", "cdcnf21")
+    page.fill("input[name=expected_attendance]", "2")
     page.check(f"input[name=project_ids][value={project_id}]")
     page.click("#scene-form button[type=submit]")
     error = page.locator(".field-error[data-field=ends_on]")
@@ -109,8 +110,11 @@ def test_an_organizer_creates_a_scene_takes_it_live_prints_its_poster_and_watche
     expect(kg).to_have_text("50.000", timeout=15_000)
     expect(page.locator("[data-stat=money_raised]")).to_have_text("3.00")
     expect(page.locator("[data-stat=participants]")).to_have_text("1")
+    # progress: 50 kg over 2 expected guests × the 60.96 kg footprint measured here
+    expect(page.locator("[data-stat=percent]")).to_have_text("41.0")
     page.reload()  # the charts are drawn on the server
     expect(page.locator("svg.chart rect.bar").first).to_be_visible()
+    expect(page.locator("#leaderboard tbody td").nth(2)).to_have_text("50.000")
     keep(screenshot(page, "console-dashboard"), "console-dashboard.png")
     page.set_viewport_size({"width": 390, "height": 844})
     keep(screenshot(page, "console-dashboard-phone"), "console-dashboard-phone.png")

@@ -1,4 +1,4 @@
-"""The console's session and forms (decision 0011): CSRF on every form, one organization's cookie
+"""The console's session and forms (decision 0012): CSRF on every form, one organization's cookie
 never opens another's scene, logout ends the session for every copy of the cookie, the API login's
 rate limit, field errors beside the fields."""
 from __future__ import annotations

@@ -15,7 +15,8 @@
         });
         board.querySelectorAll("[data-stat-value]").forEach(function (node) {
           var name = node.getAttribute("data-stat-value");
-          if (name in figures) { node.value = figures[name]; }
+          var number = parseFloat(figures[name]);
+          if (isFinite(number)) { node.value = number; }
         });
       })
       .catch(function () { /* the next poll tries again */ });
