@@ -22,7 +22,7 @@ from carbon.console import chart, forms, service
 from carbon.console import session as console_session
 from carbon.core.clock import CHINA_TZ, clock
 from carbon.core.db import db
-from carbon.core.errors import DomainError, PermissionDenied, RateLimited
+from carbon.core.errors import DomainError, PermissionDenied, RateLimited, ValidationError
 from carbon.credits import service as credits
 from carbon.leaderboards import service as leaderboards
 from carbon.ledger import settlement
@@ -50,8 +50,9 @@ def me():
 @bp.before_request
 def _guard():
     console_session.check_csrf()
-    if request.endpoint not in OPEN and me() is None:
-        return redirect(url_for("console.login", next=request.full_path.rstrip("?")))
+    if request.endpoint not in OPEN and me() is None:  # back to this page after signing in (a GET only)
+        return redirect(url_for("console.login", next=request.full_path.rstrip("?") if request.method == "GET"
+                                else None))
     return None
 
 
@@ -98,11 +99,13 @@ def login():
     status, retry_after = 200, None
     if request.method == "POST":
         try:
-            console_session.sign_in(email, request.form.get("password", ""))
+            console_session.sign_in(**forms.login_data(request.form))
             return redirect(_next_page())
         except RateLimited as exc:
             errors, status = {"_schema": [exc.message]}, 429
             retry_after = exc.details.get("retry_after_seconds", 60)
+        except ValidationError as exc:
+            errors = _field_errors(exc)
         except DomainError as exc:  # shown on the form (200, as every re-rendered form: see _scene_form)
             errors = {"_schema": [exc.message]}
     response = Response(render_template("console/login.html", email=email, errors=errors), status)

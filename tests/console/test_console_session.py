@@ -245,3 +245,13 @@ def test_staff_see_no_failed_events(app, client):
     assert "失败事件" not in client.get("/console/scenes").get_data(as_text=True)
     assert client.get("/console/events").status_code == 403
     assert client.post("/console/events/1/replay", data={"csrf_token": token}).status_code == 403
+
+
+@pytest.mark.parametrize("email, password, field", [("a\x00@forum.example", PASSWORD, "email"),
+                                                    ("not an email", PASSWORD, "email"),
+                                                    ("a@forum.example", "", "password")])
+def test_sign_in_checks_its_fields_as_the_api_does(app, client, email, password, field):
+    organization(app, "甲", "a@forum.example")
+    answer = sign_in(client, email, password)
+    assert answer.status_code == 200 and f'data-field="{field}">' in answer.get_data(as_text=True)
+    assert client.get("/console/scenes").status_code == 302
