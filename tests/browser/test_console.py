@@ -3,6 +3,7 @@ live, download its poster, and watch the dashboard take a guest's payment withou
 from __future__ import annotations
 
 import io
+import os
 import shutil
 from pathlib import Path
 
@@ -44,8 +45,9 @@ def pay_as_guest(live_server, code: str, kg: str) -> dict:
 
 
 def keep(path, name: str) -> None:
-    DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, DOCS_IMAGES / name)
+    """A key screen, copied to docs/images when DIANDIAN_DOC_IMAGES=1 (else only in the screenshots folder)."""
+    if os.environ.get("DIANDIAN_DOC_IMAGES") == "1":
+        shutil.copyfile(path, DOCS_IMAGES / name)
 
 
 def test_an_organizer_creates_a_scene_takes_it_live_prints_its_poster_and_watches_the_total(
