@@ -183,6 +183,9 @@ def _register_blueprints(app: Flask) -> None:
     app.extensions["diandian.api"].register_blueprint(leaderboards_blp)
     app.register_blueprint(h5_bp)
     app.register_blueprint(certificate_page)
+    from carbon import console
+
+    console.init_app(app, app.extensions["diandian.settings"])  # its cookie session: decision 0012
 
 
 def _register_job_handlers(app: Flask) -> None:

@@ -95,7 +95,8 @@ def reserve(project: Project, order_id: int, units: int, expires_at: datetime) -
     return price
 
 
-def available_units(project: Project) -> int:
+def inventory(project: Project) -> dict[str, int]:
+    """Units in the project's blocks: ``total``, ``held`` (unexpired holds), ``retired`` and ``remaining``."""
     total = sum(block.size for block in blocks_of(project))
     held = db.session.scalar(select(func.coalesce(func.sum(Reservation.last_serial - Reservation.first_serial + 1), 0))
                              .join(SerialBlock).join(Vintage)
@@ -103,7 +104,12 @@ def available_units(project: Project) -> int:
                                     Reservation.expires_at > utcnow()))
     retired = db.session.scalar(select(func.coalesce(func.sum(Retirement.quantity), 0))
                                 .where(Retirement.project_id == project.id))
-    return total - int(held) - int(retired)
+    return {"total": total, "held": int(held), "retired": int(retired),
+            "remaining": total - int(held) - int(retired)}
+
+
+def available_units(project: Project) -> int:
+    return inventory(project)["remaining"]
 
 
 HELD = (select(Reservation.order_id, Reservation.id, Reservation.block_id, Reservation.first_serial,

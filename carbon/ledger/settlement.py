@@ -21,11 +21,15 @@ def payable_account(project_public_id: str) -> str:
     return f"payable:project:{project_public_id}"
 
 
-def report(start: datetime, end: datetime) -> list[dict]:
-    """Per project: owed at the start, earned (payments less fees, less refunds) and paid out in
-    [start, end), owed at the end. Owed is the credit balance of ``payable:project:<id>``."""
+def report(start: datetime, end: datetime, owner_organization_id: int | None = None) -> list[dict]:
+    """Per project (of one owner, when given): owed at the start, earned (payments less fees, less
+    refunds) and paid out in [start, end), owed at the end. Owed is the credit balance of
+    ``payable:project:<id>``."""
     rows = []
-    for project in db.session.scalars(select(Project).order_by(Project.id)):
+    projects = select(Project).order_by(Project.id)
+    if owner_organization_id is not None:
+        projects = projects.where(Project.owner_organization_id == owner_organization_id)
+    for project in db.session.scalars(projects):
         account = payable_account(project.public_id)
         opening = -_sum(account, until=start)
         moved = dict(db.session.execute(
@@ -40,12 +44,12 @@ def report(start: datetime, end: datetime) -> list[dict]:
     return rows
 
 
-def report_csv(start: datetime, end: datetime) -> str:
+def report_csv(start: datetime, end: datetime, owner_organization_id: int | None = None) -> str:
     buffer = io.StringIO()
     fields = ["project", "name", "registry", "opening_owed", "earned", "paid_out", "closing_owed"]
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
-    writer.writerows(report(start, end))
+    writer.writerows(report(start, end, owner_organization_id))
     return "\ufeff" + buffer.getvalue()
 
 

@@ -1,0 +1,129 @@
+"""What the console reads beyond the scene service: an organization's orders, payments, refunds,
+failed background events and settlement; projects and their inventory. Every query is scoped to
+the caller's organization: orders placed through its scenes or for projects it owns."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.sql import ColumnElement
+
+from carbon import jobs
+from carbon.certificates.models import Certificate
+from carbon.checkout.models import InboxEntry, Order, Payment, Refund
+from carbon.checkout.orders import OrderNotFound
+from carbon.core.db import db
+from carbon.credits import service as credits
+from carbon.credits.models import Project
+from carbon.jobs.models import OutboxEvent
+from carbon.ledger.models import LedgerTransaction
+from carbon.organizers.service import Principal
+from carbon.scenes.models import Scene
+
+
+def _ours(principal: Principal) -> ColumnElement[bool]:
+    organization = principal.organization.id
+    return or_(Order.scene_id.in_(select(Scene.id).where(Scene.organization_id == organization)),
+               Order.project_id.in_(select(Project.id).where(Project.owner_organization_id == organization)))
+
+
+# --- orders, payments, refunds -----------------------------------------------------------
+
+def orders(principal: Principal, status: str | None = None, limit: int = 200) -> list[Order]:
+    query = select(Order).where(_ours(principal)).order_by(Order.id.desc()).limit(limit)
+    if status:
+        query = query.where(Order.status == status)
+    return list(db.session.scalars(query))
+
+
+def order(principal: Principal, public_id: str) -> Order:
+    found = db.session.scalar(select(Order).where(Order.public_id == public_id, _ours(principal)))
+    if found is None:
+        raise OrderNotFound()
+    return found
+
+
+@dataclass(frozen=True)
+class Step:
+    at: datetime
+    what: str
+    state: str
+    note: str = ""
+
+
+def history(found: Order) -> list[Step]:
+    """The order's states as the rows record them: its own times, each payment's, what WeChat Pay
+    told us (the inbox), the ledger's postings and the refunds, oldest first."""
+    steps = [Step(found.created_at, "订单 / order", "created")]
+    if found.paid_at:
+        steps.append(Step(found.paid_at, "订单 / order", "paid"))
+    if found.closed_at:
+        steps.append(Step(found.closed_at, "订单 / order", found.status))
+    trade_nos = [payment.out_trade_no for payment in found.payments]
+    for payment in found.payments:
+        steps.append(Step(payment.created_at, f"支付 / payment {payment.out_trade_no}", "created"))
+        if payment.confirmed_at:
+            steps.append(Step(payment.confirmed_at, f"支付 / payment {payment.out_trade_no}", "confirmed",
+                              payment.transaction_id or ""))
+    if trade_nos:
+        for entry in db.session.scalars(select(InboxEntry).where(InboxEntry.out_trade_no.in_(trade_nos))):
+            steps.append(Step(entry.received_at, f"微信支付通知 / WeChat Pay {entry.source}",
+                              f"{entry.kind}: {entry.status}", entry.outcome or entry.last_error or ""))
+    for transaction in db.session.scalars(select(LedgerTransaction)
+                                          .where(LedgerTransaction.reference == found.public_id)):
+        steps.append(Step(transaction.created_at, "账本 / ledger", transaction.kind, transaction.memo))
+    for refund in refunds_of(found):
+        steps.append(Step(refund.created_at, f"退款 / refund {refund.public_id}", "requested", refund.reason))
+        if refund.completed_at:
+            steps.append(Step(refund.completed_at, f"退款 / refund {refund.public_id}", refund.status))
+    return sorted(steps, key=lambda step: step.at)
+
+
+def refunds_of(found: Order) -> list[Refund]:
+    return list(db.session.scalars(select(Refund).join(Payment).where(Payment.order_id == found.id)
+                                   .order_by(Refund.id)))
+
+
+def refunds(principal: Principal, limit: int = 200) -> list[Refund]:
+    return list(db.session.scalars(select(Refund).join(Payment).join(Order).where(_ours(principal))
+                                   .order_by(Refund.id.desc()).limit(limit)))
+
+
+# --- failed background events ------------------------------------------------------------
+
+def failed_events(principal: Principal) -> list[OutboxEvent]:
+    """Failed outbox events about this organization's orders (an event about no order of ours is not shown)."""
+    events = jobs.failed(limit=500)
+    mine = {public_id for public_id, in db.session.execute(
+        select(Order.public_id).where(Order.public_id.in_({_order_of(event) for event in events} - {None}),
+                                      _ours(principal)))}
+    return [event for event in events if _order_of(event) in mine]
+
+
+def replay(principal: Principal, event_id: int) -> str:
+    if event_id not in {event.id for event in failed_events(principal)}:
+        raise LookupError(event_id)
+    return jobs.replay(event_id)
+
+
+def _order_of(event: OutboxEvent) -> str | None:
+    """The order an event is about: ``order``, or through its refund or certificate."""
+    payload = event.payload if isinstance(event.payload, dict) else {}
+    if isinstance(payload.get("order"), str):
+        return payload["order"]
+    if isinstance(payload.get("refund"), str):
+        return db.session.scalar(select(Order.public_id).join(Payment).join(Refund, Refund.payment_id == Payment.id)
+                                 .where(Refund.public_id == payload["refund"]))
+    if isinstance(payload.get("number"), str):
+        return db.session.scalar(select(Order.public_id).join(Certificate, Certificate.order_id == Order.id)
+                                 .where(Certificate.number == payload["number"]))
+    return None
+
+
+# --- projects, inventory, settlement -----------------------------------------------------
+
+def projects() -> list[dict]:
+    """Every project (they are offered to any scene) with its blocks and units."""
+    return [{"project": project, "blocks": credits.blocks_of(project), **credits.inventory(project)}
+            for project in db.session.scalars(select(Project).order_by(Project.id))]

@@ -1,0 +1,346 @@
+"""The organizer console's pages: thin views over the services (decision 0012 for the session)."""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from werkzeug.exceptions import HTTPException
+
+from carbon.checkout.states import OrderStatus
+from carbon.console import chart, forms, service
+from carbon.console import session as console_session
+from carbon.core.clock import CHINA_TZ, clock
+from carbon.core.db import db
+from carbon.core.errors import DomainError, PermissionDenied, RateLimited, ValidationError
+from carbon.credits import service as credits
+from carbon.leaderboards import service as leaderboards
+from carbon.ledger import settlement
+from carbon.scenes import service as scenes
+from carbon.scenes.codes import scene_string
+from carbon.scenes.models import KINDS
+from schemas.scenes import PROVINCES
+
+bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates",
+               static_folder="static", static_url_path="/static")
+OPEN = {"console.login", "console.static"}
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+DOWNLOADS = {"wxacode.png": "image/png", "qrcode.png": "image/png", "poster.png": "image/png",
+             "poster.pdf": "application/pdf"}
+KIND_NAMES = {"conference": "会议 / Conference", "scenic_spot": "景区 / Scenic spot", "supermarket": "超市 / Supermarket",
+              "restaurant": "餐厅 / Restaurant", "hotel": "酒店 / Hotel", "custom": "自定义 / Custom"}
+STATUS_NAMES = {"draft": "草稿 / Draft", "live": "进行中 / Live", "closed": "已结束 / Closed"}
+
+
+def me():
+    return console_session.principal()
+
+
+@bp.before_request
+def _guard():
+    console_session.check_csrf()
+    if request.endpoint not in OPEN and me() is None:  # back to this page after signing in (a GET only)
+        return redirect(url_for("console.login", next=request.full_path.rstrip("?") if request.method == "GET"
+                                else None))
+    return None
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+bp.add_app_template_global(console_session.csrf_token, "csrf_token")  # macros see globals, not the context
+
+
+@bp.context_processor
+def _template_values() -> dict:
+    return {"console_me": me, "kind_names": KIND_NAMES, "status_names": STATUS_NAMES}
+
+
+@bp.errorhandler(DomainError)
+def _domain_error(exc: DomainError):
+    return _error_page(exc.http_status, exc.message, exc.code)
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException):
+    if exc.code == 400 and exc.description == "csrf":
+        return _error_page(400, "表单已失效或并非来自本站，请刷新页面后重试 / The form expired or did not come from "
+                                "this site: reload the page and try again", "console.csrf")
+    if exc.code == 404:
+        return _error_page(404, "未找到 / Not found", "not_found")
+    return _error_page(exc.code or 500, exc.description or exc.name, f"http_{exc.code}")
+
+
+def _error_page(status: int, message: str, code: str):
+    return render_template("console/error.html", status=status, message=message, code=code), status
+
+
+# --- sign in / out ------------------------------------------------------------------------
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    errors: dict = {}
+    email = request.form.get("email", "").strip()
+    status, retry_after = 200, None
+    if request.method == "POST":
+        try:
+            console_session.sign_in(**forms.login_data(request.form))
+            return redirect(_next_page())
+        except RateLimited as exc:
+            errors, status = {"_schema": [exc.message]}, 429
+            retry_after = exc.details.get("retry_after_seconds", 60)
+        except ValidationError as exc:
+            errors = _field_errors(exc)
+        except DomainError as exc:  # shown on the form (200, as every re-rendered form: see _scene_form)
+            errors = {"_schema": [exc.message]}
+    response = Response(render_template("console/login.html", email=email, errors=errors), status)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(int(retry_after))
+    return response
+
+
+def _next_page() -> str:
+    target = request.args.get("next", "")
+    parts = urlsplit(target)
+    if target.startswith("/console/") and not parts.scheme and not parts.netloc and "\\" not in target:
+        return target
+    return url_for("console.scene_list")
+
+
+@bp.route("/logout", methods=["POST"])
+def logout():
+    console_session.sign_out()
+    flash("已退出 / Signed out")
+    return redirect(url_for("console.login"))
+
+
+@bp.route("/")
+def home():
+    return redirect(url_for("console.scene_list"))
+
+
+# --- scenes -------------------------------------------------------------------------------
+
+@bp.route("/scenes")
+def scene_list():
+    return render_template("console/scenes.html", scenes=scenes.list_scenes(me()))
+
+
+@bp.route("/scenes/new", methods=["GET", "POST"])
+def scene_new():
+    errors: dict = {}
+    if request.method == "POST":
+        try:
+            scene = scenes.create_scene(me(), forms.scene_data(request.form, creating=True))
+            flash("场景已创建（草稿） / Scene created (draft)")
+            return redirect(url_for("console.scene_page", scene_id=scene.public_id))
+        except DomainError as exc:
+            errors = _field_errors(exc)
+    return _scene_form(None, errors)
+
+
+@bp.route("/scenes/<scene_id>/edit", methods=["GET", "POST"])
+def scene_edit(scene_id: str):
+    scene = scenes.get_scene(me(), scene_id)
+    errors: dict = {}
+    if request.method == "POST":
+        try:
+            scenes.update_scene(me(), scene_id, forms.scene_data(request.form, creating=False))
+            flash("已保存 / Saved")
+            return redirect(url_for("console.scene_page", scene_id=scene_id))
+        except DomainError as exc:
+            errors = _field_errors(exc)
+    return _scene_form(scene, errors)
+
+
+def _scene_form(scene, errors: dict):
+    """The form, with what was typed and the service's field errors beside the fields. A refused
+    form is re-rendered with 200 (nothing was saved; the page says why), as browsers log a 4xx
+    page load as a console error."""
+    values = request.form if request.method == "POST" else None
+    return render_template("console/scene_form.html", scene=scene, values=values, errors=errors, kinds=KINDS,
+                           provinces=PROVINCES, projects=credits.active_projects(),
+                           preset_text=forms.preset_text(scene.preset) if scene else "")
+
+
+def _field_errors(exc: DomainError) -> dict:
+    """What the service refused (nothing of it kept), as field messages (``details``); a message
+    without fields goes on the form itself."""
+    db.session.rollback()
+    details = {key: value if isinstance(value, list) else [value] for key, value in (exc.details or {}).items()}
+    if not details or not any(isinstance(message, str) for messages in details.values() for message in messages):
+        details["_schema"] = [exc.message]
+    return {(key.split(".")[0] if key.startswith("preset.") else key): messages for key, messages in details.items()}
+
+
+@bp.route("/scenes/<scene_id>/status", methods=["POST"])
+def scene_status(scene_id: str):
+    wanted = request.form.get("status", "")
+    if wanted not in STATUS_NAMES:
+        abort(400)
+    try:
+        scenes.update_scene(me(), scene_id, {"status": wanted})
+        flash(f"状态 / Status: {STATUS_NAMES[wanted]}")
+    except DomainError as exc:
+        if exc.http_status == 404:
+            raise
+        flash(exc.message, "error")
+    return redirect(url_for("console.scene_page", scene_id=scene_id))
+
+
+@bp.route("/scenes/<scene_id>/channels", methods=["POST"])
+def channel_add(scene_id: str):
+    scene = scenes.get_scene(me(), scene_id)
+    try:
+        data = forms.channel_data(request.form)
+        scenes.add_channel(me(), scene_id, data["slug"], data["label"])
+        flash("渠道已添加 / Channel added")
+        return redirect(url_for("console.scene_page", scene_id=scene_id) + "#codes")
+    except DomainError as exc:
+        if exc.http_status == 404:
+            raise
+        return _dashboard(scene, channel_errors=_field_errors(exc))
+
+
+@bp.route("/scenes/<scene_id>")
+def scene_page(scene_id: str):
+    return _dashboard(scenes.get_scene(me(), scene_id))
+
+
+def _dashboard(scene, channel_errors: dict | None = None):
+    stats = scenes.scene_stats(me(), scene.public_id)
+    board = leaderboards.top(scene, "all", limit=10)
+    by_day = chart.bars([(row["day"].strftime("%m-%d"), row["kg_neutralized"]) for row in stats["by_day"]],
+                        unit="kg", title="每日中和量 / kg neutralized per day")
+    by_channel = chart.bars([(row["label"] or row["channel"] or "默认", row["money_raised"])
+                             for row in stats["by_channel"]], unit="CNY", title="各渠道筹款 / money by channel")
+    return render_template("console/scene.html", scene=scene, stats=stats, progress=board["progress"],
+                           leaderboard=board["entries"], chart_day=by_day, chart_channel=by_channel,
+                           scene_string=scene_string, h5_link=scenes.h5_link, channel_errors=channel_errors or {},
+                           channel_values=request.form if channel_errors else None)
+
+
+@bp.route("/scenes/<scene_id>/stats.json")
+def scene_stats_json(scene_id: str):
+    """The dashboard's figures, polled by console.js so they move without a reload."""
+    totals = scenes.scene_stats(me(), scene_id)["totals"]
+    progress = leaderboards.progress(scenes.get_scene(me(), scene_id))
+    figures = {**totals, "participants": progress["participants"], "estimated_kg": progress["estimated_kg"],
+               "percent": progress["percent"]}
+    return jsonify({key: "—" if value is None else str(value) for key, value in figures.items()})
+
+
+@bp.route("/scenes/<scene_id>/stats.csv")
+def scene_stats_csv(scene_id: str):
+    return Response(scenes.scene_stats_csv(me(), scene_id), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="scene-{scene_id}-stats.csv"'})
+
+
+@bp.route("/scenes/<scene_id>/<any('wxacode.png', 'qrcode.png', 'poster.png', 'poster.pdf'):name>")
+def scene_download(scene_id: str, name: str):
+    """The channel's printed code (``?channel=``): mini-program code, QR fallback, poster PNG or PDF
+    (``?source=qrcode`` draws the poster with the QR fallback)."""
+    channel = request.args.get("channel", "")
+    source = "qrcode" if request.args.get("source") == "qrcode" else "wxacode"
+    if name == "wxacode.png":
+        data = scenes.wxacode(me(), scene_id, channel).wxacode_png
+    elif name == "qrcode.png":
+        data = scenes.qrcode_png(me(), scene_id, channel)
+    else:
+        data = scenes.poster_file(me(), scene_id, channel, source=source, fmt=name.rsplit(".", 1)[1])
+    stem = f"{scene_id}-{channel or 'default'}-{name.replace('.', '-' + source + '.') if 'poster' in name else name}"
+    return Response(data, mimetype=DOWNLOADS[name], headers={"Content-Disposition": f'attachment; filename="{stem}"'})
+
+
+# --- projects, orders, refunds, events, settlement ----------------------------------------
+
+@bp.route("/projects")
+def project_list():
+    return render_template("console/projects.html", rows=service.projects())
+
+
+@bp.route("/orders")
+def order_list():
+    status = request.args.get("status") or None
+    if status and status not in set(OrderStatus):
+        status = None
+    return render_template("console/orders.html", orders=service.orders(me(), status), status=status,
+                           statuses=list(OrderStatus))
+
+
+@bp.route("/orders/<order_id>")
+def order_page(order_id: str):
+    found = service.order(me(), order_id)
+    return render_template("console/order.html", order=found, steps=service.history(found),
+                           refunds=service.refunds_of(found))
+
+
+@bp.route("/refunds")
+def refund_list():
+    return render_template("console/refunds.html", refunds=service.refunds(me()))
+
+
+@bp.route("/events")
+def event_list():
+    _owner()
+    return render_template("console/events.html", events=service.failed_events(me()))
+
+
+@bp.route("/events/<int:event_id>/replay", methods=["POST"])
+def event_replay(event_id: int):
+    _owner()
+    try:
+        flash(f"事件 / event {event_id}: {service.replay(me(), event_id)}")
+    except LookupError:
+        flash(f"没有这个失败事件 / No failed event {event_id}", "error")
+    return redirect(url_for("console.event_list"))
+
+
+def _owner() -> None:
+    if me().role != "owner":
+        raise PermissionDenied(code="auth.owner_required", message="仅限组织所有者 / Only an owner may do this")
+
+
+def _period() -> tuple[date, date, datetime, datetime]:
+    today = clock.now().astimezone(CHINA_TZ).date()
+    try:
+        start = date.fromisoformat(request.args.get("start", ""))
+    except ValueError:
+        start = today.replace(day=1)
+    try:
+        end = date.fromisoformat(request.args.get("end", ""))
+    except ValueError:
+        end = today + timedelta(days=1)
+    if end <= start:
+        end = start + timedelta(days=1)
+    as_time = lambda day: datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ)
+    return start, end, as_time(start), as_time(end)
+
+
+@bp.route("/settlement")
+def settlement_page():
+    start, end, since, until = _period()
+    return render_template("console/settlement.html", start=start, end=end,
+                           rows=settlement.report(since, until, me().organization.id))
+
+
+@bp.route("/settlement.csv")
+def settlement_csv():
+    start, end, since, until = _period()
+    return Response(settlement.report_csv(since, until, me().organization.id), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="settlement-{start}-{end}.csv"'})

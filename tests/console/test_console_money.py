@@ -1,0 +1,94 @@
+"""The console's money pages on a real paid order (the service on a port, WeChat Pay's sandbox
+notifying it): orders with their state history, refunds with reasons, inventory, settlement per
+project owner with CSV, failed background events and their replay, each for its organization only."""
+from __future__ import annotations
+
+import csv
+import io
+
+import requests
+from sqlalchemy import select, update
+
+from carbon import jobs
+from carbon.core.db import db
+from carbon.credits.models import Project
+from carbon.jobs.models import OutboxEvent
+from tests.console.conftest import csrf_of, organization, sign_in
+from tests.payments.conftest import guest_token, live_scene, seed_project
+
+
+def test_orders_refunds_inventory_settlement_and_events_belong_to_their_organization(live, sandbox, monkeypatch):
+    project_id = seed_project(live.app, units=10_000, price="60.00")
+    with live.app.app_context():
+        owner, _ = live_scene(project_id, "money1", "a@x.example")
+        db.session.execute(update(Project).where(Project.public_id == project_id)
+                           .values(owner_organization_id=owner.organization_id))
+        db.session.commit()
+    organization(live.app, "乙组委会", "b@x.example")
+    token = guest_token(live.url, sandbox, "o_money")
+    created = live.post("/api/v1/orders", json={"kg": "50", "scene": "s%3Dmoney1%26c%3Ddoor"},
+                        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "money-1"})
+    assert created.status_code == 201, created.text
+    order_id = created.json()["order"]["id"]
+    paid = requests.post(f"{sandbox.url}/__sandbox__/pay/request-payment", json=created.json()["request_payment"],
+                         timeout=30).json()
+    assert paid["notify"]["acknowledged"]
+
+    a, b = live.app.test_client(), live.app.test_client()
+    assert sign_in(a, "a@x.example", "long password").status_code == 302
+    assert sign_in(b, "b@x.example").status_code == 302
+
+    assert order_id in a.get("/console/orders").get_data(as_text=True)
+    assert order_id not in b.get("/console/orders").get_data(as_text=True)
+    assert b.get(f"/console/orders/{order_id}").status_code == 404
+    history = a.get(f"/console/orders/{order_id}").get_data(as_text=True)
+    for seen in ("fulfilled", "→ <span class=\"state\">paid</span>", "→ <span class=\"state\">payment</span>",
+                 "→ <span class=\"state\">confirmed</span>", paid["transaction_id"]):
+        assert seen in history, seen
+
+    projects = a.get("/console/projects").get_data(as_text=True)
+    assert f'data-remaining="{project_id}">9950<' in projects
+
+    settlement = a.get("/console/settlement").get_data(as_text=True)
+    assert project_id in settlement and "¥2.85" in settlement  # 3.00 less the 5 % platform fee
+    rows = list(csv.DictReader(io.StringIO(a.get("/console/settlement.csv").get_data(as_text=True).lstrip("\ufeff"))))
+    assert [(row["project"], row["earned"], row["closing_owed"]) for row in rows] == [(project_id, "2.85", "2.85")]
+    assert project_id not in b.get("/console/settlement").get_data(as_text=True)
+    assert b.get("/console/settlement.csv").get_data(as_text=True).strip("\ufeff").count("\n") == 1  # header only
+
+    from carbon.checkout.operations import refund_order
+
+    with live.app.app_context():
+        refund_order(order_id, "嘉宾要求退款 / guest asked")
+    refunds = a.get("/console/refunds").get_data(as_text=True)
+    assert "嘉宾要求退款 / guest asked" in refunds and order_id in refunds
+    assert order_id not in b.get("/console/refunds").get_data(as_text=True)
+    assert "退款 / refund" in a.get(f"/console/orders/{order_id}").get_data(as_text=True)
+
+    failing = {"on": True}
+
+    def flaky(payload):
+        if failing["on"]:
+            raise RuntimeError("registry unreachable")
+
+    monkeypatch.setitem(jobs.HANDLERS, "test.console", {"tests.flaky": flaky})
+    with live.app.app_context():
+        [ours] = jobs.emit("test.console", {"order": order_id})
+        [nobodys] = jobs.emit("test.console", {"order": "ord_nobody"})
+        db.session.commit()
+        db.session.execute(update(OutboxEvent).where(OutboxEvent.id.in_([ours, nobodys]))
+                           .values(status="failed", attempts=jobs.MAX_ATTEMPTS, last_error="RuntimeError: boom"))
+        db.session.commit()
+    listed = a.get("/console/events").get_data(as_text=True)
+    assert f"/console/events/{ours}/replay" in listed and f"/console/events/{nobodys}/replay" not in listed
+    assert "/replay" not in b.get("/console/events").get_data(as_text=True)
+    refused = b.post(f"/console/events/{ours}/replay", data={"csrf_token": csrf_of(b.get("/console/events"))},
+                     follow_redirects=True)
+    assert "没有这个失败事件" in refused.get_data(as_text=True)
+    failing["on"] = False
+    replayed = a.post(f"/console/events/{ours}/replay", data={"csrf_token": csrf_of(a.get("/console/events"))},
+                      follow_redirects=True)
+    assert f"event {ours}: done" in replayed.get_data(as_text=True)
+    with live.app.app_context():
+        assert db.session.get(OutboxEvent, ours).status == "done"
+        assert db.session.scalar(select(OutboxEvent.status).where(OutboxEvent.id == nobodys)) == "failed"
