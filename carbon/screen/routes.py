@@ -8,7 +8,7 @@ from flask import Blueprint, Response, render_template, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from carbon.core import extensions as ext
-from carbon.core.errors import DomainError
+from carbon.core.errors import DomainError, NotFound
 from carbon.rendering import qr_png
 from carbon.scenes.service import h5_link
 from carbon.screen import service
@@ -56,6 +56,8 @@ def events(key: str):
         while (left := ends - time.monotonic()) > 0:
             try:
                 snapshot = feeds.wait(scene_id, last, min(KEEPALIVE_SECONDS, left))
+            except NotFound:
+                return  # the scene is gone: the browser's reconnect gets the 404
             except (SQLAlchemyError, DomainError) as exc:  # the database is away: keep the viewer, try again
                 log.warning("screen read failed", extra={"fields": {"scene_id": scene_id, "error": type(exc).__name__}})
                 time.sleep(min(feeds.refresh_seconds, max(left, 0)))
