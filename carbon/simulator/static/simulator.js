@@ -58,8 +58,8 @@
   };
 
   function go(page) {
-    each(document.querySelectorAll("[data-page]"), function (section) { section.hidden = section.dataset.page !== page; });
-    document.body.dataset.page = page;
+    each(document.querySelectorAll("section[data-page]"), function (section) { section.hidden = section.dataset.page !== page; });
+    document.body.dataset.current = page;
     if (page === "leaderboard") showLeaderboard();
     if (page === "life") lifePreview();
   }
