@@ -68,7 +68,7 @@ def read(scene_id: int) -> dict:
                   "link": h5_link(scene)},
         "kg_neutralized": str(shown["kg_neutralized"]),
         "money_raised": str(shown["money_raised"]),
-        "footprints": shown["footprints"],
+        "footprints": int(shown["footprints"]),  # a SUM on PostgreSQL is numeric
         "participants": int(participants or 0),
         "progress": None,
         "newest": [{"number": number, "name": mask_name(name), "kg": f"{kg:.3f}",
