@@ -14,67 +14,65 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import select
 
+from carbon.accounts.service import ANONYMOUS_NAME, masked
 from carbon.certificates.models import Certificate
 from carbon.checkout.models import Order
-from carbon.checkout.states import OrderStatus
 from carbon.core import extensions as ext
 from carbon.core.clock import CHINA_TZ
 from carbon.core.db import db
+from carbon.leaderboards import service as leaderboards
 from carbon.scenes import codes, stats
+from carbon.scenes import service as scenes
 from carbon.scenes.models import Scene
-from carbon.scenes.service import SceneNotFound, _shown, h5_link  # _shown: the counters as resolve shows them
+from carbon.scenes.service import _shown as shown_counters  # the figures resolve shows guests
 
 NEWEST_SHOWN = 6
 TOP_SHOWN = 5
 
 
 def find_scene(key: str) -> Scene:
-    """A live or closed scene by its public id (``scn_…``) or its code; a draft is not found."""
-    column = Scene.public_id if key.startswith("scn_") else Scene.code
-    scene = db.session.scalar(select(Scene).where(column == key)) if len(key) <= 32 else None
-    if scene is None or scene.status == "draft":
-        raise SceneNotFound(details={"scene": [key[:32]]})
-    return scene
+    """A scene guests may see (live or closed), by its public id (``scn_…``) or its code."""
+    if not key.startswith("scn_"):
+        key = db.session.scalar(select(Scene.public_id).where(Scene.code == key)) or key
+    return scenes.shown_scene(key)
 
 
 def mask_name(name: str | None) -> str:
-    """A name as a wall shows it: the first character, then one ``*`` per further character (at most 2)."""
+    """A certificate's name as a wall shows it: masked, as an opted-out guest's nickname is."""
     name = (name or "").strip()
-    if not name:
-        return "匿名 / Anonymous"
-    return name[0] + "*" * min(len(name) - 1, 2)
+    return masked(name) if name else ANONYMOUS_NAME
 
 
 def read(scene_id: int) -> dict:
-    """The one shared read of a scene: counters, participants, newest certificates, leaderboard top."""
+    """The one shared read of a scene: counters, progress, newest certificates, the leaderboard's top."""
     scene = db.session.get(Scene, scene_id)
     if scene is None:
-        raise SceneNotFound()
-    totals = stats.totals(scene.id)
-    paid = (OrderStatus.PAID, OrderStatus.FULFILLED)
-    participants = db.session.scalar(select(func.count(func.distinct(Order.user_id)))
-                                     .where(Order.scene_id == scene.id, Order.status.in_(paid)))
+        raise scenes.SceneNotFound()
+    shown = shown_counters(stats.totals(scene.id))
+    board = leaderboards.top(scene, "all", TOP_SHOWN)
+    progress = board["progress"]
     newest = db.session.execute(
         select(Certificate.number, Certificate.issued_at, Order.beneficiary_name, Order.kg)
         .join(Order, Order.id == Certificate.order_id)
         .where(Order.scene_id == scene.id, Certificate.revoke_seq.is_(None))
         .order_by(Certificate.id.desc()).limit(NEWEST_SHOWN)).all()
-    shown = _shown(totals)
     return {
         "scene": {"id": scene.public_id, "code": scene.code, "name_zh": scene.name_zh, "name_en": scene.name_en,
                   "city": scene.city, "status": scene.status, "scene_string": codes.scene_string(scene.code),
-                  "link": h5_link(scene)},
+                  "link": scenes.h5_link(scene)},
         "kg_neutralized": str(shown["kg_neutralized"]),
         "money_raised": str(shown["money_raised"]),
         "footprints": int(shown["footprints"]),  # a SUM on PostgreSQL is numeric
-        "participants": int(participants or 0),
-        "progress": None,
+        "participants": board["board"]["participants"],
+        "progress": {"neutralized_kg": str(progress["neutralized_kg"]),
+                     "estimated_kg": None if progress["estimated_kg"] is None else str(progress["estimated_kg"]),
+                     "percent": None if progress["percent"] is None else str(progress["percent"])},
         "newest": [{"number": number, "name": mask_name(name), "kg": f"{kg:.3f}",
                     "issued_at": issued_at.astimezone(CHINA_TZ).strftime("%H:%M")}
                    for number, issued_at, name, kg in newest],
-        "top": [],
+        "top": [{"rank": entry["rank"], "name": entry["name"], "kg": str(entry["kg"])} for entry in board["entries"]],
     }
 
 

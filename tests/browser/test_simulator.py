@@ -45,6 +45,7 @@ def test_a_guest_walks_the_whole_path_to_a_certificate_and_a_rank(live_server, p
     phone = phone_page
     phone.goto("/simulator")
     phone.fill("#openid", "o_sim_walker")
+    phone.fill("#nickname", "李雷")
     keep(phone, "simulator-scan")
     phone.click('button.code[data-scene="s=cdcnf21&c=door"]')
     expect(phone.locator("#scene-name")).to_have_text("首届中国数字碳中和高峰论坛")
@@ -95,7 +96,8 @@ def test_a_guest_walks_the_whole_path_to_a_certificate_and_a_rank(live_server, p
 
     phone.click('[data-page="share"] button[data-go="leaderboard"]')
     expect(phone.locator("#my-rank")).to_have_text("1")
-    expect(phone.locator("#board li.me")).to_contain_text("李")
+    expect(phone.locator("#board li.me")).to_contain_text("1. 李雷")
+    expect(phone.locator("#my-kg")).to_have_text(re.compile(r"^\d+\.000 kg$"))
     keep(phone, "simulator-leaderboard")
 
     phone.click('[data-page="leaderboard"] button[data-go="life"]')

@@ -48,12 +48,15 @@
     countUp("participants", String(snapshot.participants), 0);
     countUp("footprints", String(snapshot.footprints), 0);
     var progress = snapshot.progress;
-    if (progress) {
+    if (progress && progress.percent !== null) {
       var percent = Math.min(100, parseFloat(progress.percent) || 0);
       document.getElementById("progress-fill").style.width = percent + "%";
       text("progress-percent", progress.percent + "%");
       text("progress-text", "已中和 " + progress.neutralized_kg + " / 预计 " + progress.estimated_kg +
-        " kg · neutralized of estimated");
+        " kg · neutralized of the estimated footprint");
+    } else {
+      text("progress-percent", "—");
+      text("progress-text", "预计排放待计算 / the estimated footprint comes with the first footprints");
     }
     list("newest", snapshot.newest, function (c) {
       return {key: c.number, cells: [["name", c.name], ["kg", c.kg + " kg"], ["time", c.issued_at]]};
