@@ -97,7 +97,8 @@ def pay(base: str, sandbox_url: str, openid: str) -> tuple[float, str]:
     started = time.time()  # the guest taps 支付 now
     paid = requests.post(f"{sandbox_url}/__sandbox__/pay/request-payment", json=created["request_payment"],
                          timeout=30).json()
-    assert paid["notify"]["acknowledged"], paid
+    if not (paid["notify"] or {}).get("acknowledged"):  # a loaded machine: the notify may outlast WeChat's 5 s
+        print(f"notify not acknowledged: {paid['notify']}; waiting for the order to be paid", flush=True)
     return started, created["order"]["id"]
 
 
@@ -119,20 +120,32 @@ async def connect(viewers: list[Viewer], port: int, stop: asyncio.Event, baselin
 
 
 def paid_at(url: str, order_id: str) -> float:
-    """When the service confirmed the order's payment (its commit), as a Unix time."""
+    """When the service confirmed the order's payment (its commit), as a Unix time; waits up to 30 s."""
     from sqlalchemy import create_engine, select
 
     from carbon.checkout.models import Order
 
     engine = create_engine(url)
+    deadline = time.monotonic() + 30
     with engine.connect() as conn:
-        moment = conn.execute(select(Order.paid_at).where(Order.public_id == order_id)).scalar_one()
+        while (moment := conn.execute(select(Order.paid_at).where(Order.public_id == order_id)).scalar()) is None \
+                and time.monotonic() < deadline:
+            conn.rollback()
+            time.sleep(0.2)
     engine.dispose()
-    return moment.timestamp()
+    return moment.timestamp() if moment else float("nan")
+
+
+class Printed(list):
+    """Lines, printed as they come."""
+
+    def append(self, line: str) -> None:
+        print(line, flush=True)
+        super().append(line)
 
 
 async def run(port: int, api: str, sandbox_url: str, folder: Path, label: str, full: bool, url: str) -> list[str]:
-    lines = []
+    lines = Printed()
     stop, baseline, tasks = asyncio.Event(), {}, []
     idle = await rate(folder, 3.0)
     viewers = [Viewer() for _ in range(FEW)]
@@ -209,8 +222,7 @@ def main() -> None:
                 if separate:  # the API (and the notify, and what follows a payment) on its own instance
                     servers.enter_context(gunicorn(env, workers=2, worker_class="gthread", threads=4,
                                                    app_spec="bench.counting_app:create()", cwd=ROOT, port=api_port))
-                for line in asyncio.run(run(port, api, sandbox.url, Path(counts), label, full, url)):
-                    print(line, flush=True)
+                asyncio.run(run(port, api, sandbox.url, Path(counts), label, full, url))
 
 
 if __name__ == "__main__":

@@ -126,21 +126,23 @@ class Feeds:
     def _read(self, scene_id: int) -> None:
         try:
             data = self.reader(scene_id)
-        finally:
+            text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        except BaseException:
             with self._lock:
                 self._reading.discard(scene_id)
-                self._changed.notify_all()  # a failed read: another viewer may try
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+                self._changed.notify_all()  # another viewer may try
+            raise
         etag = hashlib.sha256(text.encode()).hexdigest()[:20]
-        with self._lock:
+        with self._lock:  # stored and released in one step: no viewer sees it stale with nobody reading
             self.reads += 1
+            self._reading.discard(scene_id)
             old = self._snapshots.get(scene_id)
             if old is not None and old.etag == etag:
                 old.read_at = time.monotonic()
             else:
+                if len(self._snapshots) >= 10_000:
+                    self._snapshots.clear()
                 self._snapshots[scene_id] = Snapshot(data, text, etag, time.monotonic())
-            if len(self._snapshots) > 10_000:
-                self._snapshots.clear()
             self._changed.notify_all()
 
 
