@@ -2,7 +2,7 @@
 
 However many screens and phones watch a scene, a process reads it from the database at most once
 per ``SCREEN_REFRESH_SECONDS``: the first viewer to find the snapshot stale reads it (outside the
-lock), the others wait on one condition and are woken when it changes (decision 0011).
+lock), the others wait on one condition and are woken when it changes (decision 0013).
 """
 from __future__ import annotations
 
