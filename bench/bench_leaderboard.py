@@ -1,6 +1,6 @@
 """Leaderboards at 10,000 / 100,000 / 1,000,000 guests: a guest's rank with two neighbours above
 and below, and the top 100, on Redis and on PostgreSQL (the table, with its (board, grams, user)
-index).
+index and its guests-per-score tally).
 
 The board is filled directly (users by generate_series, scores drawn from 1–500 kg so ties are
 common, the same scores in the table and in the sorted set): this measures lookups, not how
@@ -52,7 +52,7 @@ def fresh_database() -> str:
 def grow(app, start: int, stop: int, generator: random.Random) -> None:
     """Guests start+1..stop with random scores, in the table and in the sorted set."""
     from carbon.core.db import db
-    from carbon.leaderboards.index import RedisIndex
+    from carbon.leaderboards.index import RedisIndex, SqlIndex
 
     with app.app_context():
         db.session.execute(text(
@@ -61,15 +61,12 @@ def grow(app, start: int, stop: int, generator: random.Random) -> None:
             {"a": start + 1, "b": stop})
         db.session.execute(text("UPDATE users SET nickname = '嘉宾' || id WHERE id > :a"), {"a": start})
         scores = {user: generator.randint(1, 500) * 1000 for user in range(start + 1, stop + 1)}
-        rows = [{"board": BOARD, "user_id": user, "grams": grams} for user, grams in scores.items()]
-        for first in range(0, len(rows), 50_000):
-            db.session.execute(text("INSERT INTO leaderboard_scores (board, user_id, grams) "
-                                    "VALUES (:board, :user_id, :grams)"), rows[first:first + 50_000])
-        db.session.commit()
-        redis_index = RedisIndex(app.extensions["diandian.redis"])
+        redis_index, table = RedisIndex(app.extensions["diandian.redis"]), SqlIndex()
         items = list(scores.items())
         for first in range(0, len(items), 20_000):
+            table.put(BOARD, dict(items[first:first + 20_000]))
             redis_index.put(BOARD, dict(items[first:first + 20_000]))
+        db.session.commit()
 
 
 def vacuum(url: str) -> None:

@@ -6,6 +6,7 @@ These classes only store and read; what a score is, and what a rank is, is decid
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -14,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from carbon.core.db import db, on_postgresql
 from carbon.leaderboards.models import LeaderboardScore as Score
+from carbon.leaderboards.models import LeaderboardScoreCount as Tally
 
 Row = tuple[int, int]  # (user id, grams)
 REDIS_PREFIX = "diandian:lb:"
@@ -24,21 +26,48 @@ def member(user_id: int) -> str:
 
 
 class SqlIndex:
+    """``leaderboard_scores`` plus ``leaderboard_score_counts`` (guests per distinct score), kept
+    together in the caller's transaction."""
+
     def put(self, board: str, scores: dict[int, int]) -> None:
-        """Set these guests' grams on the board (0 takes a guest off), in the caller's transaction."""
-        gone = [user for user, grams in scores.items() if grams <= 0]
-        kept = [{"board": board, "user_id": user, "grams": grams} for user, grams in scores.items() if grams > 0]
+        """Set these guests' grams on the board (0 takes a guest off)."""
+        before = self.scores(board, scores)
+        change: Counter = Counter()
+        for user, grams in scores.items():
+            if before.get(user) == grams or (user not in before and grams <= 0):
+                continue
+            if user in before:
+                change[before[user]] -= 1
+            if grams > 0:
+                change[grams] += 1
+        gone = [user for user, grams in scores.items() if grams <= 0 and user in before]
+        kept = [{"board": board, "user_id": user, "grams": grams} for user, grams in scores.items()
+                if grams > 0 and before.get(user) != grams]
         if gone:
             db.session.execute(delete(Score).where(Score.board == board, Score.user_id.in_(gone)))
         if kept:
-            dialect = postgresql if on_postgresql() else sqlite
-            statement = dialect.insert(Score.__table__)
+            statement = _insert(Score)
             db.session.execute(statement.on_conflict_do_update(index_elements=["board", "user_id"],
                                                                set_={"grams": statement.excluded.grams}), kept)
+        self._tally(board, change)
+
+    def _tally(self, board: str, change: Counter) -> None:
+        rows = [{"board": board, "grams": grams, "guests": delta} for grams, delta in sorted(change.items()) if delta]
+        if not rows:
+            return
+        statement = _insert(Tally)  # rows in score order: concurrent writers lock them in one order
+        db.session.execute(statement.on_conflict_do_update(
+            index_elements=["board", "grams"], set_={"guests": Tally.guests + statement.excluded.guests}), rows)
+        db.session.execute(delete(Tally).where(Tally.board == board, Tally.guests <= 0))
 
     def replace(self, board: str, scores: dict[int, int]) -> None:
         db.session.execute(delete(Score).where(Score.board == board))
-        self.put(board, scores)
+        db.session.execute(delete(Tally).where(Tally.board == board))
+        kept = {user: grams for user, grams in scores.items() if grams > 0}
+        if kept:
+            db.session.execute(_insert(Score), [{"board": board, "user_id": user, "grams": grams}
+                                                for user, grams in kept.items()])
+        self._tally(board, Counter(kept.values()))
 
     def scores(self, board: str, users: Iterable[int]) -> dict[int, int]:
         return dict(db.session.execute(select(Score.user_id, Score.grams)
@@ -50,22 +79,29 @@ class SqlIndex:
             .order_by(Score.grams.desc(), Score.user_id.desc()).limit(limit))]
 
     def size(self, board: str) -> int:
-        return db.session.scalar(select(func.count()).where(Score.board == board))
+        return int(db.session.scalar(select(func.coalesce(func.sum(Tally.guests), 0)).where(Tally.board == board)))
 
     def count_above(self, board: str, grams: int) -> int:
-        return db.session.scalar(select(func.count()).where(Score.board == board, Score.grams > grams))
+        return int(db.session.scalar(select(func.coalesce(func.sum(Tally.guests), 0))
+                                     .where(Tally.board == board, Tally.grams > grams)))
 
     def around(self, board: str, user_id: int, grams: int, width: int) -> tuple[int, list[Row], list[Row]]:
         """(the guest's position from 0, up to ``width`` rows above, up to ``width`` below)."""
         me = tuple_(Score.grams, Score.user_id)
-        position = db.session.scalar(select(func.count()).where(Score.board == board, me > tuple_(grams, user_id)))
+        tied_before = db.session.scalar(select(func.count()).where(Score.board == board, Score.grams == grams,
+                                                                   Score.user_id > user_id))
         above = db.session.execute(select(Score.user_id, Score.grams)
                                    .where(Score.board == board, me > tuple_(grams, user_id))
                                    .order_by(Score.grams, Score.user_id).limit(width)).all()
         below = db.session.execute(select(Score.user_id, Score.grams)
                                    .where(Score.board == board, me < tuple_(grams, user_id))
                                    .order_by(Score.grams.desc(), Score.user_id.desc()).limit(width)).all()
+        position = self.count_above(board, grams) + tied_before
         return position, [tuple(row) for row in reversed(above)], [tuple(row) for row in below]
+
+
+def _insert(model):
+    return (postgresql if on_postgresql() else sqlite).insert(model.__table__)
 
 
 class RedisIndex:

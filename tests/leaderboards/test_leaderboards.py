@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -22,7 +23,7 @@ from carbon.credits.models import Retirement
 from carbon.jobs.models import OutboxEvent
 from carbon.leaderboards import service as leaderboards
 from carbon.leaderboards.index import RedisIndex, SqlIndex
-from carbon.leaderboards.models import LeaderboardScore
+from carbon.leaderboards.models import LeaderboardScore, LeaderboardScoreCount
 from carbon.scenes.models import Scene
 from tests.conftest import dispose_app, make_config
 from tests.leaderboards.conftest import Guests
@@ -153,6 +154,9 @@ def assert_redis_and_sql_agree(live, sql_only, scene_public_id: str) -> None:
                     stored = dict(db.session.execute(select(LeaderboardScore.user_id, LeaderboardScore.grams)
                                                      .where(LeaderboardScore.board == b.key)).all())
                     assert stored == leaderboards.retired_grams(b)
+                    tally = dict(db.session.execute(select(LeaderboardScoreCount.grams, LeaderboardScoreCount.guests)
+                                                    .where(LeaderboardScoreCount.board == b.key)).all())
+                    assert tally == dict(Counter(stored.values()))
     assert answers[0] == answers[1]
 
 

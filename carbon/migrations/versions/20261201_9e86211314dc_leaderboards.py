@@ -27,6 +27,12 @@ def upgrade():
     )
     with op.batch_alter_table('leaderboard_scores', schema=None) as batch_op:
         batch_op.create_index('ix_leaderboard_scores_rank', ['board', 'grams', 'user_id'], unique=False)
+    op.create_table('leaderboard_score_counts',
+    sa.Column('board', sa.String(length=40), nullable=False),
+    sa.Column('grams', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('guests', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('board', 'grams', name=op.f('pk_leaderboard_score_counts'))
+    )
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.add_column(sa.Column('leaderboard_hidden', sa.Boolean(), server_default=sa.false(), nullable=False))
 
@@ -34,6 +40,7 @@ def upgrade():
 def downgrade():
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.drop_column('leaderboard_hidden')
+    op.drop_table('leaderboard_score_counts')
     with op.batch_alter_table('leaderboard_scores', schema=None) as batch_op:
         batch_op.drop_index('ix_leaderboard_scores_rank')
     op.drop_table('leaderboard_scores')
