@@ -99,7 +99,8 @@ class Feeds:
         self._changed = threading.Condition(self._lock)
 
     def wait(self, scene_id: int, seen: str | None, timeout: float) -> Snapshot | None:
-        """A snapshot whose etag is not ``seen`` (at once if there is one), or None after ``timeout``.
+        """A snapshot whose etag is not ``seen`` (at once if there is one; with ``seen`` None, a fresh one),
+        or None after ``timeout``.
         Reads the scene when its snapshot is stale and no other viewer of this process is reading it."""
         deadline = time.monotonic() + timeout
         while True:
@@ -107,9 +108,9 @@ class Feeds:
                 while True:
                     now = time.monotonic()
                     snapshot = self._snapshots.get(scene_id)
-                    if snapshot is not None and snapshot.etag != seen:
-                        return snapshot
                     fresh = snapshot is not None and now - snapshot.read_at < self.refresh_seconds
+                    if snapshot is not None and snapshot.etag != seen and (fresh or seen is not None):
+                        return snapshot  # a first look gets a fresh one; a viewer who saw another, any newer
                     if not fresh and scene_id not in self._reading:
                         self._reading.add(scene_id)
                         break  # this viewer reads

@@ -125,6 +125,15 @@ def test_a_changed_read_wakes_the_waiting_viewers_and_an_equal_one_does_not():
     assert feeds.wait(1, second.etag, 0.2) is None
 
 
+def test_a_polling_viewer_gets_a_fresh_snapshot_when_nobody_streams():
+    values = iter(["1.000", "2.000"])
+    feeds = Feeds(lambda scene_id: {"kg": next(values)}, refresh_seconds=0.05)
+    assert feeds.current(1).data == {"kg": "1.000"}
+    assert feeds.current(1).data == {"kg": "1.000"} and feeds.reads == 1  # fresh: not read again
+    time.sleep(0.06)
+    assert feeds.current(1).data == {"kg": "2.000"} and feeds.reads == 2
+
+
 def test_a_failed_read_reaches_the_viewer_and_the_next_viewer_reads_again():
     calls = {"n": 0}
 
