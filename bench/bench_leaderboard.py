@@ -112,7 +112,7 @@ def main() -> None:
     on_table = create_app(base)
     with on_redis.app_context():
         upgrade()
-        on_redis.extensions["diandian.redis"].delete("diandian:lb:" + BOARD)
+        on_redis.extensions["diandian.redis"].unlink("diandian:lb:" + BOARD)
     generator = random.Random(7)
     print(f"calibration: {calibration_ms():.1f} ms per 10^6-step loop")
     print(f"{'guests':>9} {'store':<6} {'what':<24} {'median ms':>9} {'p99 ms':>8}")
@@ -125,7 +125,7 @@ def main() -> None:
             for what, (median, p99) in measure(app, size, generator).items():
                 print(f"{size:>9,} {label:<6} {what:<24} {median:>9.3f} {p99:>8.3f}", flush=True)
     with on_redis.app_context():
-        on_redis.extensions["diandian.redis"].delete("diandian:lb:" + BOARD)
+        on_redis.extensions["diandian.redis"].unlink("diandian:lb:" + BOARD)
         db.engine.dispose()
     with on_table.app_context():
         db.engine.dispose()

@@ -124,17 +124,16 @@ class RedisIndex:
     def replace(self, board: str, scores: dict[int, int], expires: datetime | None = None) -> None:
         """Fill a fresh key, then swap it in: readers never see a half-built board."""
         key, building = REDIS_PREFIX + board, REDIS_PREFIX + "building:" + board
-        self.redis.delete(building)
+        self.redis.unlink(building)
         items = [(member(user), grams) for user, grams in scores.items() if grams > 0]
         for start in range(0, len(items), 10_000):
             self.redis.zadd(building, dict(items[start:start + 10_000]))
         pipe = self.redis.pipeline(transaction=True)
+        pipe.unlink(key)  # frees the old set in the background: a big board never blocks Redis
         if items:
             pipe.rename(building, key)
             if expires is not None:
                 pipe.expireat(key, expires)
-        else:
-            pipe.delete(key)
         pipe.execute()
 
     def scores(self, board: str, users: Iterable[int]) -> dict[int, int]:
