@@ -168,6 +168,7 @@ def _register_blueprints(app: Flask) -> None:
     from carbon.scenes.admin_routes import blp as admin_scenes_blp
     from carbon.scenes.routes import blp as scenes_blp
     from carbon.scenes.routes import h5 as h5_bp
+    from carbon.screen.routes import bp as screen_bp
 
     app.before_request(enforce_audiences)
     app.register_blueprint(health_bp)
@@ -186,6 +187,11 @@ def _register_blueprints(app: Flask) -> None:
     from carbon import console
 
     console.init_app(app, app.extensions["diandian.settings"])  # its cookie session: decision 0012
+    app.register_blueprint(screen_bp)
+    if app.extensions["diandian.settings"].uses_wechat_sandbox:  # the simulator plays WeChat with the sandbox
+        from carbon.simulator.routes import bp as simulator_bp
+
+        app.register_blueprint(simulator_bp)
 
 
 def _register_job_handlers(app: Flask) -> None:

@@ -18,6 +18,7 @@ bind = os.environ.get("DIANDIAN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("DIANDIAN_WORKERS", max(2, multiprocessing.cpu_count())))
 worker_class = os.environ.get("DIANDIAN_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("DIANDIAN_THREADS", "4"))
+worker_connections = int(os.environ.get("DIANDIAN_WORKER_CONNECTIONS", "1000"))  # gevent: the big screen's streams
 timeout = 30
 graceful_timeout = 20
 keepalive = 5

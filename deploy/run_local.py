@@ -52,6 +52,7 @@ Diandian is running (Ctrl-C stops it):
   service       http://{bind}/            health: /healthz  ready: /readyz
   API docs      http://{bind}/api/docs    OpenAPI: /api/openapi.json
   console       http://{bind}/console     demo@diandian.local / diandian-demo-2021
+  simulator     http://{bind}/simulator   big screen: http://{bind}/screen/cdcnf21
   WeChat sandbox {sandbox_base}/           test hooks: /__sandbox__/
   payments      {"confirmed by `flask worker` (DIANDIAN_JOBS=workers)" if env.get("DIANDIAN_JOBS") == "workers"
                  else "confirmed in the notify request (DIANDIAN_JOBS=inline)"}

@@ -96,7 +96,12 @@ def public_name(user) -> str:
     nickname = (user.nickname or "").strip()
     if not nickname:
         return ANONYMOUS_NAME
-    return nickname[0] + "*" * min(len(nickname) - 1 or 1, 3) if user.leaderboard_hidden else nickname
+    return masked(nickname) if user.leaderboard_hidden else nickname
+
+
+def masked(name: str) -> str:
+    """A name as shown when it is not to be read in full: its first character, then one to three ``*``."""
+    return name[0] + "*" * min(len(name) - 1 or 1, 3)
 
 
 def update_profile(user: User, *, nickname: str | None = None, avatar_url: str | None = None,

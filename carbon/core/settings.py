@@ -65,6 +65,8 @@ class Settings:
     WECHAT_CERTIFICATE_PAGE: str = "pages/certificate/index"  # the page a certificate's push opens
     WECHAT_TEMPLATE_CERTIFICATE: str = "TPL_CERT_ISSUED"  # subscribe-message template (empty: no push)
     SCENE_CACHE_SECONDS: float = 5.0  # how long a worker reuses a resolved scene (0: never)
+    SCREEN_REFRESH_SECONDS: float = 1.0  # the big screen: at most one read of a scene per process this often
+    SCREEN_STREAM_SECONDS: int = 300  # one event stream's life; the browser then reconnects by itself
     LOGIN_RATE_PER_MINUTE_CLIENT: int = 30
     LOGIN_RATE_PER_MINUTE_OPENID: int = 10
     ADMIN_LOGIN_FAILURES_PER_EMAIL: int = 10  # wrong passwords per organizer email per 15 minutes, then locked
@@ -106,6 +108,8 @@ class Settings:
             raise SettingsError("DIANDIAN_JOBS must be 'inline' or 'workers'")
         if self.SESSION_TTL_SECONDS <= 0:
             raise SettingsError("DIANDIAN_SESSION_TTL_SECONDS must be positive")
+        if self.SCREEN_REFRESH_SECONDS <= 0 or self.SCREEN_STREAM_SECONDS <= 0:
+            raise SettingsError("DIANDIAN_SCREEN_REFRESH_SECONDS and DIANDIAN_SCREEN_STREAM_SECONDS must be positive")
         if self.TRUSTED_PROXIES < 0:
             raise SettingsError("DIANDIAN_TRUSTED_PROXIES must be 0 or more")
         if self.METRICS_TOKEN and len(self.METRICS_TOKEN) < 16:

@@ -119,6 +119,9 @@ TEMPLATES = {
     "admin_scenes.poster_png": POSTER, "admin_scenes.poster_pdf": POSTER, "admin_scenes.qrcode_png": POSTER,
     "admin_scenes.wxacode_png": POSTER,
     "orders.create_order": ({}, {"footprint_id": "$footprint_id", "scene": "s=fuzz1"}),
+    "simulator.wx_login": ({}, {"openid": "o_fuzz"}),
+    "simulator.wx_request_payment": ({}, {"appId": "wxd1a2b3c4d5e6f7a8", "timeStamp": "1700000000", "nonceStr": "n",
+                                          "package": "prepay_id=wx1", "signType": "RSA", "paySign": "x"}),
 }
 
 
@@ -227,7 +230,8 @@ def callers(app, client, login, admin):
     footprint = client.post("/api/v1/footprints", json={"activities": [{"type": "meal", "count": 1}]},
                             headers=guest).get_json()
     key = client.post("/api/v1/admin/api-keys", json={"name": "fuzz"}, headers=admin).get_json()
-    ids = {"scene_id": [scene["id"]], "footprint_id": [footprint["id"]], "key_id": [key["id"]]}
+    ids = {"scene_id": [scene["id"]], "footprint_id": [footprint["id"]], "key_id": [key["id"]],
+           "key": ["fuzz1", scene["id"]]}  # the big screen's /screen/<key>
     return {"public": {}, "guest": guest, "organizer": admin}, ids
 
 

@@ -1,0 +1,1 @@
+"""The venue big screen (``/screen/<scene>``): a scene's progress live on a projector."""
