@@ -280,6 +280,10 @@ def erase_beneficiary_names(user_id: int) -> list[str]:
     numbers = [certificate.number for certificate in certificates]
     if numbers:
         db.session.execute(delete(CertificateImage).where(CertificateImage.number.in_(numbers)))
+        kept = current_app.extensions.get("diandian.certificate_pictures", {})  # other processes: PICTURES_SECONDS
+        for number in numbers:
+            for kind in IMAGES:
+                kept.pop((number, kind), None)
     return numbers
 
 
