@@ -152,10 +152,7 @@ def test_deleting_the_account_erases_the_person_and_keeps_the_certificate(live, 
     again = live.get(f"/api/v1/certificates/{number}/card.jpg")
     assert again.status_code == 200 and again.headers["ETag"] != card.headers["ETag"]  # drawn again, without the name
 
-    exported = tmp_path / "chain.jsonl"
-    exported.write_bytes(live.get("/api/v1/certificates/chain.jsonl").content)
-    checked = subprocess.run([sys.executable, str(ROOT / "docs" / "verify_chain.py"), str(exported)],
-                             check=False, capture_output=True, text=True, timeout=60)
+    checked = verify_chain(live, tmp_path)
     assert checked.returncode == 0 and "1 entries, every hash and link checks out" in checked.stdout, checked.stderr
 
     code = requests.post(f"{sandbox.url}/__sandbox__/login-code", json={"openid": "o_pipl_gone"}, timeout=5).json()
@@ -165,11 +162,23 @@ def test_deleting_the_account_erases_the_person_and_keeps_the_certificate(live, 
     assert live.get("/api/v1/me/export", headers=bearer(login["token"])).json()["orders"] == []
 
 
-def test_the_name_shown_is_checked_against_the_chain(live, sandbox):
+def verify_chain(live, tmp_path, *args: str) -> subprocess.CompletedProcess:
+    """docs/verify_chain.py, as a stranger runs it, on the chain the service exports."""
+    exported = tmp_path / "chain.jsonl"
+    exported.write_bytes(live.get("/api/v1/certificates/chain.jsonl").content)
+    return subprocess.run([sys.executable, str(ROOT / "docs" / "verify_chain.py"), str(exported), *args],
+                          check=False, capture_output=True, text=True, timeout=60)
+
+
+def test_the_name_shown_is_checked_against_the_chain(live, sandbox, tmp_path):
     seed_project(live.app, units=1000)
     guest = a_guest_with_everything(live, sandbox, "o_pipl_named", "赵六")
     shown = live.get(f"/api/v1/certificates/{guest['number']}").json()
     assert shown["record"]["beneficiary_sha256"] == certificates.name_commitment(shown["beneficiary_salt"], "赵六")
+    checked = verify_chain(live, tmp_path, guest["number"], "赵六", shown["beneficiary_salt"])
+    assert checked.returncode == 0 and f"{guest['number']} was issued to 赵六" in checked.stdout, checked.stderr
+    forged = verify_chain(live, tmp_path, guest["number"], "赵七", shown["beneficiary_salt"])
+    assert forged.returncode != 0 and "is not the name" in forged.stderr
     assert live.get(f"/api/v1/certificates/{guest['number']}/verify").json()["checks"]["beneficiary"] is True
     with live.app.app_context():
         db.session.execute(text("UPDATE certificates SET beneficiary_name = '冒名'"))
