@@ -157,6 +157,7 @@ def _register_blueprints(app: Flask) -> None:
     from carbon.core.apidocs import bp as apidocs_bp
     from carbon.core.health import bp as health_bp
     from carbon.footprint.routes import blp as footprint_blp
+    from carbon.leaderboards.routes import blp as leaderboards_blp
     from carbon.organizers.routes import blp as admin_blp
     from carbon.scenes.admin_routes import blp as admin_scenes_blp
     from carbon.scenes.routes import blp as scenes_blp
@@ -173,6 +174,7 @@ def _register_blueprints(app: Flask) -> None:
     app.extensions["diandian.api"].register_blueprint(orders_blp)
     app.extensions["diandian.api"].register_blueprint(notify_blp)
     app.extensions["diandian.api"].register_blueprint(certificates_blp)
+    app.extensions["diandian.api"].register_blueprint(leaderboards_blp)
     app.register_blueprint(h5_bp)
     app.register_blueprint(certificate_page)
 
@@ -182,6 +184,7 @@ def _register_job_handlers(app: Flask) -> None:
     request or command committed without handing on."""
     import carbon.certificates.service  # issues on order.paid, revokes on order.refunded
     import carbon.checkout.operations  # payment.needs_refund
+    import carbon.leaderboards.service  # ranks on order.paid and order.refunded
     import carbon.scenes.stats  # noqa: F401 - counts order.paid
     from carbon import jobs
 

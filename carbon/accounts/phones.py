@@ -1,4 +1,4 @@
-"""Phone numbers encrypted at rest (decision 0011): AES-256-GCM, a fresh 96-bit nonce per number, the
+"""Phone numbers encrypted at rest (decision 0012): AES-256-GCM, a fresh 96-bit nonce per number, the
 user's public id as associated data (a ciphertext copied to another row does not open).
 
 Stored as ``v1.<key id>.<base64url(nonce ‖ ciphertext ‖ tag)>``. The keys come from

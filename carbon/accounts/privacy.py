@@ -1,4 +1,4 @@
-"""A guest's rights over their data (PIPL, decision 0011): export everything held about them, delete
+"""A guest's rights over their data (PIPL, decision 0012): export everything held about them, delete
 the account; and the retention periods (docs/OPERATIONS.md), enforced by ``purge``.
 
 Deleting keeps what others rely on — orders, payments, refunds, retirements, certificates and the
@@ -83,8 +83,9 @@ def export(user: User) -> dict:
     projects = dict(db.session.execute(select(Project.id, Project.public_id)).all())
     return {
         "generated_at": _plain(utcnow()),
-        "profile": {**_row(user, "openid", "unionid", "nickname", "avatar_url", "phone_country_code", "created_at",
-                           "last_login_at", id="public_id"), "phone_number": phones.masked(user)},
+        "profile": {**_row(user, "openid", "unionid", "nickname", "avatar_url", "phone_country_code",
+                           "leaderboard_hidden", "created_at", "last_login_at", id="public_id"),
+                    "phone_number": phones.masked(user)},
         "sessions": [_row(session, "created_at", "expires_at", "revoked_at", "client_ip")
                      for session in _all(AuthSession, AuthSession.user_id == user.id)],
         "footprints": [_row(footprint, "kind", "scene_code", "channel", "dataset_version", "total_grams", "request",

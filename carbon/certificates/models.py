@@ -62,7 +62,7 @@ class CertificateImage(db.Model):
 class Certificate(db.Model):
     """A paid order's certificate: its number, owner and where its chain entries are. The name it shows
     and the salt of the record's ``beneficiary_sha256`` live here, off the chain, so that deleting the
-    account erases them (both NULL) while the chain still verifies (decision 0011)."""
+    account erases them (both NULL) while the chain still verifies (decision 0012)."""
 
     __tablename__ = "certificates"
     __table_args__ = (UniqueConstraint("order_id"),)
@@ -76,4 +76,4 @@ class Certificate(db.Model):
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     push: Mapped[str | None] = mapped_column(String(12))  # sent | refused (43101) | None: not (yet) sent
     beneficiary_name: Mapped[str | None] = mapped_column(String(64))  # None: erased with the account
-    beneficiary_salt: Mapped[str | None] = mapped_column(String(32))  # hex; None: erased, or a record from before 0011
+    beneficiary_salt: Mapped[str | None] = mapped_column(String(32))  # hex; None: erased, or a record from before 0012

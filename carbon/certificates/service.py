@@ -5,7 +5,7 @@ An entry's record is canonical JSON (RFC 8785) with numbers as strings and times
 is SHA-256 over those bytes and covers ``prev``, the previous entry's hash. Appending locks the
 chain head and the year's counter in the handler's transaction, so numbers have no gaps and the
 chain never forks (CERTIFICATES.md). The record holds no name: ``beneficiary_sha256`` commits to it
-with a salt kept on the certificate row, erased with the account (decision 0011)."""
+with a salt kept on the certificate row, erased with the account (decision 0012)."""
 from __future__ import annotations
 
 import hashlib
@@ -253,7 +253,7 @@ def shown_record(certificate: Certificate, record: dict) -> dict:
 
 
 def _public_record(certificate: Certificate, record: dict) -> dict:
-    """The record as issued; only a record from before decision 0011 (it holds the name itself) of an
+    """The record as issued; only a record from before decision 0012 (it holds the name itself) of an
     erased beneficiary has its name masked, so that it no longer hashes to its hash."""
     if "beneficiary" in record and certificate.beneficiary_name is None:
         return {**record, "beneficiary": ERASED_NAME}
@@ -297,7 +297,8 @@ def view(number: str, *, viewer_id: int | None) -> dict:
              "beneficiary": certificate.beneficiary_name or ERASED_NAME,
              "beneficiary_salt": certificate.beneficiary_salt}
     if viewer_id == certificate.user_id:
-        shown["order_id"] = db.session.scalar(select(Order.public_id).where(Order.id == certificate.order_id))
+        order = db.session.get(Order, certificate.order_id)
+        shown.update(order_id=order.public_id, amount=order.amount, push=certificate.push)
     return shown
 
 

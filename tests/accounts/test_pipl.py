@@ -1,4 +1,4 @@
-"""Personal data (PIPL, decision 0011): a guest exports everything held about them and deletes their
+"""Personal data (PIPL, decision 0012): a guest exports everything held about them and deletes their
 account; certificates, retirements, the chain and the ledger keep their integrity; phone numbers are
 encrypted at rest and the key rotates; retention periods are enforced by the purge."""
 from __future__ import annotations
@@ -259,14 +259,14 @@ def test_existing_plain_numbers_are_encrypted_by_the_migration(tmp_path):
     app = create_app({"ENV": "testing", "DATABASE_URL": f"sqlite:///{tmp_path}/m.sqlite3", "LOG_REQUESTS": False,
                       "PHONE_KEYS": KEY_1})
     with app.app_context():
-        upgrade(revision="c12a3051e1fe")
+        upgrade(revision="9e86211314dc")
         db.session.execute(text("INSERT INTO users (public_id, openid, phone_number, created_at) "
                                 "VALUES ('usr_m1', 'o_m1', '13700001111', '2026-11-30 00:00:00')"))
         db.session.commit()
         upgrade(revision="3b9f6c1e2d8a")
         stored = db.session.execute(text("SELECT phone_ciphertext FROM users")).scalar()
         assert "13700001111" not in stored and phones.unseal(stored, "usr_m1") == "13700001111"
-        downgrade(revision="c12a3051e1fe")
+        downgrade(revision="9e86211314dc")
         assert db.session.execute(text("SELECT phone_number FROM users")).scalar() == "13700001111"
         db.engine.dispose()
 

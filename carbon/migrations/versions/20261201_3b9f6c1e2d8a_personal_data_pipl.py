@@ -3,7 +3,7 @@
 - users.phone_number (plain) -> users.phone_ciphertext (AES-GCM, carbon/accounts/phones.py): the
   numbers already stored are encrypted here with the first DIANDIAN_PHONE_KEYS key. (Diandian has
   not run in production yet; development databases may hold sandbox numbers.)
-- users.deleted_at: a deleted account (decision 0011).
+- users.deleted_at: a deleted account (decision 0012).
 - certificates.beneficiary_name / beneficiary_salt: the name shown and the salt of the record's
   beneficiary_sha256, off the chain, erasable. Certificates issued before this revision carry the
   plain name in their chain record (which cannot change without breaking the chain): their
@@ -13,7 +13,7 @@ The plain column is dropped with ALTER TABLE ... DROP COLUMN (SQLite 3.35+), not
 users: a copy would drop the table under its foreign keys.
 
 Revision ID: 3b9f6c1e2d8a
-Revises: c12a3051e1fe
+Revises: 9e86211314dc
 Create Date: 2026-12-01 12:10:00
 
 """
@@ -24,7 +24,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '3b9f6c1e2d8a'
-down_revision = 'c12a3051e1fe'
+down_revision = '9e86211314dc'
 branch_labels = None
 depends_on = None
 
