@@ -99,6 +99,9 @@ def test_deleting_the_account_erases_the_person_and_keeps_the_certificate(live, 
     guest = a_guest_with_everything(live, sandbox, "o_pipl_gone", "张三丰")
     second = guest_token(live.url, sandbox, "o_pipl_gone")  # a second device
     number = guest["number"]
+    assert requests.patch(f"{live.url}/api/v1/me", json={"nickname": "丰哥"}, headers=bearer(second),
+                          timeout=10).status_code == 200
+    assert [e["name"] for e in live.get("/api/v1/leaderboards?period=all").json()["entries"]] == ["丰哥"]
     page = live.get(f"/c/{number}")
     card = live.get(f"/api/v1/certificates/{number}/card.jpg")
     assert "张三丰" in page.text and card.status_code == 200
@@ -149,6 +152,8 @@ def test_deleting_the_account_erases_the_person_and_keeps_the_certificate(live, 
     assert page.status_code == 200 and "已注销用户" in page.text and "链校验通过" in page.text
     for public in (shown.text, page.text):
         assert "张三丰" not in public and "o_pipl_gone" not in public
+    board = live.get("/api/v1/leaderboards?period=all").json()["entries"]
+    assert len(board) == 1 and "丰哥" not in json.dumps(board, ensure_ascii=False)  # the kg stay, the nickname goes
     again = live.get(f"/api/v1/certificates/{number}/card.jpg")
     assert again.status_code == 200 and again.headers["ETag"] != card.headers["ETag"]  # drawn again, without the name
 
