@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from carbon.accounts import phones
 from carbon.accounts.models import AuthSession, User
@@ -77,7 +78,7 @@ def login(code: str, client_ip: str | None) -> LoginResult:
 
 def authenticate(token: str) -> User:
     """The user behind a bearer token; 401 when it is forged, expired or revoked."""
-    session = session_tokens.live_session(AuthSession, TOKEN_SALT, token)
+    session = session_tokens.live_session(AuthSession, TOKEN_SALT, token, joinedload(AuthSession.user))
     if session is None:
         raise TokenInvalid()
     return session.user
