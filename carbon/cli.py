@@ -93,6 +93,27 @@ def register(app: Flask) -> None:
 
         click.echo(jobs.run_due())
 
+    pii = AppGroup("pii", help="Personal data (PIPL): retention and the phone-number key.")
+    app.cli.add_command(pii)
+
+    @pii.command("purge")
+    def pii_purge() -> None:
+        """Delete what is past its retention period (docs/OPERATIONS.md); run daily from cron."""
+        from carbon.accounts.privacy import purge
+
+        click.echo(purge())
+
+    @pii.command("rotate")
+    def pii_rotate() -> None:
+        """Re-encrypt every phone number under the first DIANDIAN_PHONE_KEYS key."""
+        from carbon.accounts.phones import rotate
+
+        done = rotate()
+        click.echo(f"phone numbers: {done['rotated']} re-encrypted, {done['current']} already under the first key, "
+                   f"{done['failed']} under no configured key")
+        if done["failed"]:
+            raise click.ClickException("some numbers are under a key DIANDIAN_PHONE_KEYS no longer holds")
+
     @app.cli.command("settlement-report")
     @click.option("--start", "start", required=True, type=click.DateTime(formats=["%Y-%m-%d"]))
     @click.option("--end", "end", required=True, type=click.DateTime(formats=["%Y-%m-%d"]))

@@ -1,10 +1,12 @@
 """Check Diandian's certificate chain offline: every hash recomputed, every link followed.
 
     curl -s https://<host>/api/v1/certificates/chain.jsonl > chain.jsonl
-    pip install rfc8785 && python verify_chain.py chain.jsonl
+    pip install rfc8785 && python verify_chain.py chain.jsonl [NUMBER NAME SALT]
 
 Each line is {"seq", "record", "hash"}: record is the RFC 8785 canonical JSON that hash
 (SHA-256, hex) covers; record["prev"] is the previous line's hash (64 zeros for the first).
+A record holds no name, only beneficiary_sha256 = sha256(salt bytes + UTF-8 name); with the name
+and salt that GET /api/v1/certificates/NUMBER shows, the last arguments check that commitment too.
 """
 import hashlib
 import json
@@ -12,7 +14,7 @@ import sys
 
 import rfc8785
 
-prev, count = "0" * 64, 0
+prev, count, named = "0" * 64, 0, sys.argv[2:5]
 with open(sys.argv[1], encoding="utf-8") as lines:
     for count, line in enumerate(lines, start=1):
         entry = json.loads(line)
@@ -24,5 +26,9 @@ with open(sys.argv[1], encoding="utf-8") as lines:
             sys.exit(f"{where}: the record does not hash to its hash: it was changed")
         if record.get("prev") != prev:
             sys.exit(f"{where}: does not link to the line before: the chain was cut or rewritten")
+        if named and record.get("kind") == "issue" and record.get("number") == named[0]:
+            if hashlib.sha256(bytes.fromhex(named[2]) + named[1].encode()).hexdigest() != record["beneficiary_sha256"]:
+                sys.exit(f"{where}: {named[1]!r} with that salt is not the name this certificate was issued to")
+            print(f"{named[0]} was issued to {named[1]}")
         prev = entry["hash"]
 print(f"{count} entries, every hash and link checks out; head {prev}")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from carbon.accounts import phones
 from schemas.common import Text, Url
 
 
@@ -17,10 +18,8 @@ class UserOut(Schema):
     nickname = fields.String(allow_none=True)
     avatar_url = fields.String(allow_none=True)
     leaderboard_hidden = fields.Boolean()
-    has_phone = fields.Function(lambda user: bool(user.phone_number))
-    phone_number = fields.Function(
-        lambda user: (user.phone_number[:3] + "****" + user.phone_number[-4:]) if user.phone_number else None,
-        metadata={"description": "masked"})
+    has_phone = fields.Function(lambda user: bool(user.phone_ciphertext))
+    phone_number = fields.Function(phones.masked, metadata={"description": "masked: 138****8000"})
     created_at = fields.DateTime(required=True)
 
 
@@ -46,3 +45,25 @@ class ProfilePatchIn(Schema):
 class PhoneIn(Schema):
     code = Text(required=True, validate=validate.Length(min=1, max=128),
                 metadata={"description": "e.detail.code from the getPhoneNumber button"})
+
+
+DELETE_CONFIRMATIONS = ("注销账号", "delete my account")
+
+
+class AccountDeleteIn(Schema):
+    confirm = Text(required=True, validate=validate.OneOf(DELETE_CONFIRMATIONS), metadata={
+        "description": "exactly 注销账号 (or: delete my account): the guest confirmed, knowing it cannot be undone"})
+
+
+class ExportOut(Schema):
+    """Everything Diandian holds about the guest (PIPL); the phone masked, no session token."""
+
+    generated_at = fields.String(required=True)
+    profile = fields.Dict(required=True)
+    sessions = fields.List(fields.Dict(), required=True)
+    footprints = fields.List(fields.Dict(), required=True)
+    orders = fields.List(fields.Dict(), required=True)
+    payments = fields.List(fields.Dict(), required=True)
+    refunds = fields.List(fields.Dict(), required=True)
+    retirements = fields.List(fields.Dict(), required=True)
+    certificates = fields.List(fields.Dict(), required=True)

@@ -11,7 +11,10 @@ from carbon.core.ids import new_public_id
 
 
 class User(db.Model):
-    """A guest of the mini-program, known by their openid. ``session_key`` never leaves the server."""
+    """A guest of the mini-program, known by their openid. ``session_key`` never leaves the server; the
+    phone number is stored encrypted (``carbon.accounts.phones``). A deleted account keeps its row (orders,
+    retirements and certificates point at it) with every personal field emptied and ``openid`` a
+    tombstone no login can match (``carbon.accounts.privacy``)."""
 
     __tablename__ = "users"
 
@@ -22,11 +25,12 @@ class User(db.Model):
     session_key: Mapped[str | None] = mapped_column(String(64))
     nickname: Mapped[str | None] = mapped_column(String(64))
     avatar_url: Mapped[str | None] = mapped_column(String(512))
-    phone_number: Mapped[str | None] = mapped_column(String(32))
+    phone_ciphertext: Mapped[str | None] = mapped_column(String(160))
     phone_country_code: Mapped[str | None] = mapped_column(String(8))
     leaderboard_hidden: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     sessions: Mapped[list[AuthSession]] = relationship(back_populates="user")
 

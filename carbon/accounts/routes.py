@@ -3,11 +3,11 @@ from __future__ import annotations
 from flask import g, request
 from flask_smorest import Blueprint
 
-from carbon.accounts import service
+from carbon.accounts import privacy, service
 from carbon.accounts.auth import current_user, public
 from carbon.core.openapi import answers
 from carbon.scenes import service as scenes
-from schemas.accounts import LoginIn, LoginOut, PhoneIn, ProfilePatchIn, UserOut
+from schemas.accounts import AccountDeleteIn, ExportOut, LoginIn, LoginOut, PhoneIn, ProfilePatchIn, UserOut
 
 blp = Blueprint("accounts", __name__, url_prefix="/api/v1", description="登录与个人资料 / Login and profile")
 
@@ -45,6 +45,25 @@ def me():
 def update_me(body):
     """Change nickname (checked by WeChat's content security) and avatar URL."""
     return service.update_profile(current_user(), **body)
+
+
+@blp.route("/me", methods=["DELETE"])
+@answers(409)  # an order still open
+@blp.arguments(AccountDeleteIn)
+@blp.response(204)
+def delete_me(body):
+    """Delete the account (PIPL): personal data erased, every session revoked; certificates stay valid
+    and show 已注销用户. Send ``{"confirm": "注销账号"}``. A later login is a new guest."""
+    privacy.delete_account(current_user())
+
+
+@blp.route("/me/export", methods=["GET"])
+@answers(429)
+@blp.response(200, ExportOut)
+def export_me():
+    """Everything Diandian holds about the guest, as JSON (PIPL): profile, sessions, footprints,
+    orders, payments, refunds, retirements, certificates."""
+    return privacy.export(current_user())
 
 
 @blp.route("/me/phone", methods=["POST"])

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
+from carbon.accounts import phones
 from carbon.accounts.models import AuthSession, User
 from carbon.core import extensions as ext
 from carbon.core import session_tokens
@@ -122,8 +123,9 @@ def update_profile(user: User, *, nickname: str | None = None, avatar_url: str |
 
 
 def bind_phone(user: User, code: str) -> User:
+    """Store the number of a getPhoneNumber code, encrypted (it is only ever shown masked)."""
     phone = ext.wechat().phone_number(code)
-    user.phone_number = phone.pure_phone_number
+    user.phone_ciphertext = phones.seal(phone.pure_phone_number, user.public_id)
     user.phone_country_code = phone.country_code
     db.session.commit()
     return user

@@ -60,7 +60,9 @@ class CertificateImage(db.Model):
 
 
 class Certificate(db.Model):
-    """A paid order's certificate: its number, owner and where its chain entries are."""
+    """A paid order's certificate: its number, owner and where its chain entries are. The name it shows
+    and the salt of the record's ``beneficiary_sha256`` live here, off the chain, so that deleting the
+    account erases them (both NULL) while the chain still verifies (decision 0014)."""
 
     __tablename__ = "certificates"
     __table_args__ = (UniqueConstraint("order_id"),)
@@ -73,3 +75,5 @@ class Certificate(db.Model):
     revoke_seq: Mapped[int | None] = mapped_column(ForeignKey("certificate_chain.seq", ondelete="RESTRICT"))
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     push: Mapped[str | None] = mapped_column(String(12))  # sent | refused (43101) | None: not (yet) sent
+    beneficiary_name: Mapped[str | None] = mapped_column(String(64))  # None: erased with the account
+    beneficiary_salt: Mapped[str | None] = mapped_column(String(32))  # hex; None: erased, or a record from before 0014

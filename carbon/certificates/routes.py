@@ -85,6 +85,8 @@ small{color:#5b6b62}</style></head><body>
 <div class="card"><p><b>{{ r.beneficiary }}</b> 已中和 <b>{{ r.kg }} kg</b> CO₂e
 {% if r.scene %}（{{ r.scene.name }}，{{ r.scene.date }}）{% endif %}<br>
 <small>{{ r.beneficiary }} neutralized {{ r.kg }} kg CO₂e{% if r.scene %} at {{ r.scene.name }}{% endif %}</small></p>
+{% if erased %}<p><small>受益人已注销账号，其姓名已删除；证书与链不变。/ The beneficiary deleted their account: the name
+was erased, the certificate and the chain are unchanged.</small></p>{% endif %}
 <table><tr><td>编号 / No.</td><td>{{ number }}</td></tr>
 <tr><td>签发 / Issued</td><td>{{ r.issued_at }}</td></tr>
 {% for p in r.projects %}<tr><td>项目 / Project</td><td>{{ p.name }} ({{ p.registry }})</td></tr>
@@ -106,6 +108,8 @@ def certificate_page(number):
         shown, checked = service.view(number, viewer_id=None), service.verify(number)
     except DomainError as exc:
         return render_template_string(PAGE, number=number, error=exc.message), exc.http_status
-    return render_template_string(PAGE, number=number, error=None, r=shown["record"], status=shown["status"],
+    record = {**shown["record"], "beneficiary": shown["beneficiary"]}
+    return render_template_string(PAGE, number=number, error=None, r=record, status=shown["status"],
+                                  erased="beneficiary" not in checked["checks"],  # no name left to check
                                   revocation=shown["revocation"], hash=shown["hash"], checks=checked["checks"],
                                   checks_pass=all(checked["checks"].values()))

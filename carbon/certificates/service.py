@@ -4,17 +4,20 @@
 An entry's record is canonical JSON (RFC 8785) with numbers as strings and times in UTC; its hash
 is SHA-256 over those bytes and covers ``prev``, the previous entry's hash. Appending locks the
 chain head and the year's counter in the handler's transaction, so numbers have no gaps and the
-chain never forks (CERTIFICATES.md)."""
+chain never forks (CERTIFICATES.md). The record holds no name: ``beneficiary_sha256`` commits to it
+with a salt kept on the certificate row, erased with the account (decision 0014)."""
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
+import time
 from collections.abc import Iterator
 from datetime import UTC
 
 import rfc8785
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from carbon import jobs
@@ -34,6 +37,7 @@ from carbon.scenes.models import Scene
 from wechat.errors import SubscriptionRefused
 
 GENESIS = "0" * 64
+ERASED_NAME = "已注销用户"  # what a certificate shows once its beneficiary's account is deleted
 
 
 class CertificateNotFound(NotFound):
@@ -43,6 +47,11 @@ class CertificateNotFound(NotFound):
 
 def digest(record: dict) -> str:
     return hashlib.sha256(rfc8785.dumps(record)).hexdigest()
+
+
+def name_commitment(salt: str, name: str) -> str:
+    """What an issue record holds of the beneficiary: SHA-256 of the salt's bytes then the UTF-8 name, hex."""
+    return hashlib.sha256(bytes.fromhex(salt) + name.encode()).hexdigest()
 
 
 def utc_text(moment) -> str:
@@ -60,12 +69,13 @@ def issue_for_paid_order(payload: dict) -> None:
     now = utcnow()
     head = _locked_head()
     number = _next_number(now.astimezone(CHINA_TZ).year)
-    record = {"kind": "issue", "number": number, "beneficiary": order.beneficiary_name,
+    salt = secrets.token_hex(16)
+    record = {"kind": "issue", "number": number, "beneficiary_sha256": name_commitment(salt, order.beneficiary_name),
               "kg": f"{order.kg:.3f}", "scene": _scene(order), "projects": _projects(order),
               "dataset_version": _dataset_version(order), "issued_at": utc_text(now), "prev": head.hash}
     entry = _append(head, "issue", number, record)
     db.session.add(Certificate(number=number, order_id=order.id, user_id=order.user_id, issue_seq=entry.seq,
-                               issued_at=now))
+                               issued_at=now, beneficiary_name=order.beneficiary_name, beneficiary_salt=salt))
     move(order, ORDER_TRANSITIONS, OrderStatus.FULFILLED)
     jobs.emit("certificate.issued", {"number": number})
 
@@ -80,13 +90,15 @@ def push_certificate_ready(payload: dict) -> None:
                                     .with_for_update())
     if certificate is None or certificate.push is not None or not settings.WECHAT_TEMPLATE_CERTIFICATE:
         return
+    openid = db.session.scalar(select(User.openid).where(User.id == certificate.user_id, User.deleted_at.is_(None)))
+    if openid is None:
+        return  # the account was deleted: nobody to tell
     order = db.session.get(Order, certificate.order_id)
     record = json.loads(db.session.get(ChainEntry, certificate.issue_seq).record)
     title = (record["scene"] or {}).get("name") or "点点碳中和"
     try:
         ext.wechat().send_subscribe_message(
-            db.session.scalar(select(User.openid).where(User.id == certificate.user_id)),
-            settings.WECHAT_TEMPLATE_CERTIFICATE, {
+            openid, settings.WECHAT_TEMPLATE_CERTIFICATE, {
                 "thing1": shorten(f"{title}荣誉证书", 20), "number2": record["kg"],
                 "date3": certificate.issued_at.astimezone(CHINA_TZ).strftime("%Y年%m月%d日"),
                 "amount4": f"¥{order.amount:.2f}", "character_string5": certificate.number},
@@ -108,8 +120,8 @@ IMAGES = {"card": "image/jpeg", "poster": "image/png"}
 
 def image(number: str, kind: str) -> CertificateImage:
     """The stored card or poster, rendered (and stored) if it is missing or shows something else now."""
-    _, issued, _ = get(number)
-    record = json.loads(issued.record)
+    certificate, issued, _ = get(number)
+    record = shown_record(certificate, json.loads(issued.record))
     etag = digest({"kind": kind, "record": record, "layout": cards.LAYOUT_VERSION})
     stored = db.session.scalar(select(CertificateImage).where(CertificateImage.number == number,
                                                               CertificateImage.kind == kind))
@@ -125,19 +137,23 @@ def image(number: str, kind: str) -> CertificateImage:
 
 
 PICTURES_KEPT = 512
+PICTURES_SECONDS = 300  # a deleted account's name leaves every process's pictures within this
 
 
 def picture(number: str, kind: str) -> tuple[str, str, bytes]:
-    """(etag, media type, bytes) of a card or poster, kept by this app once read: a certificate's
-    pictures never change (a new layout comes with a new deploy, hence a new process)."""
+    """(etag, media type, bytes) of a card or poster, kept by this app for a few minutes once read: a
+    certificate's pictures change only when its beneficiary's account is deleted (a new layout comes
+    with a new deploy, hence a new process)."""
     kept = current_app.extensions.setdefault("diandian.certificate_pictures", {})
-    if (number, kind) not in kept:
+    found = kept.get((number, kind))
+    if found is None or found[3] <= time.monotonic():
         stored = image(number, kind)
         db.session.commit()  # rendered now if it was missing: keep it
         if len(kept) >= PICTURES_KEPT:
             kept.clear()
-        kept[(number, kind)] = stored.etag, stored.media_type, stored.content
-    return kept[(number, kind)]
+        found = kept[(number, kind)] = (stored.etag, stored.media_type, stored.content,
+                                        time.monotonic() + PICTURES_SECONDS)
+    return found[:3]
 
 
 def _code_for(number: str) -> bytes:
@@ -231,12 +247,55 @@ def mine(user_id: int) -> list[Certificate]:
                                    .order_by(Certificate.id.desc()).limit(100)))
 
 
+def shown_record(certificate: Certificate, record: dict) -> dict:
+    """The record as the page and the pictures show it: with the beneficiary's name, or 已注销用户."""
+    return {**record, "beneficiary": certificate.beneficiary_name or ERASED_NAME}
+
+
+def _public_record(certificate: Certificate, record: dict) -> dict:
+    """The record as issued; only a record from before decision 0014 (it holds the name itself) of an
+    erased beneficiary has its name masked, so that it no longer hashes to its hash."""
+    if "beneficiary" in record and certificate.beneficiary_name is None:
+        return {**record, "beneficiary": ERASED_NAME}
+    return record
+
+
+def _name_check(certificate: Certificate, record: dict) -> bool | None:
+    """Whether the name shown is the one the record commits to; None once erased (nothing to check)."""
+    if certificate.beneficiary_name is None:
+        return None
+    if "beneficiary_sha256" in record:
+        return certificate.beneficiary_salt is not None and \
+            name_commitment(certificate.beneficiary_salt, certificate.beneficiary_name) == record["beneficiary_sha256"]
+    return record.get("beneficiary") == certificate.beneficiary_name
+
+
+def erase_beneficiary_names(user_id: int) -> list[str]:
+    """Forget the name (and its salt) on every certificate of ``user_id``: they show 已注销用户 from now
+    on and their pictures are drawn again; the chain is untouched. Returns their numbers."""
+    certificates = list(db.session.scalars(select(Certificate).where(Certificate.user_id == user_id)
+                                           .with_for_update()))
+    for certificate in certificates:
+        certificate.beneficiary_name = certificate.beneficiary_salt = None
+    numbers = [certificate.number for certificate in certificates]
+    if numbers:
+        db.session.execute(delete(CertificateImage).where(CertificateImage.number.in_(numbers)))
+        kept = current_app.extensions.get("diandian.certificate_pictures", {})  # other processes: PICTURES_SECONDS
+        for number in numbers:
+            for kind in IMAGES:
+                kept.pop((number, kind), None)
+    return numbers
+
+
 def view(number: str, *, viewer_id: int | None) -> dict:
-    """The certificate as shown: the public record to anyone, plus the order to its owner."""
+    """The certificate as shown: the public record to anyone (with the name and the salt that let
+    anyone check it against ``beneficiary_sha256``), plus the order to its owner."""
     certificate, issued, revoked = get(number)
-    shown = {"number": number, "record": json.loads(issued.record), "hash": issued.hash,
-             "status": "revoked" if revoked else "valid",
-             "revocation": json.loads(revoked.record) if revoked else None}
+    shown = {"number": number, "record": _public_record(certificate, json.loads(issued.record)),
+             "hash": issued.hash, "status": "revoked" if revoked else "valid",
+             "revocation": json.loads(revoked.record) if revoked else None,
+             "beneficiary": certificate.beneficiary_name or ERASED_NAME,
+             "beneficiary_salt": certificate.beneficiary_salt}
     if viewer_id == certificate.user_id:
         order = db.session.get(Order, certificate.order_id)
         shown.update(order_id=order.public_id, amount=order.amount, push=certificate.push)
@@ -245,7 +304,8 @@ def view(number: str, *, viewer_id: int | None) -> dict:
 
 def verify(number: str) -> dict:
     """Each check on its own: the record hashes to its hash, it links to the entry before and the
-    entry after links to it, and its serial ranges are the retirements the database holds."""
+    entry after links to it, its serial ranges are the retirements the database holds, and (while
+    the account exists) the name shown is the one it commits to."""
     certificate, issued, revoked = get(number)
     before = db.session.get(ChainEntry, issued.seq - 1)
     after = db.session.get(ChainEntry, issued.seq + 1)
@@ -261,6 +321,9 @@ def verify(number: str) -> dict:
         "serials": set(claimed) == set(held) and all(
             claimed[key]["serials"] == [str(r.first_serial), str(r.last_serial)] for key, r in held.items()),
     }
+    named = _name_check(certificate, record)
+    if named is not None:
+        checks["beneficiary"] = named
     return {"number": number, "valid": all(checks.values()) and revoked is None, "checks": checks,
             "status": "revoked" if revoked else "valid", "hash": issued.hash}
 

@@ -421,8 +421,11 @@ def install(app: Flask, *, log_requests: bool) -> None:
         if request.view_args and any(isinstance(value, str) and unstorable(value)
                                      for value in request.view_args.values()):
             raise NotFound()  # a path id with NUL or control characters names nothing
-        if requires_json(app.view_functions.get(request.endpoint), request.method, request.path):
+        view = app.view_functions.get(request.endpoint)
+        if requires_json(view, request.method, request.path):
             return _check_body()
+        if request.method == "DELETE" and request.is_json and "arguments" in getattr(view, "_apidoc", {}):
+            _check_json_body()  # a DELETE that reads a JSON body (DELETE /me's confirmation), never 415
         return None
 
     @app.after_request

@@ -5,6 +5,8 @@ Every key is documented in the README's configuration table.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import os
 from collections.abc import Mapping
@@ -60,6 +62,7 @@ class Settings:
     MAX_HELD_KG_PER_GUEST: int = 100_000  # kg one guest's unpaid orders may hold at once
 
     SESSION_TTL_SECONDS: int = 7 * 24 * 3600
+    PHONE_KEYS: str = ""  # AES-256 keys (base64 of 32 bytes), comma-separated, the first encrypts; empty: from SECRET_KEY
     ORGANIZER_SESSION_TTL_SECONDS: int = 12 * 3600
     WECHAT_SCENE_PAGE: str = "pages/scene/index"  # the mini-program page a scene's code opens
     WECHAT_CERTIFICATE_PAGE: str = "pages/certificate/index"  # the page a certificate's push opens
@@ -88,6 +91,18 @@ class Settings:
         return self.ENV == "testing"
 
     @property
+    def phone_keys(self) -> list[bytes]:
+        """The phone-number keys, the encrypting one first (undecodable entries come out as b"")."""
+        keys = []
+        for text in (part.strip() for part in self.PHONE_KEYS.split(",")):
+            if text:
+                try:
+                    keys.append(base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True))
+                except (ValueError, binascii.Error):
+                    keys.append(b"")
+        return keys
+
+    @property
     def uses_wechat_sandbox(self) -> bool:
         return self.WECHAT_API_BASE.rstrip("/") != REAL_WECHAT_API_BASE
 
@@ -114,6 +129,8 @@ class Settings:
             raise SettingsError("DIANDIAN_TRUSTED_PROXIES must be 0 or more")
         if self.METRICS_TOKEN and len(self.METRICS_TOKEN) < 16:
             raise SettingsError("DIANDIAN_METRICS_TOKEN must be empty or at least 16 characters")
+        if any(len(key) != 32 for key in self.phone_keys):
+            raise SettingsError("DIANDIAN_PHONE_KEYS must be base64 of 32 bytes each, comma-separated")
         if not self.is_production:
             return
         if not self.SECRET_KEY or self.SECRET_KEY == DEFAULT_SECRET_KEY or len(self.SECRET_KEY) < 32:
@@ -135,6 +152,8 @@ class Settings:
             raise SettingsError(
                 f"DIANDIAN_WECHAT_API_BASE points at {self.WECHAT_API_BASE}, not WeChat; "
                 "set DIANDIAN_ALLOW_SANDBOX=1 to allow this in production")
+        if not self.PHONE_KEYS.strip():
+            raise SettingsError("DIANDIAN_PHONE_KEYS is missing (the key that encrypts phone numbers)")
 
 
 def _coerce(raw: Any, kind: type, name: str) -> Any:

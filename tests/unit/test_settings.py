@@ -12,6 +12,7 @@ GOOD_PRODUCTION = {
     "DIANDIAN_WECHATPAY_PUBLIC_KEY_PATH": "/etc/diandian/pub_key.pem",
     "DIANDIAN_WECHATPAY_APIV3_KEY": "k" * 32,
     "DIANDIAN_WECHATPAY_API_BASE": "https://api.mch.weixin.qq.com",
+    "DIANDIAN_PHONE_KEYS": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
 }
 
 
@@ -42,6 +43,9 @@ def test_production_accepts_a_complete_configuration():
     ("DIANDIAN_WECHATPAY_APIV3_KEY", "diandian-sandbox-apiv3-key-00001", "DIANDIAN_WECHATPAY_APIV3_KEY"),
     ("DIANDIAN_WECHATPAY_APIV3_KEY", "too-short", "DIANDIAN_WECHATPAY_APIV3_KEY"),
     ("DIANDIAN_WECHATPAY_API_BASE", "http://127.0.0.1:8090", "DIANDIAN_ALLOW_SANDBOX"),
+    ("DIANDIAN_PHONE_KEYS", "", "DIANDIAN_PHONE_KEYS"),
+    ("DIANDIAN_PHONE_KEYS", "c2hvcnQ=", "DIANDIAN_PHONE_KEYS"),
+    ("DIANDIAN_PHONE_KEYS", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=,not base64!", "DIANDIAN_PHONE_KEYS"),
 ])
 def test_production_refuses_to_start_and_names_the_setting(name, value, message):
     with pytest.raises(SettingsError, match=message):

@@ -1,0 +1,95 @@
+"""Phone numbers encrypted at rest (decision 0014): AES-256-GCM, a fresh 96-bit nonce per number, the
+user's public id as associated data (a ciphertext copied to another row does not open).
+
+Stored as ``v1.<key id>.<base64url(nonce ‖ ciphertext ‖ tag)>``. The keys come from
+``DIANDIAN_PHONE_KEYS`` (comma-separated; the first encrypts, every one decrypts); outside production
+an empty setting means one key derived from ``SECRET_KEY``. Rotation: put the new key first, keep the
+old one after it, run ``flask pii rotate`` (re-encrypts every number not under the first key), then
+drop the old key. A number is only ever shown masked (``masked``) and never logged.
+"""
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import select
+
+from carbon.core import extensions as ext
+from carbon.core.db import db
+
+VERSION = "v1"
+NONCE_BYTES = 12
+
+
+class PhoneKeyMissing(RuntimeError):
+    """A stored number names a key that is no longer configured (rotate before dropping a key)."""
+
+
+def key_id(key: bytes) -> str:
+    return hashlib.sha256(b"diandian.phone-key:" + key).hexdigest()[:8]
+
+
+@functools.lru_cache(maxsize=8)
+def _ciphers(keys: tuple[bytes, ...]) -> tuple[str, dict[str, AESGCM]]:
+    return key_id(keys[0]), {key_id(key): AESGCM(key) for key in keys}
+
+
+def _keyring() -> tuple[str, dict[str, AESGCM]]:
+    settings = ext.settings()
+    keys = settings.phone_keys or [hashlib.sha256(b"diandian.phone:" + settings.SECRET_KEY.encode()).digest()]
+    return _ciphers(tuple(keys))
+
+
+def seal(phone: str, owner_public_id: str) -> str:
+    """The stored form of ``phone``, under the first key."""
+    current, ciphers = _keyring()
+    nonce = os.urandom(NONCE_BYTES)
+    sealed = ciphers[current].encrypt(nonce, phone.encode(), owner_public_id.encode())
+    return f"{VERSION}.{current}.{base64.urlsafe_b64encode(nonce + sealed).decode().rstrip('=')}"
+
+
+def unseal(stored: str, owner_public_id: str) -> str:
+    version, kid, body = stored.split(".", 2)
+    _, ciphers = _keyring()
+    if version != VERSION or kid not in ciphers:
+        raise PhoneKeyMissing(f"phone number under key {kid!r}, which DIANDIAN_PHONE_KEYS no longer holds")
+    raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    return ciphers[kid].decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], owner_public_id.encode()).decode()
+
+
+def masked(user) -> str | None:
+    """``138****8000``: all the API ever says of a number."""
+    if not user.phone_ciphertext:
+        return None
+    phone = unseal(user.phone_ciphertext, user.public_id)
+    return phone[:3] + "****" + phone[-4:]
+
+
+def rotate(batch: int = 500) -> dict[str, int]:
+    """Re-encrypt under the first key every number stored under another; counts per outcome.
+    A number under an unknown key (or that fails its tag) is left as it is and counted as ``failed``."""
+    from carbon.accounts.models import User
+
+    current, _ = _keyring()
+    done = {"rotated": 0, "current": 0, "failed": 0}
+    last_id = 0
+    while True:
+        users = list(db.session.scalars(select(User).where(User.id > last_id, User.phone_ciphertext.is_not(None))
+                                        .order_by(User.id).limit(batch)))
+        if not users:
+            return done
+        for user in users:
+            if user.phone_ciphertext.split(".", 2)[1] == current:
+                done["current"] += 1
+                continue
+            try:
+                user.phone_ciphertext = seal(unseal(user.phone_ciphertext, user.public_id), user.public_id)
+                done["rotated"] += 1
+            except (PhoneKeyMissing, InvalidTag, ValueError):
+                done["failed"] += 1
+        last_id = users[-1].id
+        db.session.commit()

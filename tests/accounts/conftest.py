@@ -1,0 +1,2 @@
+"""The live service fixture of the payment tests."""
+from tests.payments.conftest import live  # noqa: F401
