@@ -32,7 +32,7 @@ from carbon.organizers.service import Principal
 from carbon.rendering import qr_png
 from carbon.scenes import codes, poster, search, stats
 from carbon.scenes.models import SEARCH_CHANNEL, Scene, SceneChannel
-from schemas.common import plain
+from schemas.common import dumped_attributes, plain
 from schemas.footprint import ACTIVITY_SCHEMAS
 from schemas.scenes import ProjectBrief, PublicScene
 
@@ -302,8 +302,9 @@ def find_scenes(*, q: str = "", kind: str | None = None, city: str | None = None
     """Live scenes for a guest without a code: every word of ``q`` in the name, organizer or city
     (``carbon.scenes.search``), of a kind, in a city, running on a day (``"today"``: China's);
     nearest first when a location is given (scenes without one after), else newest first."""
-    query = (select(Scene, Organization.name).join(Organization, Organization.id == Scene.organization_id)
-             .where(Scene.status == "live"))
+    columns = [getattr(Scene, name) for name in dumped_attributes(PublicScene)]  # no ORM objects: a read
+    query = (select(*columns, Organization.name.label("organizer"))
+             .join(Organization, Organization.id == Scene.organization_id).where(Scene.status == "live"))
     for word in search.query_words(q):
         query = query.where(Scene.search_text.contains(word, autoescape=True))
     if kind:
@@ -316,14 +317,13 @@ def find_scenes(*, q: str = "", kind: str | None = None, city: str | None = None
                             or_(Scene.ends_on.is_(None), Scene.ends_on >= day))
     if lat is not None and lng is not None:
         distance = great_circle_m_sql(Scene.latitude, Scene.longitude, float(lat), float(lng))
-        query = query.add_columns(distance).order_by(distance.asc().nulls_last(), Scene.id.desc())
+        query = query.add_columns(distance.label("distance_m")).order_by(distance.asc().nulls_last(),
+                                                                         Scene.id.desc())
     else:
-        query = query.add_columns(null()).order_by(Scene.id.desc())
-    rows = db.session.execute(query.offset((page - 1) * limit).limit(limit + 1)).all()
-    items = [{**plain(scene, PublicScene), "organizer": organizer,
-              "distance_m": None if metres is None else round(metres),
-              "scene_string": codes.scene_string(scene.code, SEARCH_CHANNEL)}
-             for scene, organizer, metres in rows[:limit]]
+        query = query.add_columns(null().label("distance_m")).order_by(Scene.id.desc())
+    rows = db.session.execute(query.offset((page - 1) * limit).limit(limit + 1)).mappings().all()
+    items = [{**row, "distance_m": None if row["distance_m"] is None else round(row["distance_m"]),
+              "scene_string": codes.scene_string(row["code"], SEARCH_CHANNEL)} for row in rows[:limit]]
     return {"items": items, "page": page, "limit": limit, "has_more": len(rows) > limit}
 
 
