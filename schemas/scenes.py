@@ -19,7 +19,7 @@ class Coordinate(Quantity):
     """Degrees within ±``limit`` as a number or a string, rounded to 6 places; never NaN or infinite."""
 
     def __init__(self, limit: int, **kwargs):
-        super().__init__(maximum=limit, minimum=Decimal(-limit), exclusive_minimum=False, places=15, **kwargs)
+        super().__init__(maximum=limit, minimum=Decimal(-limit), exclusive_minimum=False, places=20, **kwargs)
         self.metadata.update(minimum=-limit, maximum=limit)
 
     def _deserialize(self, value, attr, data, **kwargs):

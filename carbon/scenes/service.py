@@ -68,8 +68,8 @@ class SceneClosed(Gone):
 
 class SearchChannelNotPrintable(ValidationError):
     code = "scene.search_channel_not_printable"
-    message = "搜索渠道不印码（它统计从搜索进入的访客） / The search channel counts guests who found the scene by " \
-              "search: it has no printed code"
+    message = ("搜索渠道不印码（它统计从搜索进入的访客） / The search channel counts guests who found the scene by "
+               "search: it has no printed code")
 
 
 class StatusChangeRefused(Conflict):
