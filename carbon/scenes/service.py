@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from flask import current_app
 from marshmallow import ValidationError as MarshmallowError
-from sqlalchemy import null, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -24,7 +24,7 @@ from carbon.core import states
 from carbon.core.clock import utcnow
 from carbon.core.db import db
 from carbon.core.errors import Conflict, Gone, NotFound, ValidationError
-from carbon.core.geo import great_circle_m_sql
+from carbon.core.geo import great_circle_m, haversine_term_sql
 from carbon.core.units import grams_to_kg
 from carbon.credits.models import Project
 from carbon.organizers.models import Organization
@@ -315,14 +315,16 @@ def find_scenes(*, q: str = "", kind: str | None = None, city: str | None = None
         day = stats.today() if day == "today" else day
         query = query.where(or_(Scene.starts_on.is_(None), Scene.starts_on <= day),
                             or_(Scene.ends_on.is_(None), Scene.ends_on >= day))
-    if lat is not None and lng is not None:
-        distance = great_circle_m_sql(Scene.latitude, Scene.longitude, float(lat), float(lng))
-        query = query.add_columns(distance.label("distance_m")).order_by(distance.asc().nulls_last(),
-                                                                         Scene.id.desc())
+    located = lat is not None and lng is not None
+    if located:
+        nearness = haversine_term_sql(Scene.latitude, Scene.longitude, float(lat), float(lng))
+        query = query.order_by(nearness.asc().nulls_last(), Scene.id.desc())
     else:
-        query = query.add_columns(null().label("distance_m")).order_by(Scene.id.desc())
+        query = query.order_by(Scene.id.desc())
     rows = db.session.execute(query.offset((page - 1) * limit).limit(limit + 1)).mappings().all()
-    items = [{**row, "distance_m": None if row["distance_m"] is None else round(row["distance_m"]),
+    items = [{**row, "distance_m": round(great_circle_m(float(lat), float(lng), float(row["latitude"]),
+                                                        float(row["longitude"])))
+              if located and row["latitude"] is not None and row["longitude"] is not None else None,
               "scene_string": codes.scene_string(row["code"], SEARCH_CHANNEL)} for row in rows[:limit]]
     return {"items": items, "page": page, "limit": limit, "has_more": len(rows) > limit}
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from carbon.core.clock import clock
 from carbon.core.db import db
-from carbon.core.geo import EARTH_RADIUS_M, great_circle_m, great_circle_m_sql
+from carbon.core.geo import EARTH_RADIUS_M, great_circle_m, haversine_term, haversine_term_sql
 from carbon.scenes.models import Scene
 from tests.conftest import make_scene
 
@@ -109,12 +109,13 @@ def test_nearest_first_in_metres_and_scenes_without_a_place_last(client, admin):
     assert [item["name_zh"] for item in unordered] == ["远处", "没有位置", "近处", "一度以北"]  # newest first
 
 
-@pytest.mark.parametrize("point", [(30.5, 104.05), (-33.86, 151.2), (89.9, -179.9), (0, 0), (30.0, 104.0)])
-def test_the_sql_distance_is_the_python_distance(app, client, admin, point):
+@pytest.mark.parametrize("point", [(30.5, 104.05), (-33.86, 151.2), (89.9, -179.9), (0, 0), (30.0, 104.0),
+                                   (-30.01, -75.99)])
+def test_the_sql_order_is_the_python_distance(app, client, admin, point):
     live(client, admin, latitude="30.010000", longitude="104.010000")
     with app.app_context():
-        in_sql = db.session.scalar(select(great_circle_m_sql(Scene.latitude, Scene.longitude, *point)))
-    assert in_sql == pytest.approx(great_circle_m(*point, 30.01, 104.01), abs=0.01)
+        in_sql = db.session.scalar(select(haversine_term_sql(Scene.latitude, Scene.longitude, *point)))
+    assert in_sql == pytest.approx(haversine_term(*point, 30.01, 104.01), rel=1e-12, abs=1e-15)
 
 
 def test_drafts_and_closed_scenes_never_appear(client, admin):
