@@ -109,11 +109,14 @@ def _init_extensions(app: Flask, settings) -> None:
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    from carbon.core.geo import sqlite_math
+
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+    sqlite_math(dbapi_connection)
 
 
 def _payment_provider(settings):

@@ -15,6 +15,13 @@ def register(app: Flask) -> None:
         for line in seed():
             click.echo(line)
 
+    @app.cli.command("reindex-scenes")
+    def reindex_scenes() -> None:
+        """Recompute every scene's search text (e.g. after the Chinese converters were upgraded)."""
+        from carbon.scenes.service import reindex_search
+
+        click.echo(f"{reindex_search()} scenes reindexed")
+
     @app.cli.command("create-organizer")
     @click.option("--organization", required=True, help="the organization's name")
     @click.option("--email", required=True)

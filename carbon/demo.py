@@ -20,6 +20,20 @@ from carbon.scenes.models import Scene
 DEMO_EMAIL = "demo@diandian.local"
 DEMO_PASSWORD = "diandian-demo-2021"
 FORUM_CODE = "cdcnf21"
+FORUM_PLACE = {"latitude": Decimal("30.557300"), "longitude": Decimal("104.067200")}  # Century City, Chengdu (approx.)
+# More live Chengdu scenes for GET /api/v1/scenes (coordinates approximate; the names say demo)
+PLACES = [
+    {"code": "cdpanda", "kind": "scenic_spot", "name_zh": "成都大熊猫繁育研究基地（示范）",
+     "name_en": "Chengdu Research Base of Giant Panda Breeding (demo)", "latitude": Decimal("30.733000"),
+     "longitude": Decimal("104.146000")},
+    {"code": "cdkzxz", "kind": "scenic_spot", "name_zh": "宽窄巷子（示范）", "name_en": "Kuanzhai Alley (demo)",
+     "latitude": Decimal("30.669700"), "longitude": Decimal("104.055300")},
+    {"code": "cdcafe1", "kind": "restaurant", "name_zh": "春熙路蜀味小馆（示范）",
+     "name_en": "Chunxi Road Sichuan Kitchen (demo)", "latitude": Decimal("30.657000"),
+     "longitude": Decimal("104.081000")},
+    {"code": "cdhotel", "kind": "hotel", "name_zh": "天府绿色酒店（示范）", "name_en": "Tianfu Green Hotel (demo)",
+     "latitude": Decimal("30.572000"), "longitude": Decimal("104.066000")},
+]
 BLOCK_UNITS = 1_000_000  # 1,000 t of 1 kg units per demo project
 PROJECTS = [
     {"registry_name": "CDCER", "name_zh": "龙泉山城市森林碳汇（示范）",
@@ -61,7 +75,19 @@ def seed() -> Iterator[str]:
             "venue_kwh": Decimal(12000), "project_ids": [p.public_id for p in projects]})
         for slug, label in (("door", "入口 / Entrance"), ("badge", "胸牌 / Badge")):
             scenes.add_channel(principal, scene.public_id, slug, label)
-        scenes.update_scene(principal, scene.public_id, {"status": "live"})
+        scenes.update_scene(principal, scene.public_id, {"status": "live", **FORUM_PLACE})
         yield f"demo: scene {scene.name_zh} created (live)"
+    principal = Principal(member.organization, "owner", organizer=member)
+    forum = db.session.scalar(select(Scene).where(Scene.code == FORUM_CODE))
+    if forum.latitude is None:  # seeded before scenes had a place
+        scenes.update_scene(principal, forum.public_id, FORUM_PLACE)
+        yield f"demo: scene {forum.name_zh} placed on the map"
+    for place in PLACES:
+        if db.session.scalar(select(Scene).where(Scene.code == place["code"])) is None:
+            scene = scenes.create_scene(principal, {**place, "slug": place["code"], "city": "成都", "province": "SC",
+                                                    "project_ids": [p.public_id for p in projects]})
+            scenes.update_scene(principal, scene.public_id, {"status": "live"})
+            yield f"demo: scene {scene.name_zh} created (live)"
     yield f"demo: organizer login {DEMO_EMAIL} / {DEMO_PASSWORD} (POST /api/v1/admin/auth/login)"
     yield f"demo: scene code {codes.scene_string(FORUM_CODE)} → GET /api/v1/scenes/resolve?scene=s%3D{FORUM_CODE}"
+    yield "demo: find scenes without a code → GET /api/v1/scenes?q=chengdu&lat=30.66&lng=104.06"

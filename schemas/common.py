@@ -64,11 +64,11 @@ class Kilograms(fields.Field):
 def plain(obj, schema: type[Schema]) -> dict:
     """The attributes ``schema`` dumps, read off ``obj`` into a dict that ``schema`` can dump later
     (for answers kept beyond the database session, e.g. cached)."""
-    return {name: getattr(obj, name) for name in _dumped_attributes(schema)}
+    return {name: getattr(obj, name) for name in dumped_attributes(schema)}
 
 
 @functools.cache
-def _dumped_attributes(schema: type[Schema]) -> tuple[str, ...]:
+def dumped_attributes(schema: type[Schema]) -> tuple[str, ...]:
     return tuple(field.attribute or name for name, field in schema().dump_fields.items())
 
 

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from datetime import date
+from decimal import Decimal
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from carbon.footprint import dataset
 from carbon.scenes.codes import CHANNEL_PATTERN, CODE_PATTERN
@@ -9,6 +12,37 @@ from schemas.common import Kilograms, Money, Text
 from schemas.footprint import Quantity
 
 PROVINCES = sorted(dataset.load().provinces)
+COORDINATE_PLACES = Decimal("0.000001")  # about 0.1 m; scenes.latitude/longitude are Numeric(9, 6)
+
+
+class Coordinate(Quantity):
+    """Degrees within ±``limit`` as a number or a string, rounded to 6 places; never NaN or infinite."""
+
+    def __init__(self, limit: int, **kwargs):
+        super().__init__(maximum=limit, minimum=Decimal(-limit), exclusive_minimum=False, places=20, **kwargs)
+        self.metadata.update(minimum=-limit, maximum=limit)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).quantize(COORDINATE_PLACES)
+
+
+class Day(fields.Field):
+    """A calendar day, ``YYYY-MM-DD``, or ``today`` (in China, Asia/Shanghai)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.metadata = {"type": "string", "pattern": r"^(today|\d{4}-\d{2}-\d{2})$", "example": "2021-09-07",
+                         **self.metadata}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value == "today":
+            return value
+        if not isinstance(value, str) or len(value) != 10:
+            raise ValidationError("需为 YYYY-MM-DD 或 today / Must be YYYY-MM-DD or today.")
+        try:
+            return date.fromisoformat(value)
+        except ValueError as exc:
+            raise ValidationError("需为 YYYY-MM-DD 或 today / Must be YYYY-MM-DD or today.") from exc
 
 
 class PresetActivity(Schema):
@@ -38,6 +72,9 @@ class SceneFields(Schema):
     organizer_pledges_venue = fields.Boolean(
         metadata={"description": "true: the organizer neutralizes the venue itself; guests are not asked to"})
     pledge_note = Text(validate=validate.Length(0, 256))
+    latitude = Coordinate(90, allow_none=True, metadata={"description": "the venue's latitude, degrees (GCJ-02 "
+                                                                        "as wx.getLocation gives it); for search"})
+    longitude = Coordinate(180, allow_none=True, metadata={"description": "the venue's longitude, degrees"})
     slug = Text(validate=validate.Regexp(r"^[a-z0-9][a-z0-9-]{2,47}$"))
 
 
@@ -94,6 +131,8 @@ class PublicScene(Schema):
     starts_on = fields.Date(allow_none=True)
     ends_on = fields.Date(allow_none=True)
     expected_attendance = fields.Integer(allow_none=True)
+    latitude = fields.Decimal(as_string=True, allow_none=True)
+    longitude = fields.Decimal(as_string=True, allow_none=True)
 
 
 class SceneOut(PublicScene):
@@ -168,6 +207,41 @@ class StatsOut(Schema):
 class ResolveQuery(Schema):
     scene = Text(required=True, validate=validate.Length(1, 200),
                  metadata={"description": "query.scene as the mini-program received it (encoded or not)"})
+
+
+class SceneSearchQuery(Schema):
+    q = Text(load_default="", validate=validate.Length(0, 64),
+             metadata={"description": "words (all must match) of the Chinese or English name, the organizer or the "
+                                      "city: characters, simplified or traditional, pinyin or its initials"})
+    kind = Text(validate=validate.OneOf(KINDS))
+    city = Text(validate=validate.Length(1, 64), metadata={"description": "成都 or 成都市, simplified or traditional"})
+    date = Day(metadata={"description": "running that day (a scene without dates runs every day)"})
+    lat = Coordinate(90, metadata={"description": "the guest's latitude: nearest first (with lng)"})
+    lng = Coordinate(180, metadata={"description": "the guest's longitude (with lat)"})
+    page = fields.Integer(load_default=1, validate=validate.Range(1, 100))
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, 50))
+
+    @validates_schema
+    def _both_or_neither(self, data, **kwargs):
+        if ("lat" in data) != ("lng" in data):
+            missing = "lng" if "lat" in data else "lat"
+            raise ValidationError("lat 与 lng 需同时提供 / Give lat and lng together.", missing)
+
+
+class FoundScene(PublicScene):
+    organizer = fields.String(metadata={"description": "the organizing organization's name"})
+    distance_m = fields.Integer(allow_none=True, metadata={"description": "metres from the given location (great "
+                                                                          "circle); null without one"})
+    scene_string = fields.String(metadata={"description": "open it with GET /api/v1/scenes/resolve?scene= (and "
+                                                          "pass it on to footprints and orders) as a scanned code: "
+                                                          "counted under the channel search"})
+
+
+class SceneSearchOut(Schema):
+    items = fields.List(fields.Nested(FoundScene))
+    page = fields.Integer()
+    limit = fields.Integer()
+    has_more = fields.Boolean()
 
 
 class PledgeOut(Schema):

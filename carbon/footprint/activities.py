@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import functools
 import itertools
-import math
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
+from carbon.core.geo import great_circle_m
 from carbon.core.units import fixed
 from carbon.footprint.dataset import Dataset, Factor, Metro, airport, city_code_of
 
 EXACT = Decimal("0.00000001")
 LONG_HAUL_KM = 3700  # DESNZ: short-haul below 3,700 km, long-haul above
-EARTH_RADIUS_KM = 6371.0088
 DAYS_PER_YEAR = 365
 MONTHS_PER_YEAR = 12
 SHORT_HAUL_CABIN = {"economy": "economy", "premium_economy": "economy", "business": "business",
@@ -60,11 +59,8 @@ def _trips(inputs: dict) -> int:
 
 @functools.lru_cache(maxsize=4096)
 def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> Decimal:
-    """Haversine distance, rounded to whole kilometres."""
-    phi1, phi2 = math.radians(lat1), math.radians(lat2)
-    dphi, dlmb = phi2 - phi1, math.radians(lon2 - lon1)
-    a = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlmb / 2) ** 2
-    return Decimal(round(2 * EARTH_RADIUS_KM * math.asin(math.sqrt(a))))
+    """Great-circle distance (``carbon.core.geo``), rounded to whole kilometres."""
+    return Decimal(round(great_circle_m(lat1, lon1, lat2, lon2) / 1000))
 
 
 def ground_distance(inputs: dict, data: Dataset, detour_key: str) -> tuple[Decimal, dict]:

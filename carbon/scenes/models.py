@@ -17,6 +17,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    event,
+    select,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -24,9 +26,12 @@ from carbon.core.clock import utcnow
 from carbon.core.db import UTCDateTime, db
 from carbon.core.ids import new_public_id
 from carbon.credits.models import Project
+from carbon.organizers.models import Organization
+from carbon.scenes import search
 
 KINDS = ("conference", "scenic_spot", "supermarket", "restaurant", "hotel", "custom")
 STATUSES = ("draft", "live", "closed")
+SEARCH_CHANNEL = "search"  # the channel every scene has: guests who found it in GET /api/v1/scenes
 
 scene_projects = Table(
     "scene_projects", db.Model.metadata,
@@ -59,11 +64,25 @@ class Scene(db.Model):
     organizer_pledges_venue: Mapped[bool] = mapped_column(Boolean, default=False)
     pledge_note: Mapped[str] = mapped_column(String(256), default="")
     status: Mapped[str] = mapped_column(String(8), default="draft")
+    latitude: Mapped[Decimal | None] = mapped_column(Numeric(9, 6))
+    longitude: Mapped[Decimal | None] = mapped_column(Numeric(9, 6))
+    search_text: Mapped[str] = mapped_column(Text, default="", server_default="")  # carbon.scenes.search
+    search_city: Mapped[str] = mapped_column(String(64), default="", server_default="", index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     projects: Mapped[list[Project]] = relationship(secondary=scene_projects, order_by=Project.id)
     channels: Mapped[list[SceneChannel]] = relationship(back_populates="scene", order_by="SceneChannel.id")
+
+
+@event.listens_for(Scene, "before_insert")
+@event.listens_for(Scene, "before_update")
+def _index(_mapper, connection, scene: Scene) -> None:
+    """The search columns follow the scene's names, organizer and city on every save."""
+    organizer = connection.scalar(select(Organization.name).where(Organization.id == scene.organization_id))
+    scene.search_text = search.index_text(name_zh=scene.name_zh, name_en=scene.name_en or "",
+                                          organizer=organizer or "", city=scene.city or "")
+    scene.search_city = search.city_key(scene.city or "")
 
 
 class SceneChannel(db.Model):

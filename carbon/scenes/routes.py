@@ -9,10 +9,21 @@ from carbon.core.errors import DomainError
 from carbon.core.openapi import answers
 from carbon.credits import service as credits
 from carbon.scenes import service
-from schemas.scenes import ProjectsOut, ResolveOut, ResolveQuery
+from schemas.scenes import ProjectsOut, ResolveOut, ResolveQuery, SceneSearchOut, SceneSearchQuery
 
 blp = Blueprint("scenes", __name__, url_prefix="/api/v1", description="场景 / Scenes")
 h5 = FlaskBlueprint("h5", __name__)
+
+
+@blp.route("/scenes", methods=["GET"])
+@blp.arguments(SceneSearchQuery, location="query")
+@blp.response(200, SceneSearchOut)
+@public
+def find_scenes(query):
+    """Live scenes for a guest without a code: by words, kind, city and day; nearest first with lat/lng.
+    Open one with its ``scene_string`` (GET /scenes/resolve): the visit counts under the channel ``search``."""
+    return service.find_scenes(q=query["q"], kind=query.get("kind"), city=query.get("city"), day=query.get("date"),
+                               lat=query.get("lat"), lng=query.get("lng"), page=query["page"], limit=query["limit"])
 
 
 @blp.route("/scenes/resolve", methods=["GET"])

@@ -9,26 +9,30 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from urllib.parse import quote
 
 from flask import current_app
 from marshmallow import ValidationError as MarshmallowError
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import flag_modified
 
 from carbon.core import extensions as ext
 from carbon.core import states
 from carbon.core.clock import utcnow
 from carbon.core.db import db
 from carbon.core.errors import Conflict, Gone, NotFound, ValidationError
+from carbon.core.geo import great_circle_m, haversine_term_sql
 from carbon.core.units import grams_to_kg
 from carbon.credits.models import Project
+from carbon.organizers.models import Organization
 from carbon.organizers.service import Principal
 from carbon.rendering import qr_png
-from carbon.scenes import codes, poster, stats
-from carbon.scenes.models import Scene, SceneChannel
-from schemas.common import plain
+from carbon.scenes import codes, poster, search, stats
+from carbon.scenes.models import SEARCH_CHANNEL, Scene, SceneChannel
+from schemas.common import dumped_attributes, plain
 from schemas.footprint import ACTIVITY_SCHEMAS
 from schemas.scenes import ProjectBrief, PublicScene
 
@@ -60,6 +64,12 @@ class ChannelNotFound(NotFound):
 class SceneClosed(Gone):
     code = "scene.closed"
     message = "该场景已结束 / This scene has closed"
+
+
+class SearchChannelNotPrintable(ValidationError):
+    code = "scene.search_channel_not_printable"
+    message = ("搜索渠道不印码（它统计从搜索进入的访客） / The search channel counts guests who found the scene by "
+               "search: it has no printed code")
 
 
 class StatusChangeRefused(Conflict):
@@ -100,7 +110,8 @@ def create_scene(principal: Principal, data: dict) -> Scene:
         scene = Scene(organization_id=principal.organization.id, code=code, slug=data.pop("slug", None) or code,
                       status="draft")
         _apply(scene, data, creating=True)
-        scene.channels.append(SceneChannel(slug="", label="默认 / Default"))
+        scene.channels += [SceneChannel(slug="", label="默认 / Default"),
+                           SceneChannel(slug=SEARCH_CHANNEL, label="搜索 / Search")]
         db.session.add(scene)
     return scene
 
@@ -151,6 +162,13 @@ def channel_of(scene: Scene, slug: str) -> SceneChannel:
         if channel.slug == slug:
             return channel
     raise ChannelNotFound(details={"channel": [slug]})
+
+
+def _printed_channel(scene: Scene, slug: str) -> SceneChannel:
+    """A channel a code may be printed for: not ``search``, whose visits come from the search list."""
+    if slug == SEARCH_CHANNEL:
+        raise SearchChannelNotPrintable(details={"channel": [slug]})
+    return channel_of(scene, slug)
 
 
 def _apply(scene: Scene, data: dict, *, creating: bool) -> None:
@@ -224,12 +242,21 @@ def _committed_unique() -> Iterator[None]:
                        details={name or "_schema": ["已被占用 / already taken"]}) from exc
 
 
+def reindex_search() -> int:
+    """Recompute every scene's search text (the model does it on each save); after the normalization changed."""
+    scenes = db.session.scalars(select(Scene)).all()
+    for scene in scenes:
+        flag_modified(scene, "search_text")  # a save: the model's before_update computes it
+    db.session.commit()
+    return len(scenes)
+
+
 # --- printed codes ------------------------------------------------------------------------
 
 def wxacode(principal: Principal, public_id: str, slug: str = "", *, regenerate: bool = False,
             **options) -> SceneChannel:
     """The channel's mini-program code: fetched from WeChat once, kept, refetched only when asked."""
-    return _fetched(channel_of(get_scene(principal, public_id), slug), regenerate=regenerate, **options)
+    return _fetched(_printed_channel(get_scene(principal, public_id), slug), regenerate=regenerate, **options)
 
 
 def _fetched(channel: SceneChannel, *, regenerate: bool = False, **options) -> SceneChannel:
@@ -252,14 +279,14 @@ def h5_link(scene: Scene, slug: str = "") -> str:
 def qrcode_png(principal: Principal, public_id: str, slug: str = "") -> bytes:
     """A plain QR code of the scene's H5 link (before the mini-program is published, or for browsers)."""
     scene = get_scene(principal, public_id)
-    channel_of(scene, slug)
+    _printed_channel(scene, slug)
     return qr_png(h5_link(scene, slug))
 
 
 def poster_file(principal: Principal, public_id: str, slug: str = "", *, source: str = "wxacode",
                 fmt: str = "png") -> bytes:
     scene = get_scene(principal, public_id)
-    channel = channel_of(scene, slug)
+    channel = _printed_channel(scene, slug)
     code_png = _fetched(channel).wxacode_png if source == "wxacode" else qr_png(h5_link(scene, slug))
     dates = " – ".join(dict.fromkeys(str(day) for day in (scene.starts_on, scene.ends_on) if day))
     footer = " · ".join(part for part in (scene.city, dates, channel.label if channel.slug else "") if part)
@@ -269,6 +296,38 @@ def poster_file(principal: Principal, public_id: str, slug: str = "", *, source:
 
 
 # --- guests ------------------------------------------------------------------------------
+
+def find_scenes(*, q: str = "", kind: str | None = None, city: str | None = None, day: date | str | None = None,
+                lat: Decimal | None = None, lng: Decimal | None = None, page: int = 1, limit: int = 20) -> dict:
+    """Live scenes for a guest without a code: every word of ``q`` in the name, organizer or city
+    (``carbon.scenes.search``), of a kind, in a city, running on a day (``"today"``: China's);
+    nearest first when a location is given (scenes without one after), else newest first."""
+    columns = [getattr(Scene, name) for name in dumped_attributes(PublicScene)]  # no ORM objects: a read
+    query = (select(*columns, Organization.name.label("organizer"))
+             .join(Organization, Organization.id == Scene.organization_id).where(Scene.status == "live"))
+    for word in search.query_words(q):
+        query = query.where(Scene.search_text.contains(word, autoescape=True))
+    if kind:
+        query = query.where(Scene.kind == kind)
+    if city:
+        query = query.where(Scene.search_city == search.city_key(city))
+    if day is not None:
+        day = stats.today() if day == "today" else day
+        query = query.where(or_(Scene.starts_on.is_(None), Scene.starts_on <= day),
+                            or_(Scene.ends_on.is_(None), Scene.ends_on >= day))
+    located = lat is not None and lng is not None
+    if located:
+        nearness = haversine_term_sql(Scene.latitude, Scene.longitude, float(lat), float(lng))
+        query = query.order_by(nearness.asc().nulls_last(), Scene.id.desc())
+    else:
+        query = query.order_by(Scene.id.desc())
+    rows = db.session.execute(query.offset((page - 1) * limit).limit(limit + 1)).mappings().all()
+    items = [{**row, "distance_m": round(great_circle_m(float(lat), float(lng), float(row["latitude"]),
+                                                        float(row["longitude"])))
+              if located and row["latitude"] is not None and row["longitude"] is not None else None,
+              "scene_string": codes.scene_string(row["code"], SEARCH_CHANNEL)} for row in rows[:limit]]
+    return {"items": items, "page": page, "limit": limit, "has_more": len(rows) > limit}
+
 
 def resolve(raw_scene: str, *, count_visit: bool = True) -> dict:
     """The scene a scanned code names, with its preset, offer and live progress.

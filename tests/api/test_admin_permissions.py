@@ -186,7 +186,7 @@ def test_another_organizations_scene_and_keys_are_not_found(app, client, sandbox
     assert leaks == []
     assert wxacode_calls(sandbox) == []  # refused before any call to WeChat
     scene = client.get(f"{ADMIN}scenes/{a.scene}", headers=login_as(client, a.owner)).get_json()
-    assert scene["name_en"] != "Renamed" and [c["slug"] for c in scene["channels"]] == [""]
+    assert scene["name_en"] != "Renamed" and [c["slug"] for c in scene["channels"]] == ["", "search"]
     assert outcome(client.get(f"{ADMIN}scenes", headers=bearer(a_key["key"]))) == "2xx"  # A's key not revoked
 
 

@@ -89,7 +89,7 @@ def test_request_id_is_echoed_or_made(client):
 
 def test_every_non_public_api_route_requires_a_token(app, client):
     """Fail closed: each /api/v1 rule answers 401 without a token unless marked public."""
-    public = {"accounts.login", "footprints.preview", "admin.login", "scenes.resolve", "scenes.projects",
+    public = {"accounts.login", "footprints.preview", "admin.login", "scenes.resolve", "scenes.projects", "scenes.find_scenes",
               "wechatpay_notify.wechatpay_notify",  # the notify is authenticated by its signature
               "certificates.chain", "certificates.get", "certificates.verify", "certificates.card",
               "certificates.poster",  # certificates are public records

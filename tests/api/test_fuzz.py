@@ -106,6 +106,8 @@ TEMPLATES = {
         {"type": "flights", "round_trips_per_year": 2}]}),
     "footprints.history": ({"kind": "event", "limit": "5"}, None),
     "scenes.resolve": ({"scene": "s=fuzz1&c=door"}, None),
+    "scenes.find_scenes": ({"q": "碳中和 lt", "kind": "conference", "city": "成都", "date": "2021-09-07",
+                            "lat": "30.5", "lng": "104.0", "page": "1", "limit": "5"}, None),
     "h5.scene_page": ({"scene": "s=fuzz1"}, None),
     "admin.login": ({}, {"email": "owner@forum.example", "password": "correct horse battery"}),
     "admin.add_member": ({}, {"email": "m@forum.example", "password": "long enough pw", "display_name": "M"}),
