@@ -147,7 +147,9 @@ def _order_boards(order_public_id: str) -> tuple[int, list[Board]] | None:
         if order else None
     if retired_at is None:
         return None
-    user_id = db.session.scalar(select(User.id).where(User.id == order.user_id).with_for_update())
+    # FOR NO KEY UPDATE: a confirmation inserting retirements for this guest (a foreign key check,
+    # FOR KEY SHARE) is never blocked by it
+    user_id = db.session.scalar(select(User.id).where(User.id == order.user_id).with_for_update(key_share=True))
     return user_id, boards_of(order.scene_id, as_utc(retired_at))
 
 

@@ -352,7 +352,7 @@
     state.number = number;
     $("card").src = API + "/certificates/" + encodeURIComponent(number) + "/card.jpg";
     $("cert-number").textContent = number;
-    $("cert-line").textContent = record.beneficiary + " 已中和 / neutralized " + record.kg + " kg CO₂e" +
+    $("cert-line").textContent = certificate.beneficiary + " 已中和 / neutralized " + record.kg + " kg CO₂e" +
       (record.scene ? " · " + record.scene.name : "");
     $("cert-verify").href = "/c/" + encodeURIComponent(number);
     $("share-title").textContent = "我在" + (record.scene ? record.scene.name : "点点碳中和") + "中和了 " + record.kg +
