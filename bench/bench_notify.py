@@ -7,7 +7,13 @@ workers × 4 threads, 16 clients):
 (b) sustained notify-to-paid: the same load with `flask worker` processes confirming meanwhile;
     confirmations per second over the run (what was confirmed by the time the backlog drained);
 (c) notify-to-paid latency of (b): from the inbox row's ``received_at`` to its ``processed_at``
-    (the batch's commit follows at once), p50/p99.
+    (the batch's commit follows at once), p50/p99;
+then the outbox drain: the time from the start of (b) until every paid order of the run has its
+certificate, share card and poster, and until no outbox event is pending.
+
+The WeChat sandbox runs in its own process (pushes and mini-program codes are real HTTP calls; the
+guest has logged in but accepted no push, so pushes end "refused", as most do). Set
+DIANDIAN_REDIS_URL to run the outbox through RQ, as production does.
 
 Each delivery confirms a different pending payment, so every request does the whole work. The
 notifications are built here the way WeChat Pay builds them (AES-256-GCM with the APIv3 key,
@@ -28,16 +34,17 @@ from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
 
+import requests
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from harness import ROOT, gunicorn, job_worker, load, summary
+from harness import ROOT, gunicorn, job_worker, load, summary, wechat_sandbox
 from sqlalchemy import create_engine, insert, text
 
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ORDERS = 30_000  # enough for 3 × 5 s of (a) and 8 s of (b) at 1,500 notifies/s
-JOB_WORKERS = 2
-OUTBOX_WATCH_SECONDS = 10
+JOB_WORKERS: list[tuple[str, ...]] = [(), ()]  # `flask worker` processes and their arguments
+OUTBOX_DRAIN_LIMIT_SECONDS = 1200
 APPID, MCHID = "wxd1a2b3c4d5e6f7a8", "1900000109"
 APIV3_KEY = b"diandian-sandbox-apiv3-key-00001"
 PUBLIC_KEY_ID = "PUB_KEY_ID_0114232020220520000000000000000001"
@@ -144,10 +151,16 @@ def main(seconds: float = 5.0, rounds: int = 3, sustained_seconds: float = 8.0) 
                 return connection.scalar(text(sql))
 
         results: dict[str, list] = {"bare insert route": [], "(a) notify acknowledged": []}
-        env = {"DIANDIAN_DATABASE_URL": url, "BENCH_DATABASE_URL": url, "DIANDIAN_JOBS": "workers"}
         served = {"workers": 2, "worker_class": "gthread", "threads": 4}  # as deploy/gunicorn.conf.py serves
-        with gunicorn(env, **served) as service, \
-                gunicorn(env, app_spec="bare_insert:app", cwd=ROOT / "bench", **served) as baseline:
+        with contextlib.ExitStack() as servers:
+            sandbox_url = servers.enter_context(wechat_sandbox())
+            env = {"DIANDIAN_DATABASE_URL": url, "BENCH_DATABASE_URL": url, "DIANDIAN_JOBS": "workers",
+                   "DIANDIAN_WECHAT_API_BASE": sandbox_url, "DIANDIAN_WECHATPAY_API_BASE": sandbox_url}
+            service = servers.enter_context(gunicorn(env, **served))
+            baseline = servers.enter_context(gunicorn(env, app_spec="bare_insert:app", cwd=ROOT / "bench", **served))
+            code = requests.post(f"{sandbox_url}/__sandbox__/login-code", json={"openid": "o_bench"},
+                                 timeout=10).json()["code"]
+            assert requests.post(f"{service}/api/v1/auth/login", json={"code": code}, timeout=10).ok
             for _ in range(rounds):
                 results["bare insert route"].append(load("bare insert route", baseline, bare, seconds=seconds,
                                                          expect=204))
@@ -155,8 +168,8 @@ def main(seconds: float = 5.0, rounds: int = 3, sustained_seconds: float = 8.0) 
                                                                seconds=seconds, expect=204))
             backlog = scalar("SELECT count(*) FROM payment_inbox WHERE status = 'pending'")
             with contextlib.ExitStack() as stack:
-                for _ in range(JOB_WORKERS):
-                    stack.enter_context(job_worker(env))
+                for args in JOB_WORKERS:
+                    stack.enter_context(job_worker(env, args=args))
                 drain_started = time.monotonic()
                 while scalar("SELECT count(*) FROM payment_inbox WHERE status = 'pending'") and \
                         time.monotonic() - drain_started < 300:
@@ -171,10 +184,24 @@ def main(seconds: float = 5.0, rounds: int = 3, sustained_seconds: float = 8.0) 
                     time.sleep(0.05)
                 settled_in = time.monotonic() - started
                 results["(b) notify, workers running"] = [sustained]
+                with engine.connect() as connection:
+                    behind = dict(connection.execute(text(
+                        "SELECT handler, count(*) FROM outbox_events WHERE status = 'pending' GROUP BY 1")).all())
                 done_before = scalar("SELECT count(*) FROM outbox_events WHERE status = 'done'")
-                time.sleep(OUTBOX_WATCH_SECONDS)  # the workers now only run what follows the payments
+                settled_at = time.monotonic()
+                pictures_in = None
+                while time.monotonic() - started < OUTBOX_DRAIN_LIMIT_SECONDS:
+                    if pictures_in is None and scalar(
+                            "SELECT (SELECT count(*) FROM certificate_images) = 2 * (SELECT count(*) FROM payments "
+                            "WHERE status = 'confirmed') AND (SELECT count(*) FROM certificates) = "
+                            "(SELECT count(*) FROM payments WHERE status = 'confirmed')"):
+                        pictures_in = time.monotonic() - started
+                    if not scalar("SELECT count(*) FROM outbox_events WHERE status = 'pending'"):
+                        break
+                    time.sleep(0.5)
+                outbox_drained_in = time.monotonic() - started
                 outbox_rate = (scalar("SELECT count(*) FROM outbox_events WHERE status = 'done'") - done_before) \
-                    / OUTBOX_WATCH_SECONDS
+                    / max(time.monotonic() - settled_at, 1e-9)
         with engine.connect() as connection:
             delays = [row[0] * 1000 for row in connection.execute(text(
                 "SELECT extract(epoch FROM processed_at - received_at) FROM payment_inbox WHERE id > :mark "
@@ -185,6 +212,8 @@ def main(seconds: float = 5.0, rounds: int = 3, sustained_seconds: float = 8.0) 
                 "SELECT count(*) FROM (SELECT transaction_id, unit FROM postings GROUP BY 1, 2 "
                 "HAVING sum(amount) <> 0) AS u"))
             events = connection.execute(text("SELECT status, count(*) FROM outbox_events GROUP BY 1")).all()
+            pictures = connection.execute(text("SELECT (SELECT count(*) FROM certificates), "
+                                               "(SELECT count(*) FROM certificate_images)")).one()
         engine.dispose()
         bare_rps = statistics.median(r.rps for r in results["bare insert route"])
         print(summary("notify handling vs a bare one-row insert route (PostgreSQL, DIANDIAN_JOBS=workers)",
@@ -192,7 +221,8 @@ def main(seconds: float = 5.0, rounds: int = 3, sustained_seconds: float = 8.0) 
         pairs = [n.rps / b.rps for b, n in zip(results["bare insert route"], results["(a) notify acknowledged"])]
         print(f"(a) ratio per round (each notify run over the bare run just before it): "
               f"{', '.join(f'{r:.2f}' for r in pairs)}; median {statistics.median(pairs):.2f}")
-        print(f"backlog of (a): {backlog} recorded notifies confirmed by {JOB_WORKERS} workers in {drained_in:.1f} s "
+        print(f"workers: {', '.join(' '.join(('flask worker',) + args) for args in JOB_WORKERS)}")
+        print(f"backlog of (a): {backlog} recorded notifies confirmed by the workers in {drained_in:.1f} s "
               f"= {backlog / drained_in:.0f} confirmations/s ({backlog / drained_in / bare_rps:.2f} of the bare route)")
         rate = sustained.requests / settled_in
         print(f"(b) sustained: {sustained.requests} notifies in {sustained.seconds:.1f} s, all confirmed "
@@ -200,11 +230,15 @@ def main(seconds: float = 5.0, rounds: int = 3, sustained_seconds: float = 8.0) 
               f"bare route)")
         print(f"(c) notify to paid (received_at → processed_at): p50 {delays[len(delays) // 2]:.0f} ms, "
               f"p99 {delays[int(len(delays) * 0.99)]:.0f} ms, max {delays[-1]:.0f} ms over {len(delays)} notifies")
-        print(f"after the payments: {outbox_rate:.0f} outbox events/s done by the workers once the load stopped "
-              f"(certificates, share cards and posters, pushes, scene counters)")
+        lag = ", ".join(f"{name.rsplit('.', 1)[-1]} {n}" for name, n in sorted(behind.items()))
+        print(f"outbox behind when every payment was confirmed: {sum(behind.values())} events ({lag})")
+        print(f"outbox drain: every certificate, share card and poster existed "
+              f"{f'{pictures_in:.1f} s' if pictures_in is not None else 'not'} after (b) began; no event pending "
+              f"after {outbox_drained_in:.1f} s; {outbox_rate:.0f} events/s once the inbox was done")
         sent = sum(r.requests for runs in results.values() if runs is not results["bare insert route"] for r in runs)
         print(f"check: {sent} notifies acknowledged, {confirmed} payments confirmed, {retired} units retired, "
-              f"{unbalanced} unbalanced ledger transactions, outbox {dict(events)}")
+              f"{unbalanced} unbalanced ledger transactions, {pictures[0]} certificates, {pictures[1]} pictures, "
+              f"outbox {dict(events)}")
 
 
 if __name__ == "__main__":

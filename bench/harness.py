@@ -92,9 +92,32 @@ def gunicorn(env: dict[str, str], workers: int = 2, worker_class: str = "sync",
 
 
 @contextmanager
-def job_worker(env: dict[str, str], cwd: Path = ROOT) -> Iterator[subprocess.Popen]:
-    """``flask worker`` (inbox confirmations and outbox events) as its own process; stopped on exit."""
-    process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app:create_app", "worker"],
+def wechat_sandbox() -> Iterator[str]:
+    """The WeChat sandbox in a process of its own (as `make run` starts it); yields its base URL."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen([sys.executable, "-m", "wechat.sandbox", "--port", str(port)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(base + "/__sandbox__/stats", timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the WeChat sandbox did not start") from None
+                time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+@contextmanager
+def job_worker(env: dict[str, str], cwd: Path = ROOT, args: tuple[str, ...] = ()) -> Iterator[subprocess.Popen]:
+    """``flask worker [args]`` (inbox confirmations and outbox events) as its own process; stopped on exit."""
+    process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app:create_app", "worker", *args],
                                cwd=cwd, env={**os.environ, **env, "DIANDIAN_JOBS": "workers"},
                                stdout=subprocess.DEVNULL)
     try:
