@@ -91,6 +91,53 @@ def gunicorn(env: dict[str, str], workers: int = 2, worker_class: str = "sync",
         process.wait(15)
 
 
+def pids_matching(*fragments: str) -> list[int]:
+    """Processes whose command line contains every fragment."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if all(fragment in cmdline for fragment in fragments):
+                found.append(int(entry.name))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """CPU time so far (user + system, every thread) of each process that still exists."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        used[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+class CpuMeter:
+    """CPU seconds spent by named groups of processes (each group found anew by a function), summed
+    over the spans measured with ``span()``: on a shared machine, what a request costs, whoever
+    else runs."""
+
+    def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
+        self.groups = groups
+        self.spent: dict[str, float] = dict.fromkeys(groups, 0.0)
+
+    def snapshot(self) -> dict[str, dict[int, float]]:
+        return {name: cpu_seconds(find()) for name, find in self.groups.items()}
+
+    @contextmanager
+    def span(self) -> Iterator[None]:
+        before = self.snapshot()
+        yield
+        for name, now in self.snapshot().items():
+            self.spent[name] += sum(seconds - before[name].get(pid, 0.0) for pid, seconds in now.items())
+
+
 @contextmanager
 def wechat_sandbox() -> Iterator[str]:
     """The WeChat sandbox in a process of its own (as `make run` starts it); yields its base URL."""

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-# confirmations and the quick after-payment work first; pictures at a lower CPU priority
-WORKER_LANES = [("-q", "inbox", "-q", "default"), ("-q", "render", "--nice", "10")]
+# payment confirmations first; the work after a payment, then pictures, at lower CPU priorities
+WORKER_LANES = [("-q", "inbox"), ("-q", "default", "--nice", "5"), ("-q", "render", "--nice", "10")]
 
 
 def wait_until_up(url: str, seconds: float = 30) -> bool:
@@ -55,7 +55,7 @@ Diandian is running (Ctrl-C stops it):
   service       http://{bind}/            health: /healthz  ready: /readyz
   API docs      http://{bind}/api/docs    OpenAPI: /api/openapi.json
   WeChat sandbox {sandbox_base}/           test hooks: /__sandbox__/
-  payments      {"confirmed by `flask worker -q inbox -q default`, pictures by `flask worker -q render`"
+  payments      {"confirmed by `flask worker -q inbox`, then `-q default` and `-q render` (pictures)"
                  " (DIANDIAN_JOBS=workers)" if env.get("DIANDIAN_JOBS") == "workers"
                  else "confirmed in the notify request (DIANDIAN_JOBS=inline)"}
 Try a login:

@@ -130,13 +130,16 @@ def _sweep_loop(app: Flask, stop: threading.Event, confirmed: threading.Event, q
         queued = ext.job_queue() is not None
         lag = SWEEP_LAG_SECONDS if queued else 0
         while not stop.is_set():
+            ran = 0
             try:
-                jobs.run_due(lag_seconds=lag, queues=queues)
+                ran = sum(jobs.run_due(lag_seconds=lag, queues=queues).values())
             except Exception:
                 db.session.rollback()
                 log.exception("outbox sweep failed")
             finally:
                 db.session.remove()
+            if ran >= jobs.DISPATCH_BATCH:
+                continue  # a full batch: more are due
             if queued:
                 stop.wait(SWEEP_SECONDS)
             else:  # the sweep is the dispatcher: woken by the inbox loop, or once a second
