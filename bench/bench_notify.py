@@ -252,6 +252,7 @@ def main(seconds: float = 5.0, rounds: int = 3, sustained_seconds: float = 8.0) 
                             break
                         time.sleep(0.5)
                 outbox_drained_in = time.monotonic() - started
+                still_pending = scalar("SELECT count(*) FROM outbox_events WHERE status = 'pending'")
                 drained_events = scalar("SELECT count(*) FROM outbox_events WHERE status = 'done'") - done_before
                 outbox_rate = drained_events / max(time.monotonic() - settled_at, 1e-9)
         with engine.connect() as connection:
@@ -266,7 +267,8 @@ def main(seconds: float = 5.0, rounds: int = 3, sustained_seconds: float = 8.0) 
         engine.dispose()
         drain_cpu = meters["drain"].spent
         print(f"outbox drain: every certificate, share card and poster existed "
-              f"{f'{pictures_in:.1f} s' if pictures_in is not None else 'not'} after (b) began; no event pending "
+              f"{f'{pictures_in:.1f} s' if pictures_in is not None else 'not'} after (b) began; "
+              f"{f'{still_pending} events still pending' if still_pending else 'no event pending'} "
               f"after {outbox_drained_in:.1f} s; {outbox_rate:.0f} events/s once the inbox was done; CPU per "
               f"outbox event then {sum(drain_cpu.values()) * 1000 / max(drained_events, 1):.1f} ms ("
               + ", ".join(f"{name} {spent * 1000 / max(drained_events, 1):.1f}" for name, spent in drain_cpu.items()
