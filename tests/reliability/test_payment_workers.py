@@ -74,7 +74,7 @@ def test_a_worker_confirms_what_the_notify_route_recorded(app, pg, sandbox, queu
                 answer = requests.get(f"{base}/api/v1/orders/{created['order']['id']}", headers=headers, timeout=10)
                 return answer.json()["order"]["status"] in ("paid", "fulfilled")  # certificate issued
 
-            wait_for(paid)
+            wait_for(paid, seconds=90)  # the worker's start-up included: slow on a busy machine
             with app.app_context():  # the order.paid handler counted it for the scene, once
                 wait_for(lambda: db.session.scalar(select(func.sum(SceneDailyStat.grams_neutralized))) == 12_000)
                 db.session.rollback()
