@@ -41,7 +41,7 @@ def main() -> int:
             return stop(processes, 1)
     if env.get("DIANDIAN_REDIS_URL"):  # with Redis, payments are confirmed and followed up by a worker
         env.setdefault("DIANDIAN_JOBS", "workers")
-    if env.get("DIANDIAN_JOBS") == "workers":  # the lanes of decision 0011, as deploy/systemd runs them
+    if env.get("DIANDIAN_JOBS") == "workers":  # the lanes of decision 0012, as deploy/systemd runs them
         for lane in WORKER_LANES:
             processes.append(subprocess.Popen(
                 [PYTHON, "-m", "flask", "--app", "app:create_app", "worker", *lane], cwd=ROOT, env=env))

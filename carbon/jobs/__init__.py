@@ -4,7 +4,7 @@ commit to the handler registered for their kind (decision 0009).
 - ``emit(kind, payload)`` writes the event in the caller's transaction (one INSERT).
 - Each consumer runs on a queue (a lane, ``@handles(kind, queue="render")``; ``default`` unless
   said): workers serve queues (``flask worker -q``), so slow work has workers of its own, at a lower
-  OS priority than the payment confirmations (decision 0011). Retries, failures and replay are the
+  OS priority than the payment confirmations (decision 0012). Retries, failures and replay are the
   same on every queue.
 - After the commit, ``kick()`` hands the session's new events on: run here and now (``inline``,
   development and tests) or queued for the workers (``workers``: RQ on Redis when configured, one

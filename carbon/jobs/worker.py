@@ -1,6 +1,6 @@
 """``flask worker``: confirms payments from the inbox and dispatches outbox events (``DIANDIAN_JOBS=workers``).
 
-A worker serves queues (lanes, decision 0011): ``inbox`` (payment confirmations) and the outbox's
+A worker serves queues (lanes, decision 0012): ``inbox`` (payment confirmations) and the outbox's
 queues (``default``, ``render`` …); all of them unless told (``flask worker -q inbox -q default``).
 The inbox loop waits on PostgreSQL's ``LISTEN`` (a notify route's ``NOTIFY`` wakes it at once;
 SQLite polls), claims a batch with ``FOR UPDATE SKIP LOCKED`` and confirms it; under a backlog it

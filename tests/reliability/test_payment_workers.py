@@ -146,7 +146,7 @@ def test_two_workers_issue_consecutive_certificates_on_one_chain(app, pg, sandbo
 
 @pytest.mark.parametrize("queue", QUEUES)
 def test_pictures_wait_for_a_render_worker_and_none_is_lost(app, pg, sandbox, queue):
-    """Lanes (decision 0011): a worker of the inbox and default lanes confirms the payment and issues
+    """Lanes (decision 0012): a worker of the inbox and default lanes confirms the payment and issues
     the certificate but never renders its pictures; a render worker (at a lower CPU priority) does,
     once, when it starts."""
     from carbon.certificates.models import Certificate, CertificateImage
