@@ -35,8 +35,11 @@ soak: $(STAMP)
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+# ruff, then pip-audit (deploy/audit_dependencies.py: fails on a known vulnerability; says so loudly and
+# passes when the advisory service cannot be reached, unless AUDIT_STRICT=1)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(PY) deploy/audit_dependencies.py
 
 clean:
 	rm -rf $(VENV) var

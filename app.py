@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     import carbon.models  # noqa: F401 - every model registered on the metadata
+    from carbon import metrics
     from carbon.core.http import configure_logging, install
     from carbon.core.settings import load_settings
 
@@ -43,6 +44,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         hops = settings.TRUSTED_PROXIES
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     install(app, log_requests=settings.LOG_REQUESTS)
+    metrics.install(app)
     _register_blueprints(app)
     _register_job_handlers(app)
     _register_cli(app)
@@ -60,11 +62,12 @@ def _database_url(url: str) -> str:
 
 
 def _engine_options(url: str) -> dict[str, Any]:
+    # hide_parameters: a database error (and SQL echo) never shows bound values (openids, session keys, phones).
     if url.startswith("sqlite"):
-        return {"connect_args": {"timeout": 30}}
+        return {"connect_args": {"timeout": 30}, "hide_parameters": True}
     # No pre-ping: it costs a round trip on every request. A connection that died (database restart,
     # failover) fails its request with 503 database.unavailable and SQLAlchemy then replaces the pool.
-    return {"pool_size": 5, "max_overflow": 10, "pool_recycle": 1800, "pool_use_lifo": True}
+    return {"pool_size": 5, "max_overflow": 10, "pool_recycle": 1800, "pool_use_lifo": True, "hide_parameters": True}
 
 
 def _init_extensions(app: Flask, settings) -> None:
@@ -127,7 +130,10 @@ def _payment_provider(settings):
         apiv3_key=settings.WECHATPAY_APIV3_KEY, public_key_id=settings.WECHATPAY_PUBLIC_KEY_ID,
         public_key_pem=key(settings.WECHATPAY_PUBLIC_KEY_PATH, "wechatpay_public_key.pem"),
         api_base=settings.WECHATPAY_API_BASE, notify_url=notify_url,
-        timeout_seconds=settings.WECHAT_TIMEOUT_SECONDS))
+        timeout_seconds=settings.WECHAT_TIMEOUT_SECONDS, previous_apiv3_key=settings.WECHATPAY_APIV3_KEY_PREVIOUS,
+        previous_public_key=(settings.WECHATPAY_PUBLIC_KEY_ID_PREVIOUS,
+                             Path(settings.WECHATPAY_PUBLIC_KEY_PATH_PREVIOUS).read_bytes())
+        if settings.WECHATPAY_PUBLIC_KEY_ID_PREVIOUS else None))
 
 
 def _wechat_gateway(settings, engine, redis_client, breaker):
@@ -155,6 +161,7 @@ def _register_blueprints(app: Flask) -> None:
     from carbon.core.apidocs import bp as apidocs_bp
     from carbon.core.health import bp as health_bp
     from carbon.footprint.routes import blp as footprint_blp
+    from carbon.leaderboards.routes import blp as leaderboards_blp
     from carbon.organizers.routes import blp as admin_blp
     from carbon.scenes.admin_routes import blp as admin_scenes_blp
     from carbon.scenes.routes import blp as scenes_blp
@@ -171,6 +178,7 @@ def _register_blueprints(app: Flask) -> None:
     app.extensions["diandian.api"].register_blueprint(orders_blp)
     app.extensions["diandian.api"].register_blueprint(notify_blp)
     app.extensions["diandian.api"].register_blueprint(certificates_blp)
+    app.extensions["diandian.api"].register_blueprint(leaderboards_blp)
     app.register_blueprint(h5_bp)
     app.register_blueprint(certificate_page)
 
@@ -180,6 +188,7 @@ def _register_job_handlers(app: Flask) -> None:
     request or command committed without handing on."""
     import carbon.certificates.service  # issues on order.paid, revokes on order.refunded
     import carbon.checkout.operations  # payment.needs_refund
+    import carbon.leaderboards.service  # ranks on order.paid and order.refunded
     import carbon.scenes.stats  # noqa: F401 - counts order.paid
     from carbon import jobs
 

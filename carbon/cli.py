@@ -145,3 +145,15 @@ def register(app: Flask) -> None:
 
         block = add_block(project_id, vintage, first_serial, last_serial, Decimal(price_per_tonne))
         click.echo(f"block {block.id}: {block.size} units")
+
+    leaderboards = AppGroup("leaderboards", help="Ranks by kilograms retired: rebuild the indexes.")
+    app.cli.add_command(leaderboards)
+
+    @leaderboards.command("rebuild")
+    def leaderboards_rebuild() -> None:
+        """Recompute this week's, this month's and the all-time boards from the retirements (table
+        and Redis), e.g. after Redis lost its data or was unreachable while guests paid."""
+        from carbon.leaderboards.service import rebuild
+
+        boards = rebuild()
+        click.echo(f"{len(boards)} boards rebuilt, {sum(boards.values())} places")

@@ -16,6 +16,7 @@ class UserOut(Schema):
     id = fields.String(attribute="public_id", required=True)
     nickname = fields.String(allow_none=True)
     avatar_url = fields.String(allow_none=True)
+    leaderboard_hidden = fields.Boolean()
     has_phone = fields.Function(lambda user: bool(user.phone_number))
     phone_number = fields.Function(
         lambda user: (user.phone_number[:3] + "****" + user.phone_number[-4:]) if user.phone_number else None,
@@ -33,11 +34,13 @@ class LoginOut(Schema):
 class ProfilePatchIn(Schema):
     nickname = Text(validate=validate.Length(min=1, max=32))
     avatar_url = Url(schemes={"https", "http"}, validate=validate.Length(max=512))
+    leaderboard_hidden = fields.Boolean(metadata={"description": "true: leaderboards show the nickname masked"})
 
     @validates_schema
     def _something_to_change(self, data, **kwargs):
         if not data:
-            raise ValidationError("至少提供一个字段 / Give at least one of nickname, avatar_url.", "_schema")
+            raise ValidationError("至少提供一个字段 / Give at least one of nickname, avatar_url, leaderboard_hidden.",
+                                  "_schema")
 
 
 class PhoneIn(Schema):

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields
 
+from schemas.common import Money
+
 
 class CertificateOut(Schema):
     number = fields.String(metadata={"description": "e.g. DD-2026-000123, gap-free per year"})
@@ -11,7 +13,9 @@ class CertificateOut(Schema):
                                                   "projects with registry, vintage and serial ranges, "
                                                   "dataset_version, issued_at (UTC), prev (the previous hash)"})
     revocation = fields.Dict(allow_none=True, metadata={"description": "the revocation entry, when revoked"})
-    order_id = fields.String(metadata={"description": "only in the owner's own list"})
+    order_id = fields.String(metadata={"description": "only for the owner (their token sent)"})
+    amount = Money(metadata={"description": "only for the owner: what the order cost"})
+    push = fields.String(allow_none=True, metadata={"description": "only for the owner: sent | refused | null"})
 
 
 class CertificatesOut(Schema):

@@ -75,3 +75,15 @@ register_audience("guest", _authenticate_guest, "缺少登录凭证 / Missing 'A
 
 def current_user() -> User:
     return g.user
+
+
+def optional_user() -> User | None:
+    """On a public route: the guest whose valid bearer token came with the request, else nobody
+    (a bad token makes the caller anonymous, not refused)."""
+    token = bearer_token()
+    if token is None or not (token.isascii() and token.isprintable()):
+        return None
+    try:
+        return service.authenticate(token)
+    except AuthenticationError:
+        return None

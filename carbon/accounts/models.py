@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy import Boolean, ForeignKey, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from carbon.core.clock import utcnow
@@ -24,6 +24,7 @@ class User(db.Model):
     avatar_url: Mapped[str | None] = mapped_column(String(512))
     phone_number: Mapped[str | None] = mapped_column(String(32))
     phone_country_code: Mapped[str | None] = mapped_column(String(8))
+    leaderboard_hidden: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

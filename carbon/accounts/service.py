@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from carbon.accounts.models import AuthSession, User
 from carbon.core import extensions as ext
@@ -18,6 +19,7 @@ from carbon.core.ratelimit import key_of
 TOKEN_SALT = "diandian.session"
 CODE_ATTEMPTS = 3  # a wx.login code is sent to WeChat at most this often (retries after a 502) ...
 CODE_WINDOW_SECONDS = 300  # ... within its five-minute life
+ANONYMOUS_NAME = "微信用户"
 
 
 class NicknameRejected(DomainError):
@@ -75,7 +77,7 @@ def login(code: str, client_ip: str | None) -> LoginResult:
 
 def authenticate(token: str) -> User:
     """The user behind a bearer token; 401 when it is forged, expired or revoked."""
-    session = session_tokens.live_session(AuthSession, TOKEN_SALT, token)
+    session = session_tokens.live_session(AuthSession, TOKEN_SALT, token, joinedload(AuthSession.user))
     if session is None:
         raise TokenInvalid()
     return session.user
@@ -88,8 +90,19 @@ def logout(token: str) -> None:
         db.session.commit()
 
 
-def update_profile(user: User, *, nickname: str | None = None, avatar_url: str | None = None) -> User:
-    """Change nickname and avatar; a nickname must pass WeChat's text check (it is shown publicly)."""
+def public_name(user) -> str:
+    """The name others see (leaderboards, the big screen): the nickname, which passed WeChat's
+    content check, masked to its first character when the guest opted out; never an openid."""
+    nickname = (user.nickname or "").strip()
+    if not nickname:
+        return ANONYMOUS_NAME
+    return nickname[0] + "*" * min(len(nickname) - 1 or 1, 3) if user.leaderboard_hidden else nickname
+
+
+def update_profile(user: User, *, nickname: str | None = None, avatar_url: str | None = None,
+                   leaderboard_hidden: bool | None = None) -> User:
+    """Change nickname, avatar and whether others see the nickname; a nickname must pass WeChat's
+    text check (it is shown publicly)."""
     if nickname is not None:
         verdict = ext.wechat().check_text(nickname, openid=user.openid, scene=1, nickname=nickname)
         if not verdict.passed:
@@ -97,6 +110,8 @@ def update_profile(user: User, *, nickname: str | None = None, avatar_url: str |
         user.nickname = nickname
     if avatar_url is not None:
         user.avatar_url = avatar_url
+    if leaderboard_hidden is not None:
+        user.leaderboard_hidden = leaderboard_hidden
     db.session.commit()
     return user
 

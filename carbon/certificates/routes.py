@@ -4,7 +4,7 @@ from flask import Blueprint as FlaskBlueprint
 from flask import Response, render_template_string, request, stream_with_context
 from flask_smorest import Blueprint
 
-from carbon.accounts.auth import current_user, public
+from carbon.accounts.auth import current_user, optional_user, public
 from carbon.certificates import service
 from carbon.core.errors import DomainError
 from schemas.certificates import CertificateOut, CertificatesOut, VerificationOut
@@ -33,8 +33,10 @@ def chain():
 @blp.response(200, CertificateOut)
 @public
 def get(number):
-    """A certificate's public record (a display name, never an openid or phone) and its status."""
-    return service.view(number, viewer_id=None)
+    """A certificate's public record (a display name, never an openid or phone) and its status; with
+    its owner's token also the order, the amount paid and whether the push was sent."""
+    viewer = optional_user()
+    return service.view(number, viewer_id=viewer.id if viewer else None)
 
 
 def _picture(number: str, kind: str):

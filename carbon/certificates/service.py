@@ -238,7 +238,8 @@ def view(number: str, *, viewer_id: int | None) -> dict:
              "status": "revoked" if revoked else "valid",
              "revocation": json.loads(revoked.record) if revoked else None}
     if viewer_id == certificate.user_id:
-        shown["order_id"] = db.session.scalar(select(Order.public_id).where(Order.id == certificate.order_id))
+        order = db.session.get(Order, certificate.order_id)
+        shown.update(order_id=order.public_id, amount=order.amount, push=certificate.push)
     return shown
 
 

@@ -10,6 +10,7 @@ from carbon.checkout.outcomes import Outcome
 from carbon.core.errors import ValidationError
 from carbon.core.http import provider_format
 from carbon.core.openapi import answers
+from carbon.metrics import count_notify
 from schemas.checkout import OrderCreatedOut, OrderIn, OrdersOut, WeChatPayAnswer
 
 blp = Blueprint("orders", __name__, url_prefix="/api/v1", description="订单与支付 / Orders and payment")
@@ -96,6 +97,7 @@ def wechatpay_notify():
     Answers 204 when recorded (also for duplicates), 4xx ``{"code": "FAIL"}`` for what cannot be
     trusted, 5xx when it cannot be processed now (WeChat Pay retries) — always in WeChat Pay's format."""
     receipt = inbox.handle_notify(dict(request.headers), request.get_data(cache=False))
+    count_notify(receipt.outcome)
     if receipt.outcome not in NOT_ACKNOWLEDGED:
         return "", 204
     status, message = NOT_ACKNOWLEDGED[receipt.outcome]

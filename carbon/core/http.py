@@ -71,17 +71,43 @@ REQUEST_ID_ENVIRON = "diandian.request_id"
 UNAVAILABLE_RETRY_SECONDS = 2  # a restart or failover of the database or Redis is usually over by then
 
 
+# PostgreSQL names the offending value of a unique or foreign key ("Key (openid)=(o_…) already exists").
+_KEY_VALUE = re.compile(r"(Key \([^)]*\)=\().*?(\)(?: already exists| is not present| conflicts))")
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {"ts": round(record.created, 3), "level": record.levelname,
                                    "logger": record.name, "msg": record.getMessage()}
         payload.update(getattr(record, "fields", {}))
         if record.exc_info:
-            payload["exc"] = self.formatException(record.exc_info)
+            payload["exc"] = _KEY_VALUE.sub(r"\1…\2", self.formatException(record.exc_info))
         return json.dumps(payload, ensure_ascii=False, default=str)
 
 
+# Query parameters that carry credentials in WeChat's API: the AppSecret (jscode2session, cgi-bin/token),
+# the access token (every cgi-bin and wxa call), the wx.login code.
+_SECRET_QUERY = re.compile(r"([?&;](?:secret|access_token|js_code|refresh_token|session_key)=)[^&#\s\"']+",
+                           re.IGNORECASE)
+REDACTED_LOGGERS = ("urllib3.connectionpool",)  # logs every URL it requests at DEBUG
+
+
+class RedactSecrets(logging.Filter):
+    """Blank credential query parameters in a record's message, whatever handler writes it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _SECRET_QUERY.sub(r"\1***", message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
 def configure_logging(level: str) -> None:
+    for name in REDACTED_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecrets) for f in logger.filters):
+            logger.addFilter(RedactSecrets())
     root = logging.getLogger("diandian")
     if not any(getattr(h, "_diandian", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)

@@ -19,15 +19,16 @@ def sign(salt: str, token_id: str) -> str:
     return _serializer(salt).dumps(token_id)
 
 
-def live_session(model, salt: str, token: str):
-    """The ``model`` row the token names, if its signature holds and it is neither expired nor revoked."""
+def live_session(model, salt: str, token: str, *options):
+    """The ``model`` row the token names, if its signature holds and it is neither expired nor
+    revoked; ``options`` (e.g. ``joinedload`` of its owner) load more in the same query."""
     try:
         token_id = _serializer(salt).loads(token)
     except BadSignature:
         return None
     if not isinstance(token_id, str):
         return None
-    session = db.session.scalar(select(model).where(model.token_id == token_id))
+    session = db.session.scalar(select(model).options(*options).where(model.token_id == token_id))
     if session is None or session.revoked_at is not None or session.expires_at <= utcnow():
         return None
     return session

@@ -45,6 +45,10 @@ class Settings:
     WECHATPAY_APIV3_KEY: str = SANDBOX_APIV3_KEY
     WECHATPAY_PUBLIC_KEY_ID: str = "PUB_KEY_ID_0114232020220520000000000000000001"
     WECHATPAY_PUBLIC_KEY_PATH: str = ""  # empty: the bundled sandbox key
+    # a key switch: the APIv3 key and the WeChat Pay public key being replaced, accepted until unset
+    WECHATPAY_APIV3_KEY_PREVIOUS: str = ""
+    WECHATPAY_PUBLIC_KEY_ID_PREVIOUS: str = ""
+    WECHATPAY_PUBLIC_KEY_PATH_PREVIOUS: str = ""
     WECHATPAY_API_BASE: str = "http://127.0.0.1:8090"  # the local sandbox
     WECHATPAY_NOTIFY_URL: str = ""  # empty: PUBLIC_BASE_URL + /api/v1/payments/wechatpay/notify
     ORDER_RESERVATION_MINUTES: int = 15
@@ -69,6 +73,7 @@ class Settings:
     MAX_CONTENT_LENGTH: int = 64 * 1024
     LOG_LEVEL: str = "INFO"
     LOG_REQUESTS: bool = True
+    METRICS_TOKEN: str = ""  # bearer token for /metrics; empty: only direct clients on this machine
 
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -92,12 +97,19 @@ class Settings:
             raise SettingsError("DIANDIAN_WECHAT_TOKEN_MODE must be 'stable' or 'classic'")
         if len(self.WECHATPAY_APIV3_KEY.encode()) != 32:
             raise SettingsError("DIANDIAN_WECHATPAY_APIV3_KEY must be 32 bytes")
+        if self.WECHATPAY_APIV3_KEY_PREVIOUS and len(self.WECHATPAY_APIV3_KEY_PREVIOUS.encode()) != 32:
+            raise SettingsError("DIANDIAN_WECHATPAY_APIV3_KEY_PREVIOUS must be 32 bytes (or empty)")
+        if bool(self.WECHATPAY_PUBLIC_KEY_ID_PREVIOUS) != bool(self.WECHATPAY_PUBLIC_KEY_PATH_PREVIOUS):
+            raise SettingsError("DIANDIAN_WECHATPAY_PUBLIC_KEY_ID_PREVIOUS and DIANDIAN_WECHATPAY_PUBLIC_KEY_PATH_PREVIOUS "
+                                "go together")
         if self.JOBS not in {"inline", "workers"}:
             raise SettingsError("DIANDIAN_JOBS must be 'inline' or 'workers'")
         if self.SESSION_TTL_SECONDS <= 0:
             raise SettingsError("DIANDIAN_SESSION_TTL_SECONDS must be positive")
         if self.TRUSTED_PROXIES < 0:
             raise SettingsError("DIANDIAN_TRUSTED_PROXIES must be 0 or more")
+        if self.METRICS_TOKEN and len(self.METRICS_TOKEN) < 16:
+            raise SettingsError("DIANDIAN_METRICS_TOKEN must be empty or at least 16 characters")
         if not self.is_production:
             return
         if not self.SECRET_KEY or self.SECRET_KEY == DEFAULT_SECRET_KEY or len(self.SECRET_KEY) < 32:

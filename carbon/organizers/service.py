@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from carbon.core import extensions as ext
@@ -126,7 +127,8 @@ def authenticate(token: str) -> Principal:
 
 
 def _session(token: str) -> OrganizerSession:
-    session = session_tokens.live_session(OrganizerSession, TOKEN_SALT, token)
+    session = session_tokens.live_session(OrganizerSession, TOKEN_SALT, token,
+                                          joinedload(OrganizerSession.organizer).joinedload(Organizer.organization))
     if session is None:
         raise OrganizerTokenInvalid()
     return session

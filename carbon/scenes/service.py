@@ -322,6 +322,14 @@ def _public_view(code: str, slug: str) -> dict:
     }
 
 
+def shown_scene(public_id: str) -> Scene:
+    """A scene guests may see (live or closed, never a draft), by its public id."""
+    scene = db.session.scalar(select(Scene).where(Scene.public_id == public_id))
+    if scene is None or scene.status == "draft":
+        raise SceneNotFound(details={"scene": [public_id]})
+    return scene
+
+
 def venue_share_offered(scene: Scene) -> bool:
     """Guests share the venue's electricity unless the organizer neutralizes it themselves."""
     return bool(scene.venue_kwh and scene.expected_attendance and not scene.organizer_pledges_venue)

@@ -1,6 +1,6 @@
 """Scene counters per channel and day. Visits are buffered in the worker and added in batches
 (a resolve must stay a read); logins and footprints are added in their own transactions; kg and
-money by the ``order.paid`` outbox handler."""
+money by the ``order.paid`` outbox handler (and back off by ``order.refunded``)."""
 from __future__ import annotations
 
 import threading
@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from carbon import jobs
 from carbon.core.clock import CHINA_TZ, clock
 from carbon.core.db import db, on_postgresql
+from carbon.core.units import kg_to_grams
 from carbon.scenes.models import SceneDailyStat
 
 FLUSH_SECONDS = 2.0
@@ -37,6 +38,17 @@ def count_paid_order(payload: dict) -> None:
     if payload.get("scene_id"):
         _upsert(payload["scene_id"], payload.get("channel") or "", date.fromisoformat(payload["day"]),
                 {"grams_neutralized": payload["grams"], "money_raised": Decimal(payload["amount"])})
+
+
+@jobs.handles("order.refunded")
+def uncount_refunded_order(payload: dict) -> None:
+    """A refund takes the order's kg and money back off the day and channel it was counted on."""
+    from carbon.checkout.models import Order
+
+    order = db.session.scalar(select(Order).where(Order.public_id == payload["order"]))
+    if order is not None and order.scene_id and order.paid_at is not None:
+        _upsert(order.scene_id, order.channel or "", order.paid_at.astimezone(CHINA_TZ).date(),
+                {"grams_neutralized": -kg_to_grams(order.kg), "money_raised": -order.amount})
 
 
 def _upsert(scene_id: int, channel: str, day: date, increments: dict) -> None:

@@ -43,17 +43,25 @@ class WeChatPayConfig:
     api_base: str
     notify_url: str
     timeout_seconds: float = 5.0
+    # During a key switch: the APIv3 key and the WeChat Pay public key (id, PEM) being replaced,
+    # still accepted until the switch is over (docs/OPERATIONS.md, "Rotating WeChat Pay keys").
+    previous_apiv3_key: str = ""
+    previous_public_key: tuple[str, bytes] | None = None
 
 
 class WeChatPayV3:
     name = "wechatpay"
 
     def __init__(self, config: WeChatPayConfig, session: requests.Session | None = None):
-        if len(config.apiv3_key.encode()) != 32:
+        if any(len(key.encode()) != 32 for key in (config.apiv3_key, config.previous_apiv3_key) if key):
             raise ValueError("the APIv3 key must be 32 bytes")
         self.config = config
         self._private_key = crypto.load_private_key(config.private_key_pem)
-        self._public_key = crypto.load_public_key(config.public_key_pem)
+        self._public_keys = {config.public_key_id: crypto.load_public_key(config.public_key_pem)}
+        if config.previous_public_key:
+            previous_id, previous_pem = config.previous_public_key
+            self._public_keys.setdefault(previous_id, crypto.load_public_key(previous_pem))
+        self._apiv3_keys = [key for key in (config.apiv3_key, config.previous_apiv3_key) if key]
         self._http = session or requests.Session()
 
     # --- the checkout's calls ----------------------------------------------------------------
@@ -110,9 +118,7 @@ class WeChatPayV3:
             resource = envelope["resource"]
             if resource.get("algorithm") != "AEAD_AES_256_GCM":
                 raise NotifyRejected("notify.unknown_algorithm")
-            plain = crypto.decrypt(self.config.apiv3_key, nonce_text=resource["nonce"],
-                                   ciphertext=resource["ciphertext"],
-                                   associated_data=resource.get("associated_data", ""))
+            plain = self._decrypt(resource)
             event_type = envelope["event_type"]
             data = json.loads(plain)
             transaction = _transaction(data) if event_type.startswith("TRANSACTION.") else None
@@ -122,6 +128,17 @@ class WeChatPayV3:
             raise NotifyRejected("notify.undecryptable") from exc
         except (KeyError, TypeError, AttributeError) as exc:
             raise NotifyRejected("notify.malformed") from exc
+
+    def _decrypt(self, resource: dict[str, Any]) -> bytes:
+        """The resource under the APIv3 key, or under the previous one during a switch."""
+        for key in self._apiv3_keys[:-1]:
+            try:
+                return crypto.decrypt(key, nonce_text=resource["nonce"], ciphertext=resource["ciphertext"],
+                                      associated_data=resource.get("associated_data", ""))
+            except ValueError:
+                continue
+        return crypto.decrypt(self._apiv3_keys[-1], nonce_text=resource["nonce"], ciphertext=resource["ciphertext"],
+                              associated_data=resource.get("associated_data", ""))
 
     # --- the wire ------------------------------------------------------------------------------
 
@@ -156,7 +173,8 @@ class WeChatPayV3:
 
         if headers.get("Wechatpay-Signature-Type", crypto.SCHEME) != crypto.SCHEME:
             raise refuse("unknown_signature_type")
-        if headers.get("Wechatpay-Serial") != self.config.public_key_id:
+        public_key = self._public_keys.get(headers.get("Wechatpay-Serial", ""))
+        if public_key is None:
             raise refuse("unknown_serial")
         timestamp = headers.get("Wechatpay-Timestamp", "")
         if not (timestamp.isascii() and timestamp.isdigit()) or \
@@ -165,7 +183,7 @@ class WeChatPayV3:
         signature = headers.get("Wechatpay-Signature", "")
         if signature.startswith(crypto.SIGNTEST_PREFIX):
             raise refuse("signtest_probe")
-        if not crypto.verify(self._public_key, signature, timestamp, headers.get("Wechatpay-Nonce", ""), body):
+        if not crypto.verify(public_key, signature, timestamp, headers.get("Wechatpay-Nonce", ""), body):
             raise refuse("bad_signature")
 
 

@@ -234,3 +234,15 @@ def test_long_names_are_cut_cleanly_and_the_font_draws_them():
               "scene": {"name": "首届中国数字碳中和高峰论坛", "date": "2026-12-01"},
               "projects": [{"name": "成都市大熊猫栖息地碳汇项目", "registry": "CDCER"}]}
     assert cards.render_card(record)[:3] == b"\xff\xd8\xff"  # a JPEG (the layout: docs/images, by eye)
+
+
+def test_the_owner_sees_the_order_behind_a_certificate_and_others_only_the_record(live, sandbox):
+    seed_project(live.app, units=100)
+    token, order = paid_order(live, sandbox, "o_owner_view", {"kg": "2"})
+    other = guest_token(live.url, sandbox, "o_stranger")
+    number = live.get("/api/v1/certificates", headers=bearer(token)).json()["items"][0]["number"]
+    mine = live.get(f"/api/v1/certificates/{number}", headers=bearer(token)).json()
+    assert (mine["order_id"], mine["amount"]) == (order["id"], order["amount"])
+    for headers in (bearer(other), {"Authorization": "Bearer forged"}, {}):
+        shown = live.get(f"/api/v1/certificates/{number}", headers=headers)
+        assert shown.status_code == 200 and {"order_id", "amount", "push"}.isdisjoint(shown.json())

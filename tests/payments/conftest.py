@@ -1,6 +1,7 @@
 """Payment fixtures: a live service (WeChat Pay's notifications need a real URL), credits, guests."""
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,22 +27,31 @@ class LiveService:
         return requests.post(self.url + path, timeout=10, **kwargs)
 
 
-@pytest.fixture
-def live(database_url, sandbox) -> Iterator[LiveService]:
-    """The service on a real port (threaded), its notify URL pointing at itself."""
+@contextlib.contextmanager
+def serve(database_url: str, sandbox, **overrides) -> Iterator[LiveService]:
+    """The service on a real port (threaded), its notify URL pointing at itself; ``overrides`` are settings."""
     from app import create_app
 
     sandbox.reset()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    application = create_app(make_config(database_url, sandbox.url, PUBLIC_BASE_URL=url))
+    application = create_app(make_config(database_url, sandbox.url, PUBLIC_BASE_URL=url, **overrides))
     server = make_server("127.0.0.1", port, application, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield LiveService(url, application)
-    server.shutdown()
-    thread.join(5)
-    dispose_app(application)
+    try:
+        yield LiveService(url, application)
+    finally:
+        server.shutdown()
+        thread.join(5)
+        dispose_app(application)
+
+
+@pytest.fixture
+def live(database_url, sandbox) -> Iterator[LiveService]:
+    """The service on a real port (threaded), its notify URL pointing at itself."""
+    with serve(database_url, sandbox) as service:
+        yield service
 
 
 def seed_project(app, *, units: int = 10_000, price: str = "60.00", first: int = 1, name: str = "测试项目") -> str:

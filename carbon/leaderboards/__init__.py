@@ -1,0 +1,1 @@
+"""Leaderboards: guests ranked by the kilograms retired in their name (see service.py)."""

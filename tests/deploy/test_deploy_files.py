@@ -1,0 +1,189 @@
+"""What can be checked of deploy/ without Docker: the compose file and the nginx site parse and say
+what they must, the Dockerfile runs as a user with the CJK font, the systemd units, and every
+``DIANDIAN_`` setting the code reads is in deploy/env.example and the README's table."""
+from __future__ import annotations
+
+import ast
+import configparser
+import dataclasses
+import re
+import shlex
+import subprocess
+import sys
+
+import crossplane
+import pytest
+import yaml
+
+from carbon.core.settings import PREFIX, Settings
+from tests.conftest import ROOT
+
+DEPLOY = ROOT / "deploy"
+SOURCES = [ROOT / "app.py", *(ROOT / "carbon").rglob("*.py"), *(ROOT / "wechat").rglob("*.py"),
+           *(ROOT / "payments").rglob("*.py"), *DEPLOY.glob("*.py")]
+NAME = re.compile(rf"^{PREFIX}[A-Z0-9_]+$")
+
+
+def settings_read_by_the_code() -> set[str]:
+    """The fields of Settings (read as PREFIX + name), and every other ``DIANDIAN_*`` string literal
+    in the service's code and deploy/*.py (gunicorn's, the failpoints')."""
+    names = {PREFIX + f.name for f in dataclasses.fields(Settings) if f.name != "extra"}
+    for path in SOURCES:
+        if "sandbox" in path.parts and "wechat" in path.parts:
+            continue  # the emulator of WeChat is not the service
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and NAME.match(node.value):
+                names.add(node.value)
+    return names
+
+
+SETTINGS = settings_read_by_the_code()
+
+
+def test_the_settings_are_found():
+    assert {"DIANDIAN_SECRET_KEY", "DIANDIAN_METRICS_TOKEN", "DIANDIAN_WORKERS", "DIANDIAN_FAILPOINTS"} <= SETTINGS
+    assert len(SETTINGS) > 40
+
+
+def test_every_setting_is_in_env_example_and_nothing_else():
+    text = (DEPLOY / "env.example").read_text(encoding="utf-8")
+    listed = set(re.findall(rf"^#?\s*({PREFIX}[A-Z0-9_]+)=", text, re.MULTILINE))
+    assert SETTINGS - listed == set(), "missing from deploy/env.example"
+    assert listed - SETTINGS == set(), "in deploy/env.example but read by no code"
+    active = dict(re.findall(rf"^({PREFIX}[A-Z0-9_]+)=(.*)$", text, re.MULTILINE))
+    assert active["DIANDIAN_ENV"] == "production" and len(active["DIANDIAN_WECHATPAY_APIV3_KEY"].encode()) == 32
+
+
+def test_every_setting_is_in_the_readme_table():
+    rows = [line for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines() if line.startswith("| `")]
+    documented = {name for row in rows for name in re.findall(rf"`({PREFIX}[A-Z0-9_]+)`", row.split("|")[1])}
+    assert SETTINGS - documented == set(), "missing from the README's settings table"
+
+
+def test_compose_names_the_services_and_the_migration():
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text(encoding="utf-8"))
+    services = compose["services"]
+    assert {"app", "worker", "postgres", "redis", "nginx", "migrate"} <= set(services)
+    assert services["migrate"]["command"] == ["flask", "--app", "app:create_app", "db", "upgrade"]
+    assert services["migrate"]["restart"] == "no"
+    for name in ("app", "worker"):
+        assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+        assert services[name]["environment"]["DIANDIAN_ENV"] == "production"
+        assert services[name]["environment"]["DIANDIAN_JOBS"] == "workers"
+        assert services[name]["build"]["dockerfile"] == "deploy/Dockerfile"
+        assert (DEPLOY / services[name]["build"]["context"] / services[name]["build"]["dockerfile"]).is_file()
+    assert services["app"]["command"] == ["gunicorn", "-c", "deploy/gunicorn.conf.py", "app:create_app()"]
+    assert services["app"]["environment"]["DIANDIAN_TRUSTED_PROXIES"] == "1"
+    assert services["worker"]["command"][-1] == "worker"
+    assert services["postgres"]["image"].startswith("postgres:") and services["redis"]["image"].startswith("redis:")
+    mounts = {volume.split(":")[0]: volume.split(":")[1] for volume in services["nginx"]["volumes"]}
+    assert (DEPLOY / mounts["./nginx/diandian.conf"]).parent.name == "conf.d"
+    assert (DEPLOY / "nginx" / "diandian.conf").is_file()
+
+
+def nginx_site(tmp_path) -> list[dict]:
+    """The site parsed by crossplane inside an http block (where conf.d files are included), with
+    nginx's directive and context checks; returns the site file's directives."""
+    main = tmp_path / "nginx.conf"
+    site = DEPLOY / "nginx" / "diandian.conf"
+    main.write_text(f"events {{}}\nhttp {{\n    include {site};\n}}\n")
+    parsed = crossplane.parse(str(main))
+    assert parsed["status"] == "ok", parsed["errors"]
+    [config] = [c for c in parsed["config"] if c["file"] == str(site)]
+    return config["parsed"]
+
+
+def find(block: list[dict], directive: str, *args: str) -> list[dict]:
+    return [d for d in block if d["directive"] == directive and tuple(d["args"][:len(args)]) == args]
+
+
+def size_in_bytes(text: str) -> int:
+    units = {"k": 1024, "m": 1024 ** 2}
+    return int(text[:-1]) * units[text[-1].lower()] if text[-1].lower() in units else int(text)
+
+
+def test_the_nginx_site(tmp_path, app):
+    site = nginx_site(tmp_path)
+    [tls] = [s for s in find(site, "server") if find(s["block"], "listen", "443")]
+    server = tls["block"]
+    assert "ssl" in find(server, "listen", "443")[0]["args"]
+    assert find(server, "ssl_certificate") and find(server, "ssl_certificate_key")
+    [limit] = find(server, "client_max_body_size")
+    assert size_in_bytes(limit["args"][0]) == Settings().MAX_CONTENT_LENGTH == app.config["MAX_CONTENT_LENGTH"]
+    # the headers werkzeug's ProxyFix believes (x_for, x_proto, x_host), set by nginx itself
+    headers = {d["args"][0]: d["args"][1] for d in find(server, "proxy_set_header")}
+    assert headers["X-Forwarded-For"] == "$proxy_add_x_forwarded_for"
+    assert headers["X-Forwarded-Proto"] == "$scheme" and headers["X-Forwarded-Host"] == "$host"
+    assert headers["Host"] == "$host" and headers["X-Request-ID"] == "$request_id"
+    # WeChat Pay's notify route, as the app serves it, falls in a location passed through unbuffered
+    [notify_rule] = [r.rule for r in app.url_map.iter_rules() if r.endpoint == "wechatpay_notify.wechatpay_notify"]
+    [notify] = [d for d in find(server, "location", "^~") if notify_rule.startswith(d["args"][1])]
+    inside = notify["block"]
+    assert find(inside, "proxy_buffering", "off") and find(inside, "proxy_request_buffering", "off")
+    assert find(inside, "proxy_pass")
+    [metrics] = find(server, "location", "=", "/metrics")
+    assert find(metrics["block"], "return", "404")  # Prometheus scrapes the app, not through nginx
+    [root] = find(server, "location", "/")
+    upstream = root["block"][0]["args"][0].removeprefix("http://")
+    assert find(site, "upstream", upstream)
+    [plain] = [s for s in find(site, "server") if find(s["block"], "listen", "80")]
+    assert any(find(loc["block"], "return", "301") for loc in find(plain["block"], "location", "/"))
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = (DEPLOY / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ")
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in text.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_the_dockerfile_runs_as_a_user_with_the_cjk_font():
+    steps = dockerfile_instructions()
+    assert steps[0] == ("FROM", "python:3.11-slim")
+    users = [value for kind, value in steps if kind == "USER"]
+    assert users and users[-1].split(":")[0] not in {"root", "0"}
+    runs = " ".join(value for kind, value in steps if kind == "RUN")
+    assert "useradd" in runs and "weblate" in runs and "cjk_font_path" in runs and "font_covers" in runs
+    assert any("weblate-fonts" in dependency for dependency in _dependencies())  # the font's package
+    [cmd] = [value for kind, value in steps if kind == "CMD"]
+    assert "gunicorn" in cmd and "deploy/gunicorn.conf.py" in cmd and "upgrade" not in cmd
+    for kind, value in steps:
+        if kind == "COPY":
+            *sources, _ = shlex.split(value)
+            assert all((ROOT / source).exists() for source in sources), value
+
+
+def test_the_dockerfile_python_steps_run():
+    """The image's inline Python (reading pyproject's dependencies, proving the font covers Chinese)
+    runs here as it would in the build."""
+    runs = " ".join(value for kind, value in dockerfile_instructions() if kind == "RUN")
+    snippets = [code for _, code in re.findall(r"""python -c (["'])(.*?)\1""", runs)]
+    outputs = []
+    for snippet in snippets:
+        done = subprocess.run([sys.executable, "-c", snippet], check=False, cwd=ROOT, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, (snippet, done.stderr)
+        outputs.append(done.stdout)
+    requirements, font_dir, font_check = outputs
+    assert (ROOT / font_dir.strip()).is_dir() and font_dir.strip().endswith("weblate_fonts")
+    assert requirements.split() == _dependencies() and font_check == ""
+
+
+def _dependencies() -> list[str]:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+
+
+@pytest.mark.parametrize(("unit", "command"), [
+    ("diandian.service", "gunicorn -c deploy/gunicorn.conf.py app:create_app()"),
+    ("diandian-worker.service", "flask --app app:create_app worker"),
+    ("diandian-migrate.service", "flask --app app:create_app db upgrade"),
+])
+def test_the_systemd_units(unit, command):
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str
+    parser.read(DEPLOY / "systemd" / unit, encoding="utf-8")
+    service = parser["Service"]
+    assert service["User"] not in {"root", "0"} and service["EnvironmentFile"] == "/etc/diandian/env"
+    assert service["ExecStart"].endswith(command) and service["WorkingDirectory"] == "/srv/diandian"
+    assert (service.get("Type") == "oneshot") == ("migrate" in unit)
