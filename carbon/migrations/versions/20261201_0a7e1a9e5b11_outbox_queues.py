@@ -1,7 +1,7 @@
 """outbox queues (lanes): each event row names the queue its handler runs on
 
 Revision ID: 0a7e1a9e5b11
-Revises: c12a3051e1fe
+Revises: 9e86211314dc
 Create Date: 2026-12-01 12:00:00
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0a7e1a9e5b11'
-down_revision = 'c12a3051e1fe'
+down_revision = '9e86211314dc'
 branch_labels = None
 depends_on = None
 
