@@ -46,7 +46,7 @@ ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ORDERS = 30_000  # enough for 3 × 5 s of (a) and 8 s of (b) at 1,500 notifies/s
 # `flask worker` processes and their arguments: the lanes as deploy/ runs them (decision 0012), two
 # of each on this 2-core machine; BENCH_WORKERS="inbox,default;render@10" (lanes, @ a nice) overrides.
-JOB_WORKERS: list[tuple[str, ...]] = ([("-q", "inbox")] * 2 + [("-q", "default", "--nice", "5")] * 2
+JOB_WORKERS: list[tuple[str, ...]] = ([("-q", "inbox")] * 2 + [("-q", "default")] * 2
                                       + [("-q", "render", "--nice", "10")] * 2)
 OUTBOX_DRAIN_LIMIT_SECONDS = float(os.environ.get("BENCH_DRAIN_SECONDS", "1200"))
 

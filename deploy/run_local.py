@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-# payment confirmations first; the work after a payment, then pictures, at lower CPU priorities
-WORKER_LANES = [("-q", "inbox"), ("-q", "default", "--nice", "5"), ("-q", "render", "--nice", "10")]
+# payment confirmations and the work after a payment; pictures at a lower CPU priority (decision 0012)
+WORKER_LANES = [("-q", "inbox"), ("-q", "default"), ("-q", "render", "--nice", "10")]
 
 
 def wait_until_up(url: str, seconds: float = 30) -> bool:
