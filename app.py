@@ -96,9 +96,7 @@ def _init_extensions(app: Flask, settings) -> None:
         app.extensions["diandian.redis"] = redis_client
     app.extensions["diandian.ratelimiter"] = RateLimiter(redis_client, breaker=breaker)
     if redis_client is not None and settings.JOBS == "workers":
-        from rq import Queue
-
-        app.extensions["diandian.job_queue"] = Queue("diandian", connection=redis_client)
+        app.extensions["diandian.job_queues"] = {}  # outbox queue name → its RQ queue, made on first use
 
     with app.app_context():
         engine = db.engine

@@ -91,10 +91,80 @@ def gunicorn(env: dict[str, str], workers: int = 2, worker_class: str = "sync",
         process.wait(15)
 
 
+def pids_matching(*fragments: str) -> list[int]:
+    """Processes whose command line contains every fragment."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if all(fragment in cmdline for fragment in fragments):
+                found.append(int(entry.name))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """CPU time so far (user + system, every thread) of each process that still exists."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        used[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+class CpuMeter:
+    """CPU seconds spent by named groups of processes (each group found anew by a function), summed
+    over the spans measured with ``span()``: on a shared machine, what a request costs, whoever
+    else runs."""
+
+    def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
+        self.groups = groups
+        self.spent: dict[str, float] = dict.fromkeys(groups, 0.0)
+
+    def snapshot(self) -> dict[str, dict[int, float]]:
+        return {name: cpu_seconds(find()) for name, find in self.groups.items()}
+
+    @contextmanager
+    def span(self) -> Iterator[None]:
+        before = self.snapshot()
+        yield
+        for name, now in self.snapshot().items():
+            self.spent[name] += sum(seconds - before[name].get(pid, 0.0) for pid, seconds in now.items())
+
+
 @contextmanager
-def job_worker(env: dict[str, str], cwd: Path = ROOT) -> Iterator[subprocess.Popen]:
-    """``flask worker`` (inbox confirmations and outbox events) as its own process; stopped on exit."""
-    process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app:create_app", "worker"],
+def wechat_sandbox() -> Iterator[str]:
+    """The WeChat sandbox in a process of its own (as `make run` starts it); yields its base URL."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen([sys.executable, "-m", "wechat.sandbox", "--port", str(port)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(base + "/__sandbox__/stats", timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the WeChat sandbox did not start") from None
+                time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+@contextmanager
+def job_worker(env: dict[str, str], cwd: Path = ROOT, args: tuple[str, ...] = ()) -> Iterator[subprocess.Popen]:
+    """``flask worker [args]`` (inbox confirmations and outbox events) as its own process; stopped on exit."""
+    process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app:create_app", "worker", *args],
                                cwd=cwd, env={**os.environ, **env, "DIANDIAN_JOBS": "workers"},
                                stdout=subprocess.DEVNULL)
     try:

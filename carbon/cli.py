@@ -61,15 +61,28 @@ def register(app: Flask) -> None:
         click.echo(f"{order.public_id} {order.status}")
 
     @app.cli.command("worker")
-    def worker() -> None:
+    @click.option("-q", "--queue", "queues", multiple=True, metavar="NAME",
+                  help="serve this lane: inbox (payment confirmations) or an outbox queue (default, render); "
+                       "repeat for more, in priority order; all of them when none is given")
+    @click.option("--nice", default=0, type=click.IntRange(0, 19),
+                  help="run at a lower CPU priority (os.nice), e.g. for picture rendering beside the inbox")
+    def worker(queues: tuple[str, ...], nice: int) -> None:
         """Confirm payments from the inbox and dispatch outbox events (for DIANDIAN_JOBS=workers)."""
+        import os
+
         from flask import current_app
 
         from carbon.core import extensions as ext
-        from carbon.jobs.worker import work
+        from carbon.jobs.worker import lanes, work
 
-        click.echo(f"worker: inbox and outbox ({'RQ on Redis' if ext.job_queue() else 'table sweep'})")
-        work(current_app._get_current_object())
+        unknown = sorted(set(queues) - set(lanes()))
+        if unknown:
+            raise click.BadParameter(f"unknown lane {unknown[0]!r} (known: {', '.join(lanes())})", param_hint="-q")
+        if nice:
+            os.nice(nice)
+        served = list(queues) or lanes()
+        click.echo(f"worker: {', '.join(served)} ({'RQ on Redis' if ext.job_queue() else 'table sweep'}, nice {nice})")
+        work(current_app._get_current_object(), queues=served)
 
     outbox = AppGroup("outbox", help="Events after a payment: list failures, replay, run what is due.")
     app.cli.add_command(outbox)
@@ -80,7 +93,8 @@ def register(app: Flask) -> None:
         from carbon import jobs
 
         for event in jobs.failed():
-            click.echo(f"{event.id}\t{event.kind}\t{event.handler}\t{event.attempts}\t{event.last_error}")
+            click.echo(f"{event.id}\t{event.queue}\t{event.kind}\t{event.handler}\t{event.attempts}\t"
+                       f"{event.last_error}")
 
     @outbox.command("replay")
     @click.argument("event_id", type=int)
@@ -94,11 +108,12 @@ def register(app: Flask) -> None:
             raise click.ClickException(str(exc)) from exc
 
     @outbox.command("run")
-    def outbox_run() -> None:
-        """Dispatch every due event here and now."""
+    @click.option("-q", "--queue", "queues", multiple=True, metavar="NAME", help="only this queue (repeatable)")
+    def outbox_run(queues: tuple[str, ...]) -> None:
+        """Dispatch every due event (of the queues given, or all) here and now."""
         from carbon import jobs
 
-        click.echo(jobs.run_due())
+        click.echo(jobs.run_due(queues=list(queues) or None))
 
     pii = AppGroup("pii", help="Personal data (PIPL): retention and the phone-number key.")
     app.cli.add_command(pii)

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+# payment confirmations and the work after a payment; pictures at a lower CPU priority (decision 0015)
+WORKER_LANES = [("-q", "inbox"), ("-q", "default"), ("-q", "render", "--nice", "10")]
 
 
 def wait_until_up(url: str, seconds: float = 30) -> bool:
@@ -39,9 +41,10 @@ def main() -> int:
             return stop(processes, 1)
     if env.get("DIANDIAN_REDIS_URL"):  # with Redis, payments are confirmed and followed up by a worker
         env.setdefault("DIANDIAN_JOBS", "workers")
-    if env.get("DIANDIAN_JOBS") == "workers":
-        processes.append(subprocess.Popen(
-            [PYTHON, "-m", "flask", "--app", "app:create_app", "worker"], cwd=ROOT, env=env))
+    if env.get("DIANDIAN_JOBS") == "workers":  # the lanes of decision 0015, as deploy/systemd runs them
+        for lane in WORKER_LANES:
+            processes.append(subprocess.Popen(
+                [PYTHON, "-m", "flask", "--app", "app:create_app", "worker", *lane], cwd=ROOT, env=env))
     processes.append(subprocess.Popen(
         [PYTHON, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "app:create_app()"], cwd=ROOT, env=env))
     if not wait_until_up(f"http://{bind}/healthz"):
@@ -54,7 +57,8 @@ Diandian is running (Ctrl-C stops it):
   console       http://{bind}/console     demo@diandian.local / diandian-demo-2021
   simulator     http://{bind}/simulator   big screen: http://{bind}/screen/cdcnf21
   WeChat sandbox {sandbox_base}/           test hooks: /__sandbox__/
-  payments      {"confirmed by `flask worker` (DIANDIAN_JOBS=workers)" if env.get("DIANDIAN_JOBS") == "workers"
+  payments      {"confirmed by `flask worker -q inbox`, then `-q default` and `-q render` (pictures)"
+                 " (DIANDIAN_JOBS=workers)" if env.get("DIANDIAN_JOBS") == "workers"
                  else "confirmed in the notify request (DIANDIAN_JOBS=inline)"}
 Try a login:
   CODE=$(curl -s -XPOST {sandbox_base}/__sandbox__/login-code -H 'Content-Type: application/json' -d '{{"openid":"o_demo"}}' | python3 -c 'import json,sys;print(json.load(sys.stdin)["code"])')

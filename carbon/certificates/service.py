@@ -108,7 +108,7 @@ def push_certificate_ready(payload: dict) -> None:
         certificate.push = "refused"
 
 
-@jobs.handles("certificate.issued")
+@jobs.handles("certificate.issued", queue="render")
 def render_share_images(payload: dict) -> None:
     """Render the share card and the Moments poster once, as soon as the certificate exists."""
     for kind in IMAGES:

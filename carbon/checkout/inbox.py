@@ -26,6 +26,7 @@ log = logging.getLogger("diandian.checkout")
 TABLE = InboxEntry.__table__
 LOCK_TIMEOUT = "3s"
 BATCH = 50
+MAX_BATCH = 200  # a worker's batch under a backlog (flask worker doubles it while batches come back full)
 MAX_ATTEMPTS = 10
 WAKE_CHANNEL = "diandian_inbox"
 

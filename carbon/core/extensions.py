@@ -43,9 +43,16 @@ def redis_client() -> Any | None:
     return current_app.extensions.get("diandian.redis")
 
 
-def job_queue() -> Any | None:
-    """The RQ queue the workers serve (``DIANDIAN_JOBS=workers`` with Redis), else None."""
-    return current_app.extensions.get("diandian.job_queue")
+def job_queue(name: str = "default") -> Any | None:
+    """The RQ queue of the outbox queue ``name`` (``DIANDIAN_JOBS=workers`` with Redis), else None."""
+    queues = current_app.extensions.get("diandian.job_queues")
+    if queues is None:
+        return None
+    if name not in queues:
+        from rq import Queue
+
+        queues[name] = Queue("diandian" if name == "default" else f"diandian.{name}", connection=redis_client())
+    return queues[name]
 
 
 def rate_limiter() -> RateLimiter:

@@ -2,9 +2,13 @@
 commit to the handler registered for their kind (decision 0009).
 
 - ``emit(kind, payload)`` writes the event in the caller's transaction (one INSERT).
+- Each consumer runs on a queue (a lane, ``@handles(kind, queue="render")``; ``default`` unless
+  said): workers serve queues (``flask worker -q``), so slow work has workers of its own, at a lower
+  OS priority than the payment confirmations (decision 0015). Retries, failures and replay are the
+  same on every queue.
 - After the commit, ``kick()`` hands the session's new events on: run here and now (``inline``,
-  development and tests) or queued for the workers (``workers``: RQ on Redis when configured, else
-  the workers' sweep of the table).
+  development and tests) or queued for the workers (``workers``: RQ on Redis when configured, one
+  RQ queue per queue, else the workers' sweep of the table).
 - ``dispatch_batch(ids)`` claims due rows, runs each handler under a savepoint and marks it done
   in the same transaction, so a handler's database writes take effect once. A failure is recorded and retried
   with backoff; after ``MAX_ATTEMPTS`` the event ends ``failed``, listed and replayed by
@@ -27,18 +31,32 @@ from carbon.jobs.models import OutboxEvent
 log = logging.getLogger("diandian.jobs")
 Handler = Callable[[dict], None]
 HANDLERS: dict[str, dict[str, Handler]] = {}  # kind → handler name → handler
+QUEUES: dict[str, str] = {}  # handler name → the queue its events run on (absent: DEFAULT_QUEUE)
+DEFAULT_QUEUE = "default"
+DISPATCH_BATCH = 100  # events per claim (and per RQ job)
 MAX_ATTEMPTS = 8
 BACKOFF_SECONDS = (5, 30, 120, 600, 1800, 3600, 3 * 3600)
 PENDING, COMMITTED = "outbox.pending", "outbox.committed"
 TABLE = OutboxEvent.__table__
 
 
-def handles(kind: str) -> Callable[[Handler], Handler]:
-    """Register a consumer of one event kind (each area registers its own, at import)."""
+def handles(kind: str, queue: str = DEFAULT_QUEUE) -> Callable[[Handler], Handler]:
+    """Register a consumer of one event kind (each area registers its own, at import), run on ``queue``."""
     def register(handler: Handler) -> Handler:
-        HANDLERS.setdefault(kind, {})[f"{handler.__module__}.{handler.__qualname__}"] = handler
+        name = f"{handler.__module__}.{handler.__qualname__}"
+        HANDLERS.setdefault(kind, {})[name] = handler
+        QUEUES[name] = queue
         return handler
     return register
+
+
+def queue_of(handler: str) -> str:
+    return QUEUES.get(handler, DEFAULT_QUEUE)
+
+
+def queue_names() -> list[str]:
+    """Every queue a consumer runs on, ``default`` first."""
+    return [DEFAULT_QUEUE, *sorted(set(QUEUES.values()) - {DEFAULT_QUEUE})]
 
 
 def emit(kind: str, payload: dict) -> list[int]:
@@ -52,14 +70,15 @@ def emit_many(kind: str, payloads: list[dict]) -> list[int]:
     consumes yet is kept as done."""
     now = utcnow()
     consumers = sorted(HANDLERS.get(kind, {})) or [""]
-    rows = [{"kind": kind, "handler": name, "payload": payload, "status": "pending" if name else "done",
-             "attempts": 0, "next_attempt_at": now, "created_at": now, "processed_at": None if name else now}
+    rows = [{"kind": kind, "handler": name, "queue": queue_of(name), "payload": payload,
+             "status": "pending" if name else "done", "attempts": 0, "next_attempt_at": now, "created_at": now,
+             "processed_at": None if name else now}
             for payload in payloads for name in consumers]
     ids = list(db.session.connection().execute(
         insert(TABLE).returning(TABLE.c.id, sort_by_parameter_order=True), rows).scalars())
-    pending = [event_id for event_id, row in zip(ids, rows, strict=True) if row["status"] == "pending"]
+    pending = [(event_id, row["queue"]) for event_id, row in zip(ids, rows, strict=True) if row["status"] == "pending"]
     db.session.info.setdefault(PENDING, []).extend(pending)
-    return pending
+    return [event_id for event_id, _ in pending]
 
 
 @event.listens_for(Session, "after_commit")
@@ -74,20 +93,29 @@ def _rolled_back(session: Session) -> None:
 
 
 def kick() -> None:
-    """Hand on the events this session has committed: run them now, or queue them for workers."""
-    ids = db.session.info.pop(COMMITTED, [])
-    if not ids:
+    """Hand on the events this session has committed: run them now, or queue each on its queue for
+    the workers (in jobs of at most ``DISPATCH_BATCH``)."""
+    events = db.session.info.pop(COMMITTED, [])
+    if not events:
         return
     if ext.settings().JOBS == "inline":
-        dispatch_batch(ids)
+        for start in range(0, len(events), DISPATCH_BATCH):
+            dispatch_batch([event_id for event_id, _ in events[start:start + DISPATCH_BATCH]])
         return
-    queue = ext.job_queue()
-    if queue is None:
-        return  # the workers' sweep finds them in the table
-    try:
-        queue.enqueue("carbon.jobs.worker.run_events", ids)
-    except Exception as exc:  # noqa: BLE001 - Redis unavailable: the sweep finds them in the table
-        log.warning("outbox enqueue failed", extra={"fields": {"error": type(exc).__name__, "events": ids}})
+    by_queue: dict[str, list[int]] = {}
+    for event_id, queue in events:
+        by_queue.setdefault(queue, []).append(event_id)
+    for name, ids in by_queue.items():
+        queue = ext.job_queue(name)
+        if queue is None:
+            return  # no Redis: the workers' sweep finds them in the table
+        for start in range(0, len(ids), DISPATCH_BATCH):
+            chunk = ids[start:start + DISPATCH_BATCH]
+            try:
+                queue.enqueue("carbon.jobs.worker.run_events", chunk)
+            except Exception as exc:  # noqa: BLE001 - Redis unavailable: the sweep finds them in the table
+                log.warning("outbox enqueue failed", extra={"fields": {
+                    "error": type(exc).__name__, "queue": name, "events": chunk}})
 
 
 def dispatch(event_id: int) -> str:
@@ -95,15 +123,19 @@ def dispatch(event_id: int) -> str:
     return dispatch_batch([event_id]).get(event_id, "skipped")
 
 
-def dispatch_batch(event_ids: list[int] | None = None, limit: int = 100) -> dict[int, str]:
-    """Claim due events (these, or the oldest ``limit``), run each handler under its own savepoint,
-    and commit once: a handler's database writes and its event's ``done`` mark commit together, so
-    they take effect once. Events another process holds are skipped, never waited for."""
+def dispatch_batch(event_ids: list[int] | None = None, limit: int = DISPATCH_BATCH,
+                   queues: list[str] | None = None) -> dict[int, str]:
+    """Claim due events (these, or the oldest ``limit`` of ``queues``), run each handler under its
+    own savepoint, and commit once: a handler's database writes and its event's ``done`` mark
+    commit together, so they take effect once. Events another process holds are skipped, never
+    waited for."""
     session = db.session
     now = utcnow()
     due = select(TABLE.c.id).where(TABLE.c.status == "pending", TABLE.c.next_attempt_at <= now)
     if event_ids is not None:
         due = due.where(TABLE.c.id.in_(event_ids))
+    if queues is not None:
+        due = due.where(TABLE.c.queue.in_(queues))
     due = due.order_by(TABLE.c.id).limit(limit).with_for_update(skip_locked=True)
     claimed = session.connection().execute(
         update(TABLE).where(TABLE.c.id.in_(due.scalar_subquery())).values(attempts=TABLE.c.attempts + 1)
@@ -148,28 +180,29 @@ def _record_failure(event_id: int, attempts: int, exc: Exception) -> str:
     return "failed" if final else "retry"
 
 
-def due(limit: int = 100, lag_seconds: float = 0) -> list[int]:
-    """Ids of pending events due ``lag_seconds`` ago or earlier, oldest first."""
+def due(limit: int = DISPATCH_BATCH, lag_seconds: float = 0, queues: list[str] | None = None) -> list[int]:
+    """Ids of pending events (of ``queues``, or all) due ``lag_seconds`` ago or earlier, oldest first."""
     cutoff = utcnow() - timedelta(seconds=lag_seconds)
-    ids = list(db.session.scalars(select(TABLE.c.id).where(TABLE.c.status == "pending",
-                                                           TABLE.c.next_attempt_at <= cutoff)
-                                  .order_by(TABLE.c.id).limit(limit)))
+    query = select(TABLE.c.id).where(TABLE.c.status == "pending", TABLE.c.next_attempt_at <= cutoff)
+    if queues is not None:
+        query = query.where(TABLE.c.queue.in_(queues))
+    ids = list(db.session.scalars(query.order_by(TABLE.c.id).limit(limit)))
     db.session.rollback()
     return ids
 
 
-def run_due(limit: int = 100, lag_seconds: float = 0) -> dict[str, int]:
-    """Dispatch due events here: the workers' sweep (with a lag when RQ delivers fresh events), and
-    ``flask outbox run``."""
+def run_due(limit: int = DISPATCH_BATCH, lag_seconds: float = 0, queues: list[str] | None = None) -> dict[str, int]:
+    """Dispatch due events (of ``queues``, or all) here: the workers' sweep of their queues (with a
+    lag when RQ delivers fresh events), and ``flask outbox run``."""
     counts: dict[str, int] = {}
-    ids = due(limit, lag_seconds)
+    ids = due(limit, lag_seconds, queues)
     if ids:
         for outcome in dispatch_batch(ids, limit).values():
             counts[outcome] = counts.get(outcome, 0) + 1
     return counts
 
 
-def failed(limit: int = 100) -> list[OutboxEvent]:
+def failed(limit: int = DISPATCH_BATCH) -> list[OutboxEvent]:
     return list(db.session.scalars(select(OutboxEvent).where(OutboxEvent.status == "failed")
                                    .order_by(OutboxEvent.id).limit(limit)))
 

@@ -1,15 +1,19 @@
 """``flask worker``: confirms payments from the inbox and dispatches outbox events (``DIANDIAN_JOBS=workers``).
 
-One process runs two loops. The inbox loop waits on PostgreSQL's ``LISTEN`` (a notify route's
-``NOTIFY`` wakes it at once; SQLite polls), claims a batch with ``FOR UPDATE SKIP LOCKED`` and
-confirms it. Outbox events go through RQ on Redis when it is configured (the main thread is an RQ
-worker); a sweep also runs every due event the queue did not deliver (retries, lost enqueues), and
-without Redis the sweep is the dispatcher. Any number of workers may run side by side.
+A worker serves queues (lanes, decision 0015): ``inbox`` (payment confirmations) and the outbox's
+queues (``default``, ``render`` …); all of them unless told (``flask worker -q inbox -q default``).
+The inbox loop waits on PostgreSQL's ``LISTEN`` (a notify route's ``NOTIFY`` wakes it at once;
+SQLite polls), claims a batch with ``FOR UPDATE SKIP LOCKED`` and confirms it; under a backlog it
+claims larger batches. Outbox events go through RQ on Redis when it is configured (the main thread
+is an RQ worker of the served queues, in the order given); a sweep of the served queues also runs
+every due event the queue did not deliver (retries, lost enqueues), and without Redis the sweep is
+the dispatcher. Any number of workers may run side by side.
 """
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 
 from flask import Flask
 
@@ -21,6 +25,12 @@ log = logging.getLogger("diandian.worker")
 IDLE_WAIT_SECONDS = 1.0
 SWEEP_SECONDS = 1.0
 SWEEP_LAG_SECONDS = 5.0  # with RQ: leave fresh events to the queue
+INBOX = "inbox"  # the payment confirmations' lane
+
+
+def lanes() -> list[str]:
+    """What a worker can serve: the inbox, then the outbox's queues."""
+    return [INBOX, *jobs.queue_names()]
 
 
 def run_events(event_ids: list[int]) -> dict[int, str]:
@@ -31,20 +41,27 @@ def run_events(event_ids: list[int]) -> dict[int, str]:
         db.session.remove()
 
 
-def work(app: Flask, stop: threading.Event | None = None) -> None:
-    """Run until ``stop`` is set (or forever, for ``flask worker``)."""
+def work(app: Flask, stop: threading.Event | None = None, queues: Sequence[str] | None = None) -> None:
+    """Serve ``queues`` (every lane by default) until ``stop`` is set (or forever, for ``flask worker``)."""
     stop = stop or threading.Event()
+    with app.app_context():
+        queues = list(queues or lanes())
+        outbox = [name for name in queues if name != INBOX]
+        rq_queues = [ext.job_queue(name) for name in outbox] if ext.job_queue() is not None else []
     confirmed = threading.Event()  # set after an inbox batch: its events are due for the sweep
-    threads = [threading.Thread(target=_inbox_loop, args=(app, stop, confirmed), name="inbox", daemon=True),
-               threading.Thread(target=_sweep_loop, args=(app, stop, confirmed), name="outbox-sweep", daemon=True)]
+    threads = []
+    if INBOX in queues:
+        threads.append(threading.Thread(target=_inbox_loop, args=(app, stop, confirmed), name="inbox", daemon=True))
+    if outbox:
+        threads.append(threading.Thread(target=_sweep_loop, args=(app, stop, confirmed, outbox), name="outbox-sweep",
+                                        daemon=True))
     for thread in threads:
         thread.start()
-    queue = ext.job_queue()
-    if queue is not None:
+    if rq_queues:
         from rq import SimpleWorker
 
-        worker = SimpleWorker([queue], connection=queue.connection)
-        # The main thread serves the queue; the loops above stop with the process.
+        worker = SimpleWorker(rq_queues, connection=rq_queues[0].connection)
+        # The main thread serves the queues; the loops above stop with the process.
         worker.work(with_scheduler=False, logging_level="WARNING")
         stop.set()
     else:
@@ -59,11 +76,15 @@ def _inbox_loop(app: Flask, stop: threading.Event, confirmed: threading.Event) -
 
     with app.app_context():
         listener = None
+        limit = inbox.BATCH
         while not stop.is_set():
             try:
                 if listener is None and on_postgresql():
                     listener = _listen()  # before the batch: a wake-up during it is not lost
-                if inbox.process():
+                processed = inbox.process(limit=limit)
+                # A full batch means a backlog: larger batches clear it with fewer statements per payment.
+                limit = min(2 * limit, inbox.MAX_BATCH) if len(processed) >= limit else inbox.BATCH
+                if processed:
                     confirmed.set()
                     continue  # there may be more
             except Exception:
@@ -104,18 +125,21 @@ def _wait(listener, stop: threading.Event) -> bool:
     return True
 
 
-def _sweep_loop(app: Flask, stop: threading.Event, confirmed: threading.Event) -> None:
+def _sweep_loop(app: Flask, stop: threading.Event, confirmed: threading.Event, queues: list[str]) -> None:
     with app.app_context():
         queued = ext.job_queue() is not None
         lag = SWEEP_LAG_SECONDS if queued else 0
         while not stop.is_set():
+            ran = 0
             try:
-                jobs.run_due(lag_seconds=lag)
+                ran = sum(jobs.run_due(lag_seconds=lag, queues=queues).values())
             except Exception:
                 db.session.rollback()
                 log.exception("outbox sweep failed")
             finally:
                 db.session.remove()
+            if ran >= jobs.DISPATCH_BATCH:
+                continue  # a full batch: more are due
             if queued:
                 stop.wait(SWEEP_SECONDS)
             else:  # the sweep is the dispatcher: woken by the inbox loop, or once a second

@@ -176,7 +176,9 @@ def _dependencies() -> list[str]:
 
 @pytest.mark.parametrize(("unit", "command"), [
     ("diandian.service", "gunicorn -c deploy/gunicorn.conf.py app:create_app()"),
-    ("diandian-worker.service", "flask --app app:create_app worker"),
+    ("diandian-worker.service", "flask --app app:create_app worker -q inbox"),
+    ("diandian-outbox.service", "flask --app app:create_app worker -q default"),
+    ("diandian-render.service", "flask --app app:create_app worker -q render"),
     ("diandian-migrate.service", "flask --app app:create_app db upgrade"),
 ])
 def test_the_systemd_units(unit, command):

@@ -108,3 +108,95 @@ def test_the_cli_lists_and_replays_failed_events(app, consumers):
     replayed = runner.invoke(args=["outbox", "replay", str(flaky_id)])
     assert replayed.exit_code == 0 and replayed.output.strip() == "done"
     assert runner.invoke(args=["outbox", "replay", "999999"]).exit_code != 0
+
+
+@pytest.fixture
+def lanes(monkeypatch):
+    """Two consumers of a test kind on two queues: ``quick`` (default) counts, ``slow`` (render)
+    fails while ``failing`` is set."""
+    calls = {"quick": [], "slow": [], "failing": True}
+
+    def quick(payload):
+        calls["quick"].append(payload["n"])
+
+    def slow(payload):
+        calls["slow"].append(payload["n"])
+        if calls["failing"]:
+            raise RuntimeError("the renderer is down")
+
+    monkeypatch.setitem(jobs.HANDLERS, "test.lanes", {"tests.quick": quick, "tests.slow": slow})
+    monkeypatch.setitem(jobs.QUEUES, "tests.slow", "render")
+    return calls
+
+
+def test_each_queue_runs_only_its_events_and_a_failing_one_blocks_no_other(app, lanes):
+    with app.app_context():
+        assert jobs.queue_names()[0] == "default" and "render" in jobs.queue_names()
+        ids = jobs.emit_many("test.lanes", [{"n": 1}, {"n": 2}])
+        db.session.commit()
+        db.session.info.pop(jobs.COMMITTED)  # not handed on (as with workers and no Redis): left to the sweeps
+        rows = db.session.scalars(select(OutboxEvent).where(OutboxEvent.id.in_(ids))).all()
+        assert sorted((e.handler, e.queue) for e in rows) == [("tests.quick", "default"), ("tests.quick", "default"),
+                                                              ("tests.slow", "render"), ("tests.slow", "render")]
+        assert jobs.run_due(queues=["render"]) == {"retry": 2}  # the render lane's sweep: its events only
+        assert lanes["quick"] == [] and lanes["slow"] == [1, 2]
+        assert jobs.run_due(queues=["default"]) == {"done": 2}  # not held up by the failing lane
+        assert lanes["quick"] == [1, 2]
+        for seconds in jobs.BACKOFF_SECONDS:
+            clock.advance(seconds + 1)
+            jobs.run_due(queues=["render"])
+        assert [(e.queue, e.handler) for e in jobs.failed()] == [("render", "tests.slow")] * 2
+        lanes["failing"] = False
+        assert [jobs.replay(e.id) for e in jobs.failed()] == ["done", "done"]  # the same replay on every lane
+        statuses = db.session.execute(select(OutboxEvent.status, func.count()).group_by(OutboxEvent.status)).all()
+        assert dict(statuses) == {"done": 4}  # nothing lost
+        assert lanes["quick"] == [1, 2]  # and nothing run twice
+
+
+def test_a_worker_refuses_a_lane_nobody_serves(app):
+    runner = app.test_cli_runner()
+    answer = runner.invoke(args=["worker", "-q", "pictures"])
+    assert answer.exit_code == 2 and "unknown lane 'pictures'" in answer.output and "render" in answer.output
+
+
+def test_rq_delivers_each_queue_to_its_own_workers(app_config, sandbox, lanes):
+    """Real RQ on Redis: a commit's events go to the RQ queue of their lane, in jobs of at most
+    DISPATCH_BATCH; a worker of one lane never takes another lane's jobs."""
+    from rq import SimpleWorker
+
+    from app import create_app
+    from tests.conftest import TEST_REDIS_URL, dispose_app
+
+    if not TEST_REDIS_URL:
+        pytest.skip("real RQ: set TEST_REDIS_URL")
+    import redis
+
+    redis.Redis.from_url(TEST_REDIS_URL).flushdb()
+    application = create_app({**app_config, "JOBS": "workers", "REDIS_URL": TEST_REDIS_URL})
+    try:
+        with application.app_context():
+            from carbon.core import extensions as ext
+
+            jobs.emit_many("test.lanes", [{"n": n} for n in range(jobs.DISPATCH_BATCH + 1)])
+            db.session.commit()
+            jobs.kick()
+            default, render = ext.job_queue(), ext.job_queue("render")
+            assert (default.name, render.name) == ("diandian", "diandian.render")
+            assert (default.count, render.count) == (2, 2)  # 101 events each: jobs of 100 and 1
+            SimpleWorker([render], connection=render.connection).work(burst=True, logging_level="WARNING")
+            assert (default.count, render.count) == (2, 0)
+            assert len(lanes["slow"]) == jobs.DISPATCH_BATCH + 1 and lanes["quick"] == []
+            SimpleWorker([default], connection=default.connection).work(burst=True, logging_level="WARNING")
+            assert default.count == 0 and sorted(lanes["quick"]) == list(range(jobs.DISPATCH_BATCH + 1))
+            counts = dict(db.session.execute(select(OutboxEvent.queue, func.count()).where(
+                OutboxEvent.status == "pending").group_by(OutboxEvent.queue)).all())
+            assert counts == {"render": jobs.DISPATCH_BATCH + 1}  # the failures wait for their retry, kept
+            lanes["failing"] = False
+            clock.advance(jobs.BACKOFF_SECONDS[0] + 1)
+            assert application.test_cli_runner().invoke(args=["outbox", "run", "-q", "render"]).exit_code == 0
+            jobs.run_due(queues=["render"])  # the rest beyond one batch
+            assert db.session.scalar(select(func.count()).select_from(OutboxEvent)
+                                     .where(OutboxEvent.status != "done")) == 0
+    finally:
+        redis.Redis.from_url(TEST_REDIS_URL).flushdb()
+        dispose_app(application)

@@ -28,7 +28,8 @@ def gunicorn_service(database_url: str, sandbox_url: str, *, workers: int = 4,
 
 
 @contextmanager
-def worker_process(database_url: str, sandbox_url: str, base: str, extra_env: dict[str, str] | None = None):
-    """``flask worker`` for the service at ``base`` (same settings)."""
-    with job_worker(service_env(database_url, sandbox_url, base, extra_env)) as process:
+def worker_process(database_url: str, sandbox_url: str, base: str, extra_env: dict[str, str] | None = None,
+                   args: tuple[str, ...] = ()):
+    """``flask worker [args]`` for the service at ``base`` (same settings)."""
+    with job_worker(service_env(database_url, sandbox_url, base, extra_env), args=args) as process:
         yield process

@@ -74,7 +74,7 @@ def test_a_worker_confirms_what_the_notify_route_recorded(app, pg, sandbox, queu
                 answer = requests.get(f"{base}/api/v1/orders/{created['order']['id']}", headers=headers, timeout=10)
                 return answer.json()["order"]["status"] in ("paid", "fulfilled")  # certificate issued
 
-            wait_for(paid)
+            wait_for(paid, seconds=90)  # the worker's start-up included: slow on a busy machine
             with app.app_context():  # the order.paid handler counted it for the scene, once
                 wait_for(lambda: db.session.scalar(select(func.sum(SceneDailyStat.grams_neutralized))) == 12_000)
                 db.session.rollback()
@@ -142,3 +142,48 @@ def test_two_workers_issue_consecutive_certificates_on_one_chain(app, pg, sandbo
         assert numbers == [f"DD-{year}-{n:06d}" for n in range(1, 13)]  # no gaps, no repeats
         assert certificates.check_chain(certificates.chain()) is None  # one chain, never forked
         assert db.session.scalar(select(func.count()).select_from(Order).where(Order.status == "fulfilled")) == 12
+
+
+@pytest.mark.parametrize("queue", QUEUES)
+def test_pictures_wait_for_a_render_worker_and_none_is_lost(app, pg, sandbox, queue):
+    """Lanes (decision 0015): a worker of the inbox and default lanes confirms the payment and issues
+    the certificate but never renders its pictures; a render worker (at a lower CPU priority) does,
+    once, when it starts."""
+    from carbon.certificates.models import Certificate, CertificateImage
+
+    seed_project(app, units=1000)
+    env = {"DIANDIAN_JOBS": "workers", **({"DIANDIAN_REDIS_URL": TEST_REDIS_URL} if queue == "rq" else {})}
+    if queue == "rq":
+        import redis
+
+        redis.Redis.from_url(TEST_REDIS_URL).flushdb()
+    with gunicorn_service(pg, sandbox.url, workers=2, extra_env=env) as base:
+        tokens = [login(base, sandbox, f"o_lane_{i}") for i in range(3)]
+        with worker_process(pg, sandbox.url, base, env, args=("-q", "inbox", "-q", "default")):
+            for i, token in enumerate(tokens):
+                pay(base, sandbox, token, "2", f"lane-{i}")
+            with app.app_context():
+                wait_for(lambda: db.session.scalar(select(func.count()).select_from(Order)
+                                                   .where(Order.status == "fulfilled")) == 3 or db.session.rollback(),
+                         seconds=90)  # a worker's start-up is slow on a busy machine
+                time.sleep(SWEEP_LAG_SECONDS + 1.5)  # past the sweep's lag: a default worker would have taken them
+                render = db.session.scalars(select(OutboxEvent).where(OutboxEvent.queue == "render")).all()
+                assert [(e.status, e.attempts) for e in render] == [("pending", 0)] * 3
+                assert db.session.scalar(select(func.count()).select_from(CertificateImage)) == 0
+                db.session.rollback()
+            if queue == "rq":
+                import redis
+
+                assert redis.Redis.from_url(TEST_REDIS_URL).llen("rq:queue:diandian.render") >= 1  # waiting in RQ
+            with worker_process(pg, sandbox.url, base, env, args=("-q", "render", "--nice", "5")) as renderer:
+                with app.app_context():
+                    wait_for(lambda: db.session.scalar(select(func.count()).select_from(CertificateImage)) == 6
+                             or db.session.rollback(), seconds=90)
+                assert os.getpriority(os.PRIO_PROCESS, renderer.pid) == min(os.getpriority(os.PRIO_PROCESS, 0) + 5, 19)
+    with app.app_context():
+        images = db.session.execute(select(CertificateImage.number, CertificateImage.kind)).all()
+        numbers = set(db.session.scalars(select(Certificate.number)))
+        assert sorted(images) == sorted((n, k) for n in numbers for k in ("card", "poster"))  # each once
+        events = db.session.scalars(select(OutboxEvent).where(OutboxEvent.handler != "")).all()
+        assert {(e.status, e.attempts) for e in events} == {("done", 1)}  # every lane drained, nothing retried
+        assert {e.queue for e in events} == {"default", "render"}
