@@ -28,7 +28,7 @@ from carbon.leaderboards import service as leaderboards
 from carbon.ledger import settlement
 from carbon.scenes import service as scenes
 from carbon.scenes.codes import scene_string
-from carbon.scenes.models import KINDS
+from carbon.scenes.models import KINDS, SEARCH_CHANNEL
 from schemas.scenes import PROVINCES
 
 bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates",
@@ -231,7 +231,7 @@ def _dashboard(scene, channel_errors: dict | None = None):
                              for row in stats["by_channel"]], unit="CNY", title="各渠道筹款 / money by channel")
     return render_template("console/scene.html", scene=scene, stats=stats, progress=board["progress"],
                            leaderboard=board["entries"], chart_day=by_day, chart_channel=by_channel,
-                           scene_string=scene_string, h5_link=scenes.h5_link, channel_errors=channel_errors or {},
+                           scene_string=scene_string, h5_link=scenes.h5_link, search_channel=SEARCH_CHANNEL, channel_errors=channel_errors or {},
                            channel_values=request.form if channel_errors else None)
 
 

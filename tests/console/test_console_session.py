@@ -66,7 +66,7 @@ def test_a_cookie_from_one_organizer_never_opens_another_organizations_scene(app
         assert client.post(f"/console/scenes/{theirs}{path}", data={**form, "csrf_token": token}).status_code == 404
     with app.app_context():
         scene = db.session.scalar(select(Scene).where(Scene.public_id == theirs))
-        assert (scene.status, scene.name_zh, [c.slug for c in scene.channels]) == ("draft", "乙的论坛", [""])
+        assert (scene.status, scene.name_zh, [c.slug for c in scene.channels]) == ("draft", "乙的论坛", ["", "search"])
 
 
 def test_logout_ends_the_session_for_every_copy_of_the_cookie(app, client, owner_a):
@@ -196,7 +196,7 @@ def test_edit_go_live_close_and_channels_go_through_the_scene_service(app, clien
     with app.app_context():
         scene = db.session.scalar(select(Scene).where(Scene.public_id == scene_id))
         assert (scene.name_zh, scene.ends_on, scene.status) == ("第二届论坛", None, "closed")
-        assert [c.slug for c in scene.channels] == ["", "door"]
+        assert [c.slug for c in scene.channels] == ["", "search", "door"]
     draft_again = client.post(f"/console/scenes/{scene_id}/status", data={"status": "draft", "csrf_token": token},
                               follow_redirects=True)
     assert "不允许的状态变更" in draft_again.get_data(as_text=True)
