@@ -231,7 +231,7 @@ def test_custom_scene_needs_a_preset(client, admin):
     assert made["preset"] == {"activities": [{"type": "taxi", "defaults": {"distance_km": 8}}]}
 
 
-def test_buffered_visits_are_written_when_a_worker_exits(app, client, admin):
+def test_buffered_visits_are_written_when_a_worker_exits(app, client, admin, monkeypatch, tmp_path):
     """gunicorn's worker_exit hook (deploy/gunicorn.conf.py) writes what the buffer holds."""
     import importlib.util
     from types import SimpleNamespace
@@ -245,6 +245,9 @@ def test_buffered_visits_are_written_when_a_worker_exits(app, client, admin):
     with app.app_context():
         scene_id = db.session.scalar(select(SceneChannel.scene_id).limit(1))
         assert stats.totals(scene_id)["visits"] == 0  # still in the worker's buffer
+    # the config sets PROMETHEUS_MULTIPROC_DIR for gunicorn's workers: not for this test process
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
     spec = importlib.util.spec_from_file_location("gunicorn_conf", ROOT / "deploy" / "gunicorn.conf.py")
     conf = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(conf)
