@@ -1,34 +1,20 @@
 """Leaderboard fixtures: a live service (with Redis when the run has one) and a way to pay."""
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import pytest
-from werkzeug.serving import make_server
 
-from bench.harness import free_port
-from tests.conftest import dispose_app, make_config
-from tests.payments.conftest import LiveService, guest_token
+from tests.conftest import make_config
+from tests.payments.conftest import LiveService, guest_token, serve
 from tests.payments.test_checkout_e2e import bearer, hook, place_order
 
 
 @pytest.fixture
 def live(database_url, sandbox, redis_url) -> Iterator[LiveService]:
     """The service on a real port, on Redis when ``redis_url`` is set (both modes run)."""
-    from app import create_app
-
-    sandbox.reset()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    application = create_app(make_config(database_url, sandbox.url, PUBLIC_BASE_URL=url, REDIS_URL=redis_url))
-    server = make_server("127.0.0.1", port, application, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield LiveService(url, application)
-    server.shutdown()
-    thread.join(5)
-    dispose_app(application)
+    with serve(database_url, sandbox, REDIS_URL=redis_url) as service:
+        yield service
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -12,7 +11,6 @@ from decimal import Decimal
 import pytest
 import requests
 from sqlalchemy import func, insert, select, update
-from werkzeug.serving import make_server
 
 from bench.harness import free_port
 from carbon.accounts.models import User
@@ -25,9 +23,8 @@ from carbon.leaderboards import service as leaderboards
 from carbon.leaderboards.index import RedisIndex, SqlIndex
 from carbon.leaderboards.models import LeaderboardScore, LeaderboardScoreCount
 from carbon.scenes.models import Scene
-from tests.conftest import dispose_app, make_config
 from tests.leaderboards.conftest import Guests
-from tests.payments.conftest import LiveService, live_scene, seed_project
+from tests.payments.conftest import live_scene, seed_project, serve
 
 
 def board_json(live, **query) -> dict:
@@ -245,26 +242,13 @@ def test_progress_is_neutralized_over_the_estimated_footprint(live, guests, foru
 
 
 def test_redis_down_the_table_answers_and_the_mirror_waits_in_the_outbox(database_url, sandbox):
-    from app import create_app
-
-    sandbox.reset()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    app = create_app(make_config(database_url, sandbox.url, PUBLIC_BASE_URL=url,
-                                 REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"))  # nothing listens there
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        live = LiveService(url, app)
-        seed_project(app, units=100)
+    with serve(database_url, sandbox, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0") as live:  # nothing listens
+        seed_project(live.app, units=100)
         Guests(live, sandbox).pay("o_down", "3")
         assert [e["kg"] for e in board_json(live)["entries"]] == ["3.000"]
-        with app.app_context():
+        with live.app.app_context():
             waiting = db.session.scalars(select(OutboxEvent.status).where(OutboxEvent.kind == "leaderboards.mirror"))
             assert list(waiting) == ["pending"]
-    finally:
-        server.shutdown()
-        dispose_app(app)
 
 
 @pytest.mark.parametrize("query, status, code", [
