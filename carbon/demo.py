@@ -19,6 +19,8 @@ from carbon.scenes.models import Scene
 
 DEMO_EMAIL = "demo@diandian.local"
 DEMO_PASSWORD = "diandian-demo-2021"
+# The demo projects' owner: its console shows what the projects are owed (settlement) and their inventory.
+OWNER_EMAIL = "projects@diandian.local"
 FORUM_CODE = "cdcnf21"
 FORUM_PLACE = {"latitude": Decimal("30.557300"), "longitude": Decimal("104.067200")}  # Century City, Chengdu (approx.)
 # More live Chengdu scenes for GET /api/v1/scenes (coordinates approximate; the names say demo)
@@ -54,16 +56,27 @@ def seed() -> Iterator[str]:
             "成都数字碳中和高峰论坛组委会 / Forum organizing committee", owner_email=DEMO_EMAIL,
             owner_password=DEMO_PASSWORD, owner_name="论坛组委会")
         yield f"demo: organizer {DEMO_EMAIL} created"
+    owner = db.session.scalar(select(Organizer).where(Organizer.email == OWNER_EMAIL))
+    if owner is None:
+        owner = organizers.create_organization(
+            "成都碳惠天府示范项目业主 / Demo project owner", owner_email=OWNER_EMAIL,
+            owner_password=DEMO_PASSWORD, owner_name="项目业主")
+        yield f"demo: project owner {OWNER_EMAIL} created"
     projects = []
     for position, spec in enumerate(PROJECTS):
         project = db.session.scalar(select(Project).where(Project.name_en == spec["name_en"]))
         if project is None:
-            project = Project(**spec, description=spec["name_zh"], unit_kg=Decimal(1))
+            project = Project(**spec, description=spec["name_zh"], unit_kg=Decimal(1),
+                              owner_organization_id=owner.organization_id)
             db.session.add(project)
             db.session.commit()
             first = position * BLOCK_UNITS + 1  # serials are global positions: blocks never overlap
             credits.add_block(project.public_id, "2021", first, first + BLOCK_UNITS - 1, spec["price_per_tonne"])
             yield f"demo: project {spec['name_en']} created with {BLOCK_UNITS:,} units (vintage 2021)"
+        if project.owner_organization_id is None:  # seeded before the demo projects had an owner
+            project.owner_organization_id = owner.organization_id
+            db.session.commit()
+            yield f"demo: project {spec['name_en']} owned by {OWNER_EMAIL}"
         projects.append(project)
     if db.session.scalar(select(Scene).where(Scene.code == FORUM_CODE)) is None:
         principal = Principal(member.organization, "owner", organizer=member)
@@ -89,5 +102,6 @@ def seed() -> Iterator[str]:
             scenes.update_scene(principal, scene.public_id, {"status": "live"})
             yield f"demo: scene {scene.name_zh} created (live)"
     yield f"demo: organizer login {DEMO_EMAIL} / {DEMO_PASSWORD} (POST /api/v1/admin/auth/login)"
+    yield f"demo: project owner login {OWNER_EMAIL} / {DEMO_PASSWORD} (console: settlement, inventory)"
     yield f"demo: scene code {codes.scene_string(FORUM_CODE)} → GET /api/v1/scenes/resolve?scene=s%3D{FORUM_CODE}"
     yield "demo: find scenes without a code → GET /api/v1/scenes?q=chengdu&lat=30.66&lng=104.06"

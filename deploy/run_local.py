@@ -55,6 +55,7 @@ Diandian is running (Ctrl-C stops it):
   service       http://{bind}/            health: /healthz  ready: /readyz
   API docs      http://{bind}/api/docs    OpenAPI: /api/openapi.json
   console       http://{bind}/console     demo@diandian.local / diandian-demo-2021
+                (project owner, settlement: projects@diandian.local, same password)
   simulator     http://{bind}/simulator   big screen: http://{bind}/screen/cdcnf21
   WeChat sandbox {sandbox_base}/           test hooks: /__sandbox__/
   payments      {"confirmed by `flask worker -q inbox`, then `-q default` and `-q render` (pictures)"
