@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 import requests
+from sqlalchemy import delete
 from werkzeug.serving import make_server
 
 from bench.harness import free_port
@@ -28,11 +29,15 @@ class LiveService:
 
 
 @contextlib.contextmanager
-def serve(database_url: str, sandbox, **overrides) -> Iterator[LiveService]:
-    """The service on a real port (threaded), its notify URL pointing at itself; ``overrides`` are settings."""
+def serve(database_url: str, sandbox, *, keep_data: bool = False, **overrides) -> Iterator[LiveService]:
+    """The service on a real port (threaded), its notify URL pointing at itself; ``overrides`` are settings.
+    With ``keep_data`` the sandbox is not reset and the tables are left as they are at the end (one
+    test's phases, e.g. a key rotation, each with a service of their own); only the cached access
+    tokens are dropped, since the next phase's sandbox issues its own."""
     from app import create_app
 
-    sandbox.reset()
+    if not keep_data:
+        sandbox.reset()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     application = create_app(make_config(database_url, sandbox.url, PUBLIC_BASE_URL=url, **overrides))
@@ -43,8 +48,19 @@ def serve(database_url: str, sandbox, **overrides) -> Iterator[LiveService]:
         yield LiveService(url, application)
     finally:
         server.shutdown()
+        server.server_close()
         thread.join(5)
-        dispose_app(application)
+        if keep_data:
+            from carbon.core.db import db
+            from wechat.models import WeChatCredential
+
+            with application.app_context():
+                db.session.execute(delete(WeChatCredential))
+                db.session.commit()
+                db.session.remove()
+                db.engine.dispose()
+        else:
+            dispose_app(application)
 
 
 @pytest.fixture

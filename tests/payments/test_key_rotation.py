@@ -3,22 +3,18 @@ encrypted with the old or the new APIv3 key and signed with the old or the new W
 key; once the previous key is removed, what the old one signs or encrypts is refused."""
 from __future__ import annotations
 
-import threading
 from contextlib import contextmanager
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sqlalchemy import delete, select
-from werkzeug.serving import make_server
+from sqlalchemy import select
 
-from bench.harness import free_port
 from carbon.checkout.models import Order
 from carbon.core.db import db
 from carbon.core.settings import SANDBOX_APIV3_KEY
-from tests.conftest import dispose_app, make_config
-from tests.payments.conftest import LiveService, guest_token, seed_project
+from tests.conftest import dispose_app
+from tests.payments.conftest import guest_token, seed_project, serve
 from tests.payments.test_checkout_e2e import hook, place_order
-from wechat.models import WeChatCredential
 from wechat.sandbox.config import DEFAULT_CONFIG
 from wechat.sandbox.testing import LiveSandbox
 
@@ -48,29 +44,6 @@ def rotated_sandbox(private_pem: bytes, apiv3_key: str = NEW_APIV3_KEY):
         yield sandbox
     finally:
         sandbox.stop()
-
-
-@contextmanager
-def service(database_url: str, sandbox, **settings):
-    from app import create_app
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    app = create_app(make_config(database_url, sandbox.url, PUBLIC_BASE_URL=url, **settings))
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield LiveService(url, app)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-        with app.app_context():  # the next phase's WeChat sandbox issues access tokens of its own
-            db.session.execute(delete(WeChatCredential))
-            db.session.commit()
-            db.session.remove()
-            db.engine.dispose()
 
 
 def order(live, sandbox, openid: str, key: str):
@@ -103,24 +76,24 @@ def test_both_keys_work_during_a_switch_and_only_the_new_after_it(database_url, 
     apps = []
     try:
         with rotated_sandbox(private_pem) as rotated:
-            with service(database_url, sandbox, **during) as old_side:
+            with serve(database_url, sandbox, keep_data=True, **during) as old_side:
                 apps.append(old_side.app)
                 seed_project(old_side.app, units=100)
                 assert pay(old_side, sandbox, "o_rot_old", "rot-1")[0] == "fulfilled"  # old key, old signature
-            with service(database_url, rotated, **during) as new_side:
+            with serve(database_url, rotated, keep_data=True, **during) as new_side:
                 apps.append(new_side.app)
                 assert pay(new_side, rotated, "o_rot_new", "rot-2")[0] == "fulfilled"  # new key, new signature
-            with service(database_url, sandbox, **after) as switched:  # the old public key is gone
+            with serve(database_url, sandbox, keep_data=True, **after) as switched:  # the old public key is gone
                 apps.append(switched.app)
                 refused = order(switched, sandbox, "o_rot_late", "rot-3")
                 assert refused.status_code == 502
                 assert refused.json()["error"]["details"]["check"] == "response.unknown_serial"
             with rotated_sandbox(private_pem, apiv3_key=SANDBOX_APIV3_KEY) as stale, \
-                    service(database_url, stale, **after) as switched:  # the old APIv3 key is gone
+                    serve(database_url, stale, keep_data=True, **after) as switched:  # the old APIv3 key is gone
                 apps.append(switched.app)
                 status, notified = pay(switched, stale, "o_rot_stale", "rot-5")
                 assert status == "awaiting_payment" and notified["status"] == 401, notified
-            with service(database_url, rotated, **after) as switched:
+            with serve(database_url, rotated, keep_data=True, **after) as switched:
                 apps.append(switched.app)
                 assert pay(switched, rotated, "o_rot_done", "rot-4")[0] == "fulfilled"
     finally:
