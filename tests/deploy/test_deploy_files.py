@@ -180,6 +180,8 @@ def _dependencies() -> list[str]:
     ("diandian-outbox.service", "flask --app app:create_app worker -q default"),
     ("diandian-render.service", "flask --app app:create_app worker -q render"),
     ("diandian-migrate.service", "flask --app app:create_app db upgrade"),
+    ("diandian-payment-jobs.service", "flask --app app:create_app reconcile-payments --older-than-minutes 10"),
+    ("diandian-purge.service", "flask --app app:create_app pii purge"),
 ])
 def test_the_systemd_units(unit, command):
     parser = configparser.ConfigParser(strict=False, interpolation=None)
@@ -188,4 +190,22 @@ def test_the_systemd_units(unit, command):
     service = parser["Service"]
     assert service["User"] not in {"root", "0"} and service["EnvironmentFile"] == "/etc/diandian/env"
     assert service["ExecStart"].endswith(command) and service["WorkingDirectory"] == "/srv/diandian"
-    assert (service.get("Type") == "oneshot") == ("migrate" in unit)
+    assert (service.get("Type") == "oneshot") == (unit in ONE_SHOT)
+
+
+ONE_SHOT = {"diandian-migrate.service", "diandian-payment-jobs.service", "diandian-purge.service"}
+
+
+def test_every_one_shot_job_but_the_migration_has_a_timer_and_its_commands_exist():
+    """The timers start units that exist, and every command a unit runs is one the CLI has."""
+    from app import create_app
+
+    commands = create_app({"TESTING": True}).cli.list_commands(None)
+    for unit in sorted(ONE_SHOT - {"diandian-migrate.service"}):
+        timer = configparser.ConfigParser(strict=False, interpolation=None)
+        timer.read(DEPLOY / "systemd" / unit.replace(".service", ".timer"), encoding="utf-8")
+        assert timer["Timer"].get("OnCalendar") or timer["Timer"].get("OnUnitActiveSec"), unit
+        assert timer["Install"]["WantedBy"] == "timers.target"
+        for line in (DEPLOY / "systemd" / unit).read_text(encoding="utf-8").splitlines():
+            if line.startswith("ExecStart="):
+                assert line.split("app:create_app ")[1].split()[0] in commands, line
