@@ -75,6 +75,7 @@ def test_compose_names_the_services_and_the_migration():
     assert services["app"]["command"] == ["gunicorn", "-c", "deploy/gunicorn.conf.py", "app:create_app()"]
     assert services["app"]["environment"]["DIANDIAN_TRUSTED_PROXIES"] == "1"
     assert services["worker"]["command"][-1] == "worker"
+    assert services["jobs"]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
     assert services["postgres"]["image"].startswith("postgres:") and services["redis"]["image"].startswith("redis:")
     mounts = {volume.split(":")[0]: volume.split(":")[1] for volume in services["nginx"]["volumes"]}
     assert (DEPLOY / mounts["./nginx/diandian.conf"]).parent.name == "conf.d"
@@ -209,3 +210,15 @@ def test_every_one_shot_job_but_the_migration_has_a_timer_and_its_commands_exist
         for line in (DEPLOY / "systemd" / unit).read_text(encoding="utf-8").splitlines():
             if line.startswith("ExecStart="):
                 assert line.split("app:create_app ")[1].split()[0] in commands, line
+
+
+def test_the_compose_jobs_loop_runs_the_payment_jobs_each_minute_and_the_purge_daily():
+    """The `jobs` service's shell loop, run by sh with `flask` and `sleep` played: three minutes."""
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text(encoding="utf-8"))
+    shell, flag, script = compose["services"]["jobs"]["command"]
+    script = script.replace("$$", "$")  # compose's escape for a literal $
+    played = 'flask() { echo "$3 $4"; }; sleep() { [ "$n" -ge 3 ] && exit 0; }; ' + script
+    ran = subprocess.run([shell, flag, played], capture_output=True, text=True, timeout=10, check=True)
+    lines = ran.stdout.split()
+    assert ran.stdout.count("expire-orders") == 3 and ran.stdout.count("reconcile-payments") == 3
+    assert ran.stdout.count("pii purge") == 1 and lines[:2] == ["expire-orders", "reconcile-payments"]
