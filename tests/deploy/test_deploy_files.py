@@ -75,6 +75,8 @@ def test_compose_names_the_services_and_the_migration():
     assert services["app"]["command"] == ["gunicorn", "-c", "deploy/gunicorn.conf.py", "app:create_app()"]
     assert services["app"]["environment"]["DIANDIAN_TRUSTED_PROXIES"] == "1"
     assert services["worker"]["command"][-1] == "worker"
+    assert services["stream"]["environment"]["DIANDIAN_WORKER_CLASS"] == "gevent"
+    assert services["stream"]["environment"]["DIANDIAN_BIND"].endswith(":8001")
     assert services["jobs"]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
     assert services["postgres"]["image"].startswith("postgres:") and services["redis"]["image"].startswith("redis:")
     mounts = {volume.split(":")[0]: volume.split(":")[1] for volume in services["nginx"]["volumes"]}
@@ -122,6 +124,15 @@ def test_the_nginx_site(tmp_path, app):
     inside = notify["block"]
     assert find(inside, "proxy_buffering", "off") and find(inside, "proxy_request_buffering", "off")
     assert find(inside, "proxy_pass")
+    # the big screen's event stream, as the app serves it, goes unbuffered to the gevent instance
+    [stream_rule] = [r.rule for r in app.url_map.iter_rules() if r.rule.endswith("/events") and "screen" in r.rule]
+    [stream] = [d for d in find(server, "location", "~") if re.fullmatch(d["args"][1], "/screen/cdcnf21/events")]
+    assert stream_rule == "/screen/<string:key>/events" and find(stream["block"], "proxy_buffering", "off")
+    stream_upstream = find(stream["block"], "proxy_pass")[0]["args"][0].removeprefix("http://")
+    [stream_server] = find(site, "upstream", stream_upstream)
+    assert find(stream_server["block"], "server", "stream:8001")
+    timeout = find(stream["block"], "proxy_read_timeout")[0]["args"][0]
+    assert int(timeout.removesuffix("s")) > Settings().SCREEN_STREAM_SECONDS
     [metrics] = find(server, "location", "=", "/metrics")
     assert find(metrics["block"], "return", "404")  # Prometheus scrapes the app, not through nginx
     [root] = find(server, "location", "/")
@@ -177,6 +188,7 @@ def _dependencies() -> list[str]:
 
 @pytest.mark.parametrize(("unit", "command"), [
     ("diandian.service", "gunicorn -c deploy/gunicorn.conf.py app:create_app()"),
+    ("diandian-stream.service", "gunicorn -c deploy/gunicorn.conf.py app:create_app()"),
     ("diandian-worker.service", "flask --app app:create_app worker -q inbox"),
     ("diandian-outbox.service", "flask --app app:create_app worker -q default"),
     ("diandian-render.service", "flask --app app:create_app worker -q render"),
