@@ -27,7 +27,7 @@ import requests
 from sqlalchemy import create_engine, func, select, text
 
 from bench.harness import job_worker
-from carbon.checkout.models import InboxEntry, Order
+from carbon.checkout.models import InboxEntry, Order, Payment
 from carbon.core.db import db
 from carbon.credits.models import Reservation, Retirement
 from carbon.jobs.models import OutboxEvent
@@ -122,7 +122,8 @@ class Workers:
 
 @contextmanager
 def cluster(database_url: str, sandbox, *, env: dict[str, str] | None = None,
-            server_env: tuple[dict, dict] = ({}, {}), workers: int = 2) -> Iterator[Cluster]:
+            server_env: tuple[dict, dict] = ({}, {}), worker_env: dict[str, str] | None = None,
+            workers: int = 2) -> Iterator[Cluster]:
     """Two gunicorn masters (2 gthread workers each) behind one balancer whose address is the notify
     URL, and ``workers`` job workers serving every lane; DIANDIAN_JOBS=workers, Redis for all."""
     env = {"DIANDIAN_JOBS": "workers", "DIANDIAN_REDIS_URL": TEST_REDIS_URL, **(env or {})}
@@ -131,7 +132,8 @@ def cluster(database_url: str, sandbox, *, env: dict[str, str] | None = None,
                                                   extra_env={**env, **extra})) for extra in server_env]
         for server in servers:
             balancer.add(server.port)
-        pool = stack.enter_context(Workers(service_env(database_url, sandbox.url, balancer.url, env), workers))
+        pool = stack.enter_context(Workers(service_env(database_url, sandbox.url, balancer.url,
+                                                       {**env, **(worker_env or {})}), workers))
         yield Cluster(servers, balancer, pool)
 
 
@@ -179,15 +181,15 @@ class Guest:
 
     def call(self, method: str, path: str, step: str, retry: bool = True, **kwargs) -> requests.Response:
         deadline = time.monotonic() + self.patience
+        headers = {**self.headers, **kwargs.pop("headers", {})}
         while True:
             url = self.urls[self.turn % len(self.urls)] + path
             try:
-                response = requests.request(method, url, timeout=30, headers={**self.headers,
-                                                                              **kwargs.pop("headers", {})}, **kwargs)
+                response = requests.request(method, url, timeout=30, headers=headers, **kwargs)
             except requests.ConnectionError:
                 self.answers.add(step, None)
                 self.turn += 1  # that server is gone: the next one
-                if time.monotonic() > deadline:
+                if not retry or time.monotonic() > deadline:
                     raise
                 time.sleep(0.3)
                 continue
@@ -203,8 +205,13 @@ class Guest:
         deadline = time.monotonic() + self.patience
         while True:  # a wx.login code is used once: a new one per attempt
             code = sandbox.hook("login-code", {"openid": openid})["code"]
-            response = self.call("POST", "/api/v1/auth/login", "login", retry=False,
-                                 json={"code": code, "scene": f"s={SCENE_CODE}"})
+            try:
+                response = self.call("POST", "/api/v1/auth/login", "login", retry=False,
+                                     json={"code": code, "scene": f"s={SCENE_CODE}"})
+            except requests.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                continue  # cut: the code may be spent, and the next server is tried with a new one
             if response.status_code == 503 and time.monotonic() < deadline:
                 time.sleep(0.5)
                 continue
@@ -345,7 +352,9 @@ def scene(app, pg_redis):
     project_id = seed_project(app, units=100_000)
     with app.app_context():
         live_scene(project_id, SCENE_CODE, "scale@forum.example")
-    return project_id
+    yield project_id
+    with app.app_context():
+        db.engine.dispose()  # its pooled connections may have been terminated: the cleanup opens new ones
 
 
 # --- the tests ---------------------------------------------------------------------------------
@@ -368,3 +377,239 @@ def test_guests_on_two_servers_and_two_workers_settle_once(app, pg_redis, scene,
         db.session.rollback()
     deliveries = sandbox.hook("pay/notifications", method="GET")["notifications"]
     assert len(deliveries) > len(walked) and {d["url"].split("/api")[0] for d in deliveries} >= set(deployed.urls)
+
+
+# --- faults ------------------------------------------------------------------------------------
+
+@contextmanager
+def killing_connections(observer, every: float) -> Iterator[list[int]]:
+    """``pg_terminate_backend`` on every connection of the app's processes to the test database
+    (servers and workers; not the test's own), every ``every`` seconds; yields the counts killed."""
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every):
+            killed.append(scalar(observer, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                 "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                                 "AND backend_type = 'client backend' AND application_name <> :me", me=OBSERVER))
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield killed
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+ROUNDS = 3 if SOAK else 1
+
+
+def test_database_connections_killed_while_guests_walk(app, pg_redis, scene, observer, sandbox, tmp_path):
+    """The service answers 503 in the envelope (never 500), guests retry with their keys, WeChat
+    Pay's retries deliver what the notify route could not record, and nothing is booked twice."""
+    answers, walked, killed = Answers(), [], []
+    with cluster(pg_redis, sandbox) as deployed:
+        for n in range(ROUNDS):
+            with killing_connections(observer, every=0.8) as round_killed:
+                walked += walk_all(sandbox, deployed, FAULT_GUESTS, answers, start=n * FAULT_GUESTS)
+            killed += round_killed
+        settle(observer, sandbox, [w.order_id for w in walked])
+        verify_chain_offline(deployed.urls[0], tmp_path)
+    assert sum(killed) > 0
+    assert answers.server_errors() == [] and answers.not_enveloped == []
+    refused = {key: count for key, count in answers.statuses().items() if key[0] >= 400}
+    assert set(refused) <= {(503, "database.unavailable"), (503, "request.partially_saved"),
+                            (409, "order.in_progress")}, refused
+    print(f"\nconnections killed {sum(killed)} in {len(killed)} rounds; answers {dict(answers.statuses())}; "
+          f"notifies not acknowledged at once {sum(1 for w in walked if w.notify['status'] != 204)}")
+    assert_notifies_acknowledged(sandbox)
+    assert_books(app, walked)
+
+
+def test_redis_lost_midway_by_one_server_is_served_on_fallbacks(app, pg_redis, scene, observer, sandbox):
+    """Server A reaches Redis through a loopback proxy that is cut midway: from then on A answers
+    on its fallbacks (in-process limits, the database-shared access token, the outbox sweep) and
+    /readyz says degraded; B and the workers keep Redis; every payment settles."""
+    from redis.connection import parse_url
+
+    target = parse_url(TEST_REDIS_URL)
+    proxy = Balancer([target.get("port", 6379)]).__enter__()
+    a_redis = f"redis://127.0.0.1:{proxy.url.rsplit(':', 1)[1]}/{target.get('db', 0)}"
+    answers = Answers()
+    try:
+        with cluster(pg_redis, sandbox, server_env=({"DIANDIAN_REDIS_URL": a_redis}, {})) as deployed:
+            ok = {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+            assert [requests.get(u + "/readyz", timeout=10).json() for u in deployed.urls] == [ok, ok]
+            walked = walk_all(sandbox, deployed, FAULT_GUESTS // 2, answers)
+            proxy.__exit__(None, None, None)  # Redis gone for A, connections cut
+            degraded = {"status": "degraded", "checks": {"database": "ok", "redis": "down"}}
+            for _ in range(3):  # every worker process of A says so
+                assert requests.get(deployed.urls[0] + "/readyz", timeout=10).json() == degraded
+            walked += walk_all(sandbox, deployed, FAULT_GUESTS - FAULT_GUESTS // 2, answers,
+                               start=FAULT_GUESTS // 2, urls=deployed.urls[:1])  # all on A
+            settle(observer, sandbox, [w.order_id for w in walked])
+            assert requests.get(deployed.urls[1] + "/readyz", timeout=10).json() == ok
+    finally:
+        proxy.__exit__(None, None, None)
+    assert answers.not_enveloped == []
+    assert {status for status, _ in answers.statuses()} <= {200, 201}, answers.statuses()
+    assert_notifies_acknowledged(sandbox)
+    assert_books(app, walked)
+
+
+def guests_ready(sandbox, urls: list[str], count: int, start: int, answers: Answers) -> list[tuple[Guest, str]]:
+    """Guests logged in with a footprint each: (guest, footprint id)."""
+    ready = []
+    for i in range(start, start + count):
+        guest = Guest(urls, i, answers)
+        guest.login(sandbox, f"o_scale_{i:04d}")
+        footprint = guest.call("POST", "/api/v1/footprints", "footprint", json={
+            "scene": f"s={SCENE_CODE}", "activities": [{"type": "rail", "distance_km": 300 + i}]})
+        assert footprint.status_code == 201, footprint.text
+        ready.append((guest, footprint.json()["id"]))
+    return ready
+
+
+def assert_nothing_half_written(app) -> None:
+    """No order waits on a payment that was never created at WeChat Pay, no credit held for one."""
+    with app.app_context():
+        stuck = db.session.execute(select(Order.public_id, Order.status).where(
+            Order.status.in_(("created",)))).all()
+        assert stuck == []
+        half = db.session.execute(select(Payment.out_trade_no, Payment.status).where(
+            Payment.status == "created")).all()
+        assert half == []
+        for order in db.session.scalars(select(Order).where(Order.status == "canceled")):
+            assert [p.status for p in order.payments] == ["failed"]
+            assert {r.status for r in db.session.scalars(select(Reservation).where(
+                Reservation.order_id == order.id))} <= {"released"}
+        db.session.rollback()
+
+
+def test_wechat_slow_or_down_answers_502_and_writes_nothing_half(app, pg_redis, scene, observer, sandbox):
+    """WeChat Pay (and WeChat) slower than the service's timeout: the order answers 502
+    ``payment.unavailable`` in the envelope, its credits are released and its payment marked failed;
+    the same Idempotency-Key then succeeds. WeChat Pay unreachable: 502 at once, likewise."""
+    answers = Answers()
+    timeouts = {"DIANDIAN_WECHAT_TIMEOUT_SECONDS": "1"}
+    with cluster(pg_redis, sandbox, env=timeouts) as deployed:
+        walked = walk_all(sandbox, deployed, 4, answers)
+        ready = guests_ready(sandbox, deployed.urls, 4, 100, answers)
+        sandbox.hook("delay", {"prefix": "/v3/pay/transactions", "seconds": 3})
+        for n, (guest, footprint_id) in enumerate(ready):
+            slow = guest.order(f"slow-{n}", {"footprint_id": footprint_id})
+            assert slow.status_code == 502, slow.text
+            error = slow.json()["error"]
+            assert error["code"] == "payment.unavailable" and error["details"]["provider"] == "unreachable"
+        sandbox.hook("delay", {"prefix": "/sns/", "seconds": 3})
+        code = sandbox.hook("login-code", {"openid": "o_slow_login"})["code"]
+        login = requests.post(deployed.urls[0] + "/api/v1/auth/login", json={"code": code}, timeout=30)
+        assert login.status_code == 502 and login.json()["error"]["code"] == "wechat.unavailable", login.text
+        sandbox.hook("delay", method="DELETE")
+        time.sleep(3.5)  # the slow calls WeChat Pay was still serving are done (it created their orders)
+        assert_nothing_half_written(app)
+        with app.app_context():
+            assert db.session.scalar(select(func.count()).select_from(Order)
+                                     .where(Order.status == "canceled")) == len(ready)
+            db.session.rollback()
+        for n, (guest, footprint_id) in enumerate(ready):  # WeChat Pay is back: the same key now succeeds
+            created = guest.order(f"slow-{n}", {"footprint_id": footprint_id})
+            assert created.status_code == 201, created.text
+            body = created.json()
+            sandbox.hook("pay/request-payment", body["request_payment"])
+            walked.append(Walked(body["order"]["id"], body["order"]["payments"][0]["out_trade_no"], None))
+        with app_server(pg_redis, sandbox.url, workers=1, extra_env={
+                "DIANDIAN_JOBS": "workers", "DIANDIAN_WECHATPAY_API_BASE": DEAD_PORT_URL}) as cut_off:
+            guest, footprint_id = guests_ready(sandbox, [cut_off.url], 1, 200, answers)[0]
+            down = guest.order("down-1", {"footprint_id": footprint_id})
+            assert down.status_code == 502, down.text
+            error = down.json()["error"]
+            assert error["code"] == "payment.unavailable" and error["details"]["provider"] == "unreachable"
+        assert_nothing_half_written(app)
+        settle(observer, sandbox, [w.order_id for w in walked])
+    assert answers.server_errors() == [] and answers.not_enveloped == []
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Order)
+                                 .where(Order.status == "canceled")) == len(ready) + 1
+        db.session.rollback()
+    assert_notifies_acknowledged(sandbox)
+    assert_books(app, walked)
+
+
+def test_a_worker_killed_mid_job_has_the_job_redone_once(app, pg_redis, scene, observer, sandbox, tmp_path):
+    """Workers die (SIGKILL-like, at failpoints) with work uncommitted: a confirmation batch, the
+    certificate issuing (``order.paid``) and the share pictures (``certificate.issued``). Their
+    replacements (and the other worker) redo each once: one certificate per order, one picture of
+    each kind, every event done at its first counted attempt."""
+    markers = {point: tmp_path / point for point in (
+        "checkout.confirm.before_commit", "outbox.order.paid.before_commit",
+        "outbox.certificate.issued.before_commit")}
+    failpoints = ",".join(f"{point}@{marker}" for point, marker in markers.items())
+    answers = Answers()
+    with cluster(pg_redis, sandbox, worker_env={"DIANDIAN_FAILPOINTS": failpoints}) as deployed:
+        walked = walk_all(sandbox, deployed, FAULT_GUESTS, answers)
+        settle(observer, sandbox, [w.order_id for w in walked])
+        exits = list(deployed.workers.exits)
+    assert all(marker.exists() for marker in markers.values())
+    assert exits.count(137) == len(markers)  # each failpoint killed one worker, each was replaced
+    assert {status for status, _ in answers.statuses()} <= {200, 201}
+    assert_notifies_acknowledged(sandbox)
+    assert_books(app, walked)
+    with app.app_context():
+        attempts = Counter(db.session.execute(select(OutboxEvent.kind, OutboxEvent.attempts)
+                                              .where(OutboxEvent.handler != "")).all())
+        assert {a for _, a in attempts} == {1}, attempts  # the killed attempts left no trace
+        db.session.rollback()
+
+
+def test_an_app_server_killed_mid_request_the_other_and_wechats_retries_settle(app, pg_redis, scene, observer,
+                                                                               sandbox):
+    """Server A is SIGKILLed (master and workers) while an order request waits on WeChat Pay and
+    guests and notifies are in flight: guests carry on with B (the same Idempotency-Key resumes the
+    cut order), the balancer sends WeChat Pay's retries to B, and everything settles once."""
+    answers = Answers()
+    with cluster(pg_redis, sandbox) as deployed:
+        a, _ = deployed.servers
+        victim, footprint_id = guests_ready(sandbox, deployed.urls, 1, 500, answers)[0]
+        victim.turn = 0  # on A
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            walking = pool.submit(walk_all, sandbox, deployed, FAULT_GUESTS, answers, 0, 6)
+            time.sleep(2)  # guests are walking, notifies flowing through the balancer
+            sandbox.hook("delay", {"prefix": "/v3/pay/transactions", "seconds": 3})
+            cut = pool.submit(victim.order, "victim-1", {"footprint_id": footprint_id})
+
+            def waiting_on_wechat_pay():
+                with sandbox.state.lock:
+                    return any((call.get("json") or {}).get("payer", {}).get("openid") == "o_scale_0500"
+                               for call in sandbox.state.calls)
+
+            deadline = time.monotonic() + 30
+            while not waiting_on_wechat_pay():
+                assert time.monotonic() < deadline, "the victim's order never reached WeChat Pay"
+                time.sleep(0.05)
+            killed = a.kill()
+            sandbox.hook("delay", method="DELETE")
+            walked = walking.result()
+            resumed = cut.result()
+        assert len(killed) >= 2 and a.pids() == []
+        assert resumed.status_code == 201, resumed.text
+        body = resumed.json()
+        sandbox.hook("pay/request-payment", body["request_payment"])
+        walked.append(Walked(body["order"]["id"], body["order"]["payments"][0]["out_trade_no"], None))
+        settle(observer, sandbox, [w.order_id for w in walked])
+    assert ("order", "cut", None) in answers.seen  # the victim's connection was cut mid-request
+    assert answers.server_errors() == [] and answers.not_enveloped == []
+    refused = {key for key in answers.statuses() if key[0] != "cut" and key[0] >= 400}
+    assert refused <= {(409, "order.in_progress")}, refused  # the resumed order waited for its first try
+    deliveries = sandbox.hook("pay/notifications", method="GET")["notifications"]
+    print(f"\nkilled {len(killed)} processes; answers {dict(answers.statuses())}; "
+          f"notify deliveries failed {sum(1 for d in deliveries if not d['acknowledged'])} of {len(deliveries)}")
+    assert_notifies_acknowledged(sandbox)
+    assert_books(app, walked)
+    with app.app_context():  # the cut order was resumed, not made twice
+        victim_orders = db.session.execute(text(
+            "SELECT count(*) FROM orders o JOIN users u ON u.id = o.user_id WHERE u.openid = 'o_scale_0500'")).scalar()
+        assert victim_orders == 1
+        db.session.rollback()
