@@ -97,9 +97,12 @@ class Balancer:
 
     def __exit__(self, *exc_info: object) -> None:
         self._stopped.set()
-        self._listener.close()
-        with self._lock:
-            for sock in list(self._open):
+        with self._lock:  # shutdown first: it wakes the threads blocked in accept() and recv(), close() does not
+            for sock in (self._listener, *self._open):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
                 sock.close()
 
     def _accept(self) -> None:
