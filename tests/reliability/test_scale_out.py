@@ -493,22 +493,23 @@ def test_wechat_slow_or_down_answers_502_and_writes_nothing_half(app, pg_redis, 
     ``payment.unavailable`` in the envelope, its credits are released and its payment marked failed;
     the same Idempotency-Key then succeeds. WeChat Pay unreachable: 502 at once, likewise."""
     answers = Answers()
-    timeouts = {"DIANDIAN_WECHAT_TIMEOUT_SECONDS": "1"}
+    timeouts = {"DIANDIAN_WECHAT_TIMEOUT_SECONDS": "2"}
+    slow = 6  # seconds WeChat takes: well past the timeout
     with cluster(pg_redis, sandbox, env=timeouts) as deployed:
         walked = walk_all(sandbox, deployed, 4, answers)
         ready = guests_ready(sandbox, deployed.urls, 4, 100, answers)
-        sandbox.hook("delay", {"prefix": "/v3/pay/transactions", "seconds": 3})
+        sandbox.hook("delay", {"prefix": "/v3/pay/transactions", "seconds": slow})
         for n, (guest, footprint_id) in enumerate(ready):
-            slow = guest.order(f"slow-{n}", {"footprint_id": footprint_id})
-            assert slow.status_code == 502, slow.text
-            error = slow.json()["error"]
+            timed_out = guest.order(f"slow-{n}", {"footprint_id": footprint_id})
+            assert timed_out.status_code == 502, timed_out.text
+            error = timed_out.json()["error"]
             assert error["code"] == "payment.unavailable" and error["details"]["provider"] == "unreachable"
-        sandbox.hook("delay", {"prefix": "/sns/", "seconds": 3})
+        sandbox.hook("delay", {"prefix": "/sns/", "seconds": slow})
         code = sandbox.hook("login-code", {"openid": "o_slow_login"})["code"]
         login = requests.post(deployed.urls[0] + "/api/v1/auth/login", json={"code": code}, timeout=30)
         assert login.status_code == 502 and login.json()["error"]["code"] == "wechat.unavailable", login.text
         sandbox.hook("delay", method="DELETE")
-        time.sleep(3.5)  # the slow calls WeChat Pay was still serving are done (it created their orders)
+        time.sleep(slow + 1)  # the slow calls WeChat Pay was still serving are done (it created their orders)
         assert_nothing_half_written(app)
         with app.app_context():
             assert db.session.scalar(select(func.count()).select_from(Order)
