@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 
 from carbon.accounts.models import User
 from carbon.checkout.models import IdempotencyKey, Order, Payment
@@ -83,6 +84,10 @@ def create_order(user: User, body: dict, idempotency_key: str) -> tuple[Order, d
     try:
         _check_beneficiary(user, body.get("beneficiary_name"))
         order, payment = _reserve_and_record(user, body, claim)
+    except (ObjectDeletedError, StaleDataError) as exc:  # so slow that a retry took the key over
+        # (_release_abandoned): the retry makes the order
+        db.session.rollback()
+        raise OrderInProgress() from exc
     except BaseException:
         db.session.rollback()
         _forget(claim.id)

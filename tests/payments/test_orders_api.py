@@ -74,6 +74,28 @@ def test_a_key_whose_request_died_before_its_order_is_taken_over_by_a_retry(live
                                  .where(IdempotencyKey.key == "orphan")) == 1
 
 
+def test_a_request_outlived_by_a_takeover_of_its_key_answers_in_progress(live, sandbox, monkeypatch):
+    """The other side: a first request so slow that a retry took its key over makes no order (the
+    retry makes it) and answers 409, never 500."""
+    from sqlalchemy import delete
+
+    from carbon.checkout import orders
+
+    seed_project(live.app, units=10)
+    token = guest_token(live.url, sandbox, "o_outlived")
+
+    def taken_over_meanwhile(user, name):
+        with db.engine.begin() as other:  # the retry's commit, on a connection of its own
+            other.execute(delete(IdempotencyKey).where(IdempotencyKey.user_id == user.id))
+
+    monkeypatch.setattr(orders, "_check_beneficiary", taken_over_meanwhile)
+    outlived = place_order(live, token, {"kg": "2"}, key="slow-first")
+    assert outlived.status_code == 409 and outlived.json()["error"]["code"] == "order.in_progress", outlived.text
+    with live.app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Order)) == 0
+        assert db.session.scalar(select(func.count()).select_from(Reservation)) == 0
+
+
 def test_order_validation(live, sandbox):
     seed_project(live.app)
     token = guest_token(live.url, sandbox, "o_valid")
