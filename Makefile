@@ -43,9 +43,12 @@ browser:
 
 # schemathesis with many random examples per operation (make test runs a few, the same each time)
 SOAK_EXAMPLES ?= 300
+# and the scale-out and fault suite with more guests and fault rounds (DIANDIAN_SOAK=1; it needs
+# TEST_DATABASE_URL and TEST_REDIS_URL, else it skips and says why)
 soak: $(STAMP)
 	DIANDIAN_FUZZ_EXAMPLES=$(SOAK_EXAMPLES) DIANDIAN_FUZZ_RANDOM=1 DIANDIAN_FUZZ_REPORT=1 \
 		$(PY) -m pytest -q -s tests/api/test_schemathesis.py $(PYTEST_ARGS)
+	DIANDIAN_SOAK=1 $(PY) -m pytest -q -s tests/reliability/test_scale_out.py $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

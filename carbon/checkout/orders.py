@@ -11,8 +11,9 @@ import secrets
 from datetime import timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 
 from carbon.accounts.models import User
 from carbon.checkout.models import IdempotencyKey, Order, Payment
@@ -77,10 +78,16 @@ def create_order(user: User, body: dict, idempotency_key: str) -> tuple[Order, d
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        return _replay(user, idempotency_key, request_hash)
+        if not _release_abandoned(user, idempotency_key, request_hash):
+            return _replay(user, idempotency_key, request_hash)
+        return create_order(user, body, idempotency_key)  # the key is free again: this request takes it
     try:
         _check_beneficiary(user, body.get("beneficiary_name"))
         order, payment = _reserve_and_record(user, body, claim)
+    except (ObjectDeletedError, StaleDataError) as exc:  # so slow that a retry took the key over
+        # (_release_abandoned): the retry makes the order
+        db.session.rollback()
+        raise OrderInProgress() from exc
     except BaseException:
         db.session.rollback()
         _forget(claim.id)
@@ -168,6 +175,18 @@ def _check_holds(user: User, wanted_kg: Decimal, now) -> None:
         raise HoldLimitReached(details={"open_orders": count, "held_kg": str(kg(Decimal(held))),
                                         "max_open_orders": settings.MAX_OPEN_ORDERS_PER_GUEST,
                                         "max_held_kg": settings.MAX_HELD_KG_PER_GUEST})
+
+
+def _release_abandoned(user: User, key: str, request_hash: str) -> bool:
+    """Free a key whose request died between its claim and its order (a server killed then, its
+    transaction lost): else every retry would answer ``order.in_progress`` forever. After
+    RESUME_AFTER_SECONDS that request is surely over; one retry deletes the claim, and takes the key."""
+    freed = db.session.execute(delete(IdempotencyKey).where(
+        IdempotencyKey.user_id == user.id, IdempotencyKey.key == key, IdempotencyKey.request_hash == request_hash,
+        IdempotencyKey.order_id.is_(None),
+        IdempotencyKey.created_at < utcnow() - timedelta(seconds=RESUME_AFTER_SECONDS))).rowcount
+    db.session.commit()
+    return freed == 1
 
 
 def _replay(user: User, key: str, request_hash: str) -> tuple[Order, dict[str, str]]:

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from carbon.core import extensions as ext
 from carbon.core.clock import utcnow
 from carbon.core.db import db
+from carbon.core.failpoints import failpoint
 from carbon.jobs.models import OutboxEvent
 
 log = logging.getLogger("diandian.jobs")
@@ -162,6 +163,8 @@ def dispatch_batch(event_ids: list[int] | None = None, limit: int = DISPATCH_BAT
                     .values(status="done", processed_at=utcnow(), last_error=None), done)
     for event_id, attempts, exc in failures:
         results[event_id] = _record_failure(event_id, attempts, exc)
+    for kind in sorted({kind for _, kind, *_ in claimed}):
+        failpoint(f"outbox.{kind}.before_commit")  # tests: a worker killed with the handlers' work uncommitted
     session.commit()
     kick()  # what the handlers emitted
     return results

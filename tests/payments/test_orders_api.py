@@ -44,6 +44,58 @@ def test_a_key_still_being_processed_is_409_and_a_failed_attempt_frees_the_key(l
         assert db.session.scalar(select(func.count()).select_from(Reservation)) == 0
 
 
+def test_a_key_whose_request_died_before_its_order_is_taken_over_by_a_retry(live, sandbox):
+    """A server killed between the key's claim and the order's commit leaves a claim with no order
+    (tests/reliability/test_scale_out.py found it): the guest's retries answered 409 forever. Once
+    the first request is surely over, one retry takes the key and makes the one order."""
+    from carbon.checkout.orders import RESUME_AFTER_SECONDS
+    from carbon.core.clock import clock
+
+    seed_project(live.app, units=10)
+    token = guest_token(live.url, sandbox, "o_dead_claim")
+    with live.app.app_context():  # the claim the killed request committed; its order never was
+        user = db.session.scalar(select(User).where(User.openid == "o_dead_claim"))
+        fingerprint = request_fingerprint(OrderIn().load({"kg": "2"}))
+        db.session.add(IdempotencyKey(user_id=user.id, key="orphan", request_hash=fingerprint))
+        db.session.add(IdempotencyKey(user_id=user.id, key="other-body", request_hash="0" * 64))
+        db.session.commit()
+    soon = place_order(live, token, {"kg": "2"}, key="orphan")
+    assert soon.status_code == 409 and soon.json()["error"]["code"] == "order.in_progress"
+    clock.advance(RESUME_AFTER_SECONDS + 1)
+    taken = place_order(live, token, {"kg": "2"}, key="orphan")
+    assert taken.status_code == 201, taken.text
+    again = place_order(live, token, {"kg": "2"}, key="orphan")
+    assert again.status_code == 201 and again.json()["order"]["id"] == taken.json()["order"]["id"]
+    reused = place_order(live, token, {"kg": "2"}, key="other-body")  # another body's key is not taken
+    assert reused.status_code == 409 and reused.json()["error"]["code"] == "order.idempotency_key_reused"
+    with live.app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Order)) == 1
+        assert db.session.scalar(select(func.count()).select_from(IdempotencyKey)
+                                 .where(IdempotencyKey.key == "orphan")) == 1
+
+
+def test_a_request_outlived_by_a_takeover_of_its_key_answers_in_progress(live, sandbox, monkeypatch):
+    """The other side: a first request so slow that a retry took its key over makes no order (the
+    retry makes it) and answers 409, never 500."""
+    from sqlalchemy import delete
+
+    from carbon.checkout import orders
+
+    seed_project(live.app, units=10)
+    token = guest_token(live.url, sandbox, "o_outlived")
+
+    def taken_over_meanwhile(user, name):
+        with db.engine.begin() as other:  # the retry's commit, on a connection of its own
+            other.execute(delete(IdempotencyKey).where(IdempotencyKey.user_id == user.id))
+
+    monkeypatch.setattr(orders, "_check_beneficiary", taken_over_meanwhile)
+    outlived = place_order(live, token, {"kg": "2"}, key="slow-first")
+    assert outlived.status_code == 409 and outlived.json()["error"]["code"] == "order.in_progress", outlived.text
+    with live.app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Order)) == 0
+        assert db.session.scalar(select(func.count()).select_from(Reservation)) == 0
+
+
 def test_order_validation(live, sandbox):
     seed_project(live.app)
     token = guest_token(live.url, sandbox, "o_valid")

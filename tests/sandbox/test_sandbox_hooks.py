@@ -166,3 +166,25 @@ def test_cli_serves_the_given_app():
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_delay_slows_the_apis_under_its_prefix_then_serves_them(api, client):
+    armed = api.hook("delay", {"prefix": "/sns/", "seconds": 0.6}).json()
+    assert armed == {"delays": {"/sns/": 0.6}}
+    code = api.login_code("o-slow")
+    with pytest.raises(requests.Timeout):  # the caller gives up; the call is still served after the wait
+        requests.get(f"{api.url}{LOGIN}", timeout=0.2, params={"appid": "x", "secret": "y", "js_code": code,
+                                                              "grant_type": "authorization_code"})
+    assert api.hook("delay", {"prefix": "/sns/", "seconds": 0}).json() == {"delays": {}}
+    assert client.wxa.code_to_session(api.login_code("o-slow"))["openid"] == "o-slow"
+    api.hook("delay", {"prefix": "/", "seconds": 5})
+    assert api.hook("delay", method="DELETE").json() == {"delays": {}}
+    assert client.wxa.code_to_session(api.login_code("o-slow"))["openid"] == "o-slow"
+
+
+def test_delay_hook_validates_input(api):
+    assert api.hook("delay", {"prefix": "sns", "seconds": 1}).status_code == 400
+    assert api.hook("delay", {"prefix": "/__sandbox__/", "seconds": 1}).status_code == 400
+    assert api.hook("delay", {"seconds": -1}).status_code == 400
+    assert api.hook("delay", {"seconds": 61}).status_code == 400
+    assert api.hook("delay", {"seconds": True}).status_code == 400

@@ -202,6 +202,35 @@ def clear_failures() -> Response:
     return jsonify(cleared=True)
 
 
+MAX_DELAY_SECONDS = 60
+
+
+@bp.post("/delay")
+def arm_delay() -> Response:
+    """A slow WeChat: every API call whose path starts with ``prefix`` (``/`` = all; hooks never)
+    waits ``seconds`` before it is served (and is then served as usual). 0 clears that prefix."""
+    body = payload()
+    prefix = body.get("prefix", "/")
+    if not isinstance(prefix, str) or not prefix.startswith("/") or prefix.startswith("/__sandbox__"):
+        raise HookError(400, "prefix must start with / and not be a hook path")
+    seconds = body.get("seconds")
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 <= seconds <= MAX_DELAY_SECONDS:
+        raise HookError(400, f"seconds must be a number from 0 to {MAX_DELAY_SECONDS}")
+    state = sandbox_state()
+    state.set_delay(prefix, float(seconds))
+    with state.lock:
+        delays = dict(state.delays)
+    return jsonify(delays=delays)
+
+
+@bp.delete("/delay")
+def clear_delays() -> Response:
+    state = sandbox_state()
+    with state.lock:
+        state.delays.clear()
+    return jsonify(delays={})
+
+
 @bp.post("/tokens/invalidate")
 def invalidate_tokens() -> Response:
     """Every access_token issued so far (both pools) stops working now."""

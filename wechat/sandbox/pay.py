@@ -1,6 +1,6 @@
 """WeChat Pay API v3 (api.mch.weixin.qq.com), direct merchant JSAPI, per WECHAT_PROTOCOLS.md §6.2–§6.4.
 
-Every ``/v3`` call is recorded, may be answered by an injected failure (HTTP 500 SYSTEM_ERROR
+Every ``/v3`` call is recorded, may be slowed down (the delay hook), may be answered by an injected failure (HTTP 500 SYSTEM_ERROR
 whatever the armed errcode), and must carry a valid merchant ``Authorization`` (else 401
 SIGN_ERROR). Every answer, errors and 204 included, is signed with WeChat Pay's key. Views raise
 ``PayError``; times are the sandbox's virtual clock.
@@ -86,6 +86,7 @@ def authenticate() -> Response | None:
     state = sandbox_state()
     raw = request.get_data()
     state.record_request()
+    state.wait_delay(request.path)
     if state.take_failure(request.path) is not None:
         raise PayError(500, "SYSTEM_ERROR", "系统错误")
     fields = parse_authorization(request.headers.get("Authorization"))

@@ -218,6 +218,7 @@ class SandboxState:
             self.clock_offset = 0.0
             self.calls: list[dict[str, Any]] = []
             self.failures: dict[str, dict[str, int]] = {}
+            self.delays: dict[str, float] = {}  # path prefix -> seconds every emulated API call waits
             self.areas = {name: make(self.config) for name, make in AREA_FACTORIES.items()}
 
     @property
@@ -258,6 +259,22 @@ class SandboxState:
     def arm_failure(self, path: str, errcode: int, count: int) -> None:
         with self.lock:
             self.failures[path] = {"errcode": errcode, "remaining": count}
+
+    def set_delay(self, prefix: str, seconds: float) -> None:
+        with self.lock:
+            if seconds > 0:
+                self.delays[prefix] = seconds
+            else:
+                self.delays.pop(prefix, None)
+
+    def wait_delay(self, path: str) -> float:
+        """A slow WeChat: sleep (no lock held) as long as the longest delay armed for a prefix of
+        ``path``; the call is then served as usual, after its caller may have given up."""
+        with self.lock:
+            seconds = max((s for prefix, s in self.delays.items() if path.startswith(prefix)), default=0.0)
+        if seconds:
+            time.sleep(seconds)
+        return seconds
 
     def take_failure(self, path: str) -> int | None:
         """The errcode to answer for this call to ``path``, if a failure is armed."""
