@@ -647,3 +647,37 @@ def test_metrics_are_not_public_behind_the_production_proxy():
     nginx = (ROOT / "deploy" / "nginx" / "diandian.conf").read_text()
     assert re.search(r"location = /metrics \{\s*return 404;", nginx)
     assert "merge_slashes off" not in nginx  # //metrics is /metrics for nginx too
+
+
+def test_a_draft_scene_is_no_scene_for_guests_and_the_public(world):
+    """Every public or guest route that takes a scene answers for A's draft as for no scene at all."""
+    from carbon.organizers.models import Organizer
+    from carbon.organizers.service import Principal
+    from carbon.scenes import service as scenes
+
+    with world.app.app_context():
+        from carbon.core.db import db
+
+        owner = db.session.scalar(select(Organizer).where(Organizer.email == world.a.owner))
+        draft = scenes.create_scene(Principal(owner.organization, "owner", organizer=owner),
+                                    {"kind": "conference", "name_zh": "未发布的论坛", "code": "secdraft1"})
+        draft_id = draft.public_id
+        db.session.remove()
+    client, bob = world.client(), bearer(world.bob.token)
+    code = "s%3Dsecdraft1"
+    asked = {"GET /api/v1/scenes/resolve": client.get(f"/api/v1/scenes/resolve?scene={code}"),
+             "GET /s": client.get(f"/s?scene={code}"),
+             "GET /api/v1/leaderboards": client.get(f"/api/v1/leaderboards?scene={draft_id}"),
+             "GET /api/v1/leaderboards/me": client.get(f"/api/v1/leaderboards/me?scene={draft_id}", headers=bob),
+             "POST /api/v1/footprints/preview": client.post("/api/v1/footprints/preview", json={
+                 "scene": code, "activities": [{"type": "rail", "distance_km": 10}]}),
+             "POST /api/v1/footprints": client.post("/api/v1/footprints", headers=bob, json={
+                 "scene": code, "activities": [{"type": "rail", "distance_km": 10}]}),
+             "POST /api/v1/orders": client.post("/api/v1/orders", json={"kg": "5", "scene": code},
+                                                headers={**bob, "Idempotency-Key": "sec-draft"}),
+             **{f"GET /screen/<key>{tail}": client.get(f"/screen/{key}{tail}", buffered=True)
+                for key in (draft_id, "secdraft1") for tail in ("", "/events", "/snapshot.json", "/code.png")}}
+    seen = {name: outcome(response) for name, response in asked.items()}
+    pages = {"GET /s", "GET /screen/<key>"}  # HTML pages: a 404 page
+    assert seen == {name: "404 page:?" if name in pages else "404 scene.not_found" for name in seen}
+    assert not any("未发布的论坛" in response.get_data(as_text=True) for response in asked.values())
