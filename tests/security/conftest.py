@@ -42,6 +42,8 @@ class Guest:
     orders: list[str] = field(default_factory=list)
     trade_nos: list[str] = field(default_factory=list)
     certificate: str = ""
+    awaiting: str = ""  # an order awaiting payment, and its wx.requestPayment package (prepay_id=...)
+    package: str = ""
 
 
 @dataclass
@@ -136,13 +138,19 @@ def _build(live, sandbox) -> World:
         paid = requests.post(f"{sandbox.url}/__sandbox__/pay/request-payment",
                              json=created.get_json()["request_payment"], timeout=30).json()
         assert paid["notify"]["acknowledged"], paid
+    unpaid = client.post("/api/v1/orders", json={"kg": "10", "scene": world.scene_string(world.a)},
+                         headers={**alice, "Idempotency-Key": "sec-unpaid"})
+    assert unpaid.status_code == 201, unpaid.get_json()
+    world.alice.awaiting = unpaid.get_json()["order"]["id"]
+    world.alice.package = unpaid.get_json()["request_payment"]["package"]
     certificates = client.get("/api/v1/certificates", headers=alice).get_json()["items"]
     assert len(certificates) == 2, certificates
     world.alice.certificate = next(c["number"] for c in certificates if c["order_id"] == world.alice.orders[0])
     with live.app.app_context():
         refund_order(world.alice.orders[1], "安全测试退款 / security matrix refund")
         world.alice.trade_nos = list(db.session.scalars(
-            select(Payment.out_trade_no).join(Order).where(Order.public_id.in_(world.alice.orders))))
+            select(Payment.out_trade_no).join(Order).where(
+                Order.public_id.in_([*world.alice.orders, world.alice.awaiting]))))
         [world.event] = jobs.emit(FAILING_KIND, {"order": world.alice.orders[0]})
         db.session.commit()
         db.session.execute(update(OutboxEvent).where(OutboxEvent.id == world.event)

@@ -184,14 +184,14 @@ def fingerprint(app) -> str:
 
 def leaks(response, secrets: set[str]) -> set[str]:
     """The secrets in the answer, other than those the request itself named (e.g. in a sign-in link's ``next``)."""
-    text = response.get_data(as_text=True)
+    text = response.get_data().decode("utf-8", "replace")
     asked = response.request.full_path if response.request is not None else ""
     return {secret for secret in secrets if secret and secret in text and secret not in asked}
 
 
 def alices_secrets(world: World) -> set[str]:
     return {world.alice.openid, world.alice.user_id, world.alice.footprint, *world.alice.orders,
-            *world.alice.trade_nos}
+            world.alice.awaiting, world.alice.package.removeprefix("prepay_id="), *world.alice.trade_nos}
 
 
 def a_secrets(world: World) -> set[str]:
@@ -487,6 +487,11 @@ def test_another_guest_never_sees_or_touches_alices_things(world):
             leaked[name] = found
     assert seen == expected
     assert leaked == {}
+    # Her order awaiting payment, with its payment parameters, is not found either.
+    awaiting = client.get(f"/api/v1/orders/{world.alice.awaiting}", headers=bob)
+    assert outcome(awaiting) == "404 order.not_found" and not leaks(awaiting, alices_secrets(world))
+    assert world.alice.package in client.get(f"/api/v1/orders/{world.alice.awaiting}",
+                                             headers=bearer(world.alice.token)).get_data(as_text=True)
     # An order for alice's footprint is refused as if it did not exist.
     taken = client.post("/api/v1/orders", json={"footprint_id": world.alice.footprint},
                         headers={**bob, "Idempotency-Key": "sec-bob-steals"})
@@ -593,15 +598,19 @@ def test_staff_and_owners_on_the_console(world):
     """Every console page opens for A's owner and staff with A's own things, except the owner-only ones."""
     for email, owner in ((world.a.owner, True), (world.a.staff, False)):
         client = signed_in(world, email)
-        seen, expected = {}, {}
+        seen, expected, pii = {}, {}, {}
         for method, rule in routes(world.app, *CONSOLES):
             if method != "GET":
                 continue
             name = f"{method} {rule.rule}"
-            seen[name] = outcome(client.get(url_of(world, rule)))
+            answer = client.get(url_of(world, rule))
+            seen[name] = outcome(answer)
             expected[name] = ("403 page:auth.owner_required" if AUDIENCE[rule.endpoint] == CONSOLE_OWNER and not owner
                               else "3xx /console/scenes" if rule.endpoint == "console.home" else "2xx")
+            if found := leaks(answer, {world.alice.openid, world.alice.package}):  # a guest's WeChat identity
+                pii[name] = found
         assert seen == expected, email
+        assert pii == {}, email
 
 
 # --- 6: CSRF on every console form ---------------------------------------------------------------
