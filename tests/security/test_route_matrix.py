@@ -369,6 +369,13 @@ def test_the_console_accepts_no_cookie_but_a_live_members_session(world):
             expected[name] = ("400 page:console.csrf" if secret and method == "POST" else "3xx /console/login")
     assert seen == expected
     assert fingerprint(world.app) == before
+    # The control: the same forged cookie holding a live member's token is a session.
+    client = world.client()
+    live = organizer_login(world, world.a.staff)
+    client.set_cookie("diandian_console", console_cookie(world.app, {"token": live, "csrf_token": "t" * 43}),
+                      path="/console")
+    assert outcome(client.get("/console/scenes")) == "2xx"
+    assert csrf_of(client.get("/console/scenes")) == "t" * 43
 
 
 # --- 3: tokens that are not (or no longer) good ------------------------------------------------------
@@ -436,6 +443,7 @@ def test_a_broken_ended_or_foreign_organizer_token_is_401_on_every_organizer_rou
     from carbon.organizers.service import TOKEN_SALT
 
     token = organizer_login(world, world.a.staff)
+    assert outcome(world.client().get("/api/v1/admin/me", headers=bearer(token))) == "2xx"
     if kind == "revoked":
         assert world.client().post("/api/v1/admin/auth/logout", headers=bearer(token)).status_code == 204
     if kind == "a guest's token signed as an organizer's":  # a guest session id under the organizer salt
