@@ -698,3 +698,26 @@ def test_a_draft_scene_is_no_scene_for_guests_and_the_public(world):
     pages = {"GET /s", "GET /screen/<key>"}  # HTML pages: a 404 page
     assert seen == {name: "404 page:?" if name in pages else "404 scene.not_found" for name in seen}
     assert not any("未发布的论坛" in response.get_data(as_text=True) for response in asked.values())
+
+
+def test_the_openapi_document_declares_each_operations_audience(world):
+    """/api/openapi.json: guest routes need the guest scheme, organizer routes the organizer scheme (and
+    list 401, owner-only ones 403 too), public ones none; every /api/v1 route is in it."""
+    document = world.client().get("/api/openapi.json").get_json()
+    wanted = {GUEST: [{"guest": []}], ORGANIZER: [{"organizer": []}], OWNER: [{"organizer": []}], PUBLIC: [],
+              PROVIDER: []}
+    seen, expected = {}, {}
+    for method, rule in routes(world.app):
+        if not rule.rule.startswith("/api/v1/"):
+            continue
+        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
+        operation = document["paths"].get(path, {}).get(method.lower())
+        name, audience = f"{method} {rule.rule}", AUDIENCE[rule.endpoint]
+        if operation is None:
+            seen[name] = "missing"
+            continue
+        statuses = set(operation["responses"])
+        seen[name] = (operation.get("security"), "401" in statuses, "403" in statuses if audience == OWNER else None)
+        expected[name] = (wanted[audience], audience in GUESTS | ORGANIZERS or "401" in statuses,
+                          True if audience == OWNER else None)
+    assert seen == expected
