@@ -583,6 +583,9 @@ def test_another_organizations_console_sees_none_of_a(world):
         assert seen == expected, email
         assert leaked == {}, email
     assert fingerprint(world.app) == before  # A's event is still failed, nothing of A's renamed, no scene made
+    for path in ("/console/settlement", "/console/settlement.csv"):  # A's project earns for A only
+        assert world.project not in clients[world.b.owner].get(path).get_data(as_text=True)
+        assert world.project in signed_in(world, world.a.staff).get(path).get_data(as_text=True)
     with world.app.app_context():
         assert db.session.get(OutboxEvent, world.event).status == "failed"
         db.session.remove()
