@@ -724,3 +724,19 @@ def test_the_openapi_document_declares_each_operations_audience(world):
         expected[name] = (wanted[audience], audience in GUESTS | ORGANIZERS or "401" in statuses,
                           True if audience == OWNER else None)
     assert seen == expected
+
+
+@pytest.mark.parametrize("headers", [{"X-Forwarded-For": "127.0.0.1"}, {"X-Real-IP": "127.0.0.1"},
+                                     {"Forwarded": "for=127.0.0.1"}, {"X-Forwarded-For": "::1"}])
+def test_without_a_metrics_token_no_proxy_header_passes_for_this_machine(database_url, sandbox, headers):
+    """Behind a trusted proxy (ProxyFix takes the client address from X-Forwarded-For) a remote client
+    claiming to be 127.0.0.1 is still refused: any forwarding header means the request was not direct."""
+    from app import create_app
+    from tests.conftest import make_config
+
+    app = create_app(make_config(database_url, sandbox.url, TRUSTED_PROXIES=1))
+    client = app.test_client()
+    assert outcome(client.get("/metrics")) == "2xx"  # the control: a direct local client
+    remote = {"REMOTE_ADDR": "198.51.100.7"}
+    assert outcome(client.get("/metrics", headers=headers, environ_base=remote)) == "403 metrics.local_only"
+    assert outcome(client.get("/metrics", headers=headers)) == "403 metrics.local_only"
