@@ -40,3 +40,24 @@ def test_partly_audited_names_what_was_not(strict):
 
 def test_clean(strict):
     assert judge({"dependencies": [CLEAN]}) == (0, ["pip-audit: no known vulnerability in 1 packages"])
+
+
+def test_make_lint_runs_ruff_and_the_audit():
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\nlint:", 1)[1].split("\n\n", 1)[0]
+    assert "ruff check ." in recipe and "$(PY) deploy/audit_dependencies.py" in recipe
+
+
+def test_the_venv_holds_no_setuptools_with_a_known_vulnerability():
+    """Every Python 3.11 venv is seeded with setuptools 65.5.0 (CVE-2022-40897, CVE-2024-6345,
+    CVE-2025-47273, fixed by 78.1.1); pyproject.toml's floor replaces it, in the image too."""
+    import tomllib
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    [floor] = [Requirement(text) for text in dependencies if Requirement(text).name == "setuptools"]
+    assert Version("78.1.1") in floor.specifier and Version("65.5.0") not in floor.specifier
+    assert Version(version("setuptools")) in floor.specifier
