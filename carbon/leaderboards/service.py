@@ -289,11 +289,18 @@ def progress(scene: Scene) -> dict:
 
 
 def estimated_grams(scene: Scene) -> int | None:
+    """The scene's estimated footprint: its expected attendance at its guests' average footprint."""
     if not scene.expected_attendance:
         return None
+    return attendees_grams(scene, scene.expected_attendance)
+
+
+def attendees_grams(scene: Scene, attendees: int) -> int | None:
+    """``attendees`` guests at the average footprint the scene's guests calculated (kind ``event``),
+    to the gram; None while no guest has calculated one."""
     total, count = db.session.execute(
         select(func.coalesce(func.sum(Footprint.total_grams), 0), func.count())
         .where(Footprint.scene_id == scene.id, Footprint.kind == "event")).one()
     if not count:
         return None
-    return int((Decimal(int(total)) * scene.expected_attendance / count).to_integral_value(ROUND_HALF_UP))
+    return int((Decimal(int(total)) * attendees / count).to_integral_value(ROUND_HALF_UP))
