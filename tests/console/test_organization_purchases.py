@@ -210,7 +210,6 @@ def test_another_organization_cannot_see_or_buy_for_the_scene_and_staff_cannot_p
 
 def test_a_company_without_scenes_buys_for_a_named_event(live, sandbox):
     from carbon.certificates import cards
-
     from carbon.core import extensions as ext
 
     seed_project(live.app)
