@@ -22,3 +22,4 @@ from carbon.ledger.models import LedgerTransaction, Posting  # noqa: F401
 from carbon.organizers.models import ApiKey, Organization, Organizer, OrganizerSession  # noqa: F401
 from carbon.scenes.models import Scene, SceneChannel, SceneDailyStat  # noqa: F401
 from wechat.models import WeChatCredential  # noqa: F401
+from carbon.invoices.models import InvoiceProfile, InvoiceRequest  # noqa: F401
