@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, Numeric, String, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from carbon.checkout.states import OrderStatus, PaymentStatus
@@ -14,13 +14,19 @@ from carbon.credits.models import Project
 
 
 class Order(db.Model):
-    """A guest buying ``units`` of one project's credits (``kg`` = units × unit size) for ``amount`` CNY."""
+    """A buyer (a guest, or an organization) buying ``units`` of one project's credits (``kg`` = units
+    × unit size) for ``amount`` CNY. The buyer is also the beneficiary: exactly one of ``user_id``
+    (a guest, paying by JSAPI in the mini-program) and ``organization_id`` (an organization, paying
+    by Native from the console) is set."""
 
     __tablename__ = "orders"
+    __table_args__ = (CheckConstraint("(user_id IS NULL) <> (organization_id IS NULL)", name="one_buyer"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: new_public_id("ord"))
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    organization_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id", ondelete="RESTRICT"),
+                                                        index=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="RESTRICT"))
     footprint_id: Mapped[int | None] = mapped_column(ForeignKey("footprints.id", ondelete="SET NULL"))
     scene_id: Mapped[int | None] = mapped_column(ForeignKey("scenes.id", ondelete="SET NULL"), index=True)
