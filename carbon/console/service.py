@@ -1,6 +1,6 @@
 """What the console reads beyond the scene service: an organization's orders, payments, refunds,
 failed background events and settlement; projects and their inventory. Every query is scoped to
-the caller's organization: orders placed through its scenes or for projects it owns."""
+the caller's organization: orders it bought, placed through its scenes or for projects it owns."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,7 +24,8 @@ from carbon.scenes.models import Scene
 
 def _ours(principal: Principal) -> ColumnElement[bool]:
     organization = principal.organization.id
-    return or_(Order.scene_id.in_(select(Scene.id).where(Scene.organization_id == organization)),
+    return or_(Order.organization_id == organization,
+               Order.scene_id.in_(select(Scene.id).where(Scene.organization_id == organization)),
                Order.project_id.in_(select(Project.id).where(Project.owner_organization_id == organization)))
 
 

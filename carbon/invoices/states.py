@@ -15,7 +15,7 @@ class InvoiceStatus(StrEnum):
     REJECTED = "rejected"
 
 
-I = InvoiceStatus  # noqa: E741
+I = InvoiceStatus
 INVOICE_TRANSITIONS: dict[str, set[str]] = {
     I.REQUESTED: {I.ISSUED, I.REJECTED},
     I.ISSUED: set(),
