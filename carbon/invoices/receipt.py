@@ -1,5 +1,5 @@
 """The receipt as a one-page A4 PDF with real text (searchable, copyable) in Kurinto Sans SC, the
-project's CJK font (decision 0005), embedded as a subset: fpdf2 writes it (decision 0016)."""
+project's CJK font (decision 0005), embedded as a subset: fpdf2 writes it (decision 0017)."""
 from __future__ import annotations
 
 from decimal import Decimal

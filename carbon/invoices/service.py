@@ -1,4 +1,4 @@
-"""Receipts, invoice profiles and invoice requests (decision 0016).
+"""Receipts, invoice profiles and invoice requests (decision 0017).
 
 A receipt is drawn from the order as it is (paid, or paid then refunded). An invoice request is
 for an order the organization bought itself (``orders.organization_id``); the organization's
