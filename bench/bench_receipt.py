@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from fpdf import FPDF
@@ -18,7 +18,7 @@ from carbon.invoices.receipt import render
 from carbon.invoices.service import ReceiptFacts
 from carbon.rendering import cjk_font_path
 
-FACTS = ReceiptFacts(order="ord_4k9x2m8q7w1z", paid_at=datetime(2026, 12, 1, 1, 2, 3, tzinfo=timezone.utc),
+FACTS = ReceiptFacts(order="ord_4k9x2m8q7w1z", paid_at=datetime(2026, 12, 1, 1, 2, 3, tzinfo=UTC),
                      payer="首届中国数字碳中和高峰论坛组委会", project_zh="成都市大熊猫栖息地碳汇项目",
                      project_en="Chengdu giant panda habitat carbon sink", kg=Decimal("2000.000"),
                      unit_price_per_tonne=Decimal("60.00"), amount=Decimal("120.00"),

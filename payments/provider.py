@@ -83,6 +83,10 @@ class PaymentProvider(Protocol):
                time_expire: datetime, attach: str = "") -> str:
         """Create the provider's order; returns the prepay id."""
 
+    def native(self, *, out_trade_no: str, description: str, total_fen: int, time_expire: datetime,
+               attach: str = "") -> str:
+        """Create a Native order (paid by scanning a QR code); returns its ``code_url``."""
+
     def client_params(self, prepay_id: str) -> dict[str, str]:
         """What the mini-program passes to ``wx.requestPayment``."""
 

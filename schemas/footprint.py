@@ -162,6 +162,20 @@ class DietIn(_Activity):
     diet = Text(required=True, validate=validate.OneOf(DIETS))
 
 
+class VenueElectricityIn(_Activity):
+    kwh = Quantity(maximum=10_000_000, required=True, metadata={"description": "the venue's kWh for the event"})
+
+
+class CateringIn(_Activity):
+    count = _int(1, 1_000_000, required=True, metadata={"description": "meals served"})
+    diet = Text(load_default="medium_meat", validate=validate.OneOf(DIETS))
+
+
+class MaterialIn(_Activity):
+    material = Text(required=True, validate=validate.OneOf(("paper", "plastic")))
+    kg = Quantity(maximum=1_000_000, places=3, required=True)
+
+
 ACTIVITY_SCHEMAS = {
     "event": {"flight": FlightIn(), "rail": RailIn(), "coach": CoachIn(), "bus": BusIn(), "metro": MetroIn(),
               "taxi": TaxiIn(), "car": CarIn(), "hotel": HotelIn(), "meal": MealIn(),
@@ -169,7 +183,11 @@ ACTIVITY_SCHEMAS = {
     "life": {"electricity": ElectricityIn(), "natural_gas": NaturalGasIn(), "water": WaterIn(),
              "car": HouseholdCarIn(), "flights": YearlyFlightsIn(), "diet": DietIn()},
 }
+HOST_SCHEMAS = {"venue_electricity": VenueElectricityIn(), "catering": CateringIn(), "material": MaterialIn(),
+                "flight": FlightIn(), "rail": RailIn(), "coach": CoachIn(), "bus": BusIn(), "metro": MetroIn(),
+                "taxi": TaxiIn(), "car": CarIn(), "hotel": HotelIn()}
 _DESCRIPTION = "; ".join(f"{kind}: {', '.join(types)}" for kind, types in ACTIVITY_SCHEMAS.items())
+ACTIVITY_SCHEMAS["host"] = HOST_SCHEMAS  # the organizer's own (HostFootprintIn), never a guest's
 
 
 class FootprintIn(Schema):
@@ -201,6 +219,23 @@ class FootprintIn(Schema):
             raise ValidationError({"activities": errors})
         data["activities"] = parsed
         return data
+
+
+class HostFootprintIn(FootprintIn):
+    """The event's own footprint, entered by its organizer: venue electricity, catering, materials,
+    staff travel and stays. For one of the organization's scenes, or (a company without scenes) for
+    a named event."""
+
+    kind = Text(load_default="host", validate=validate.Equal("host"))
+    scene = Text(validate=validate.Length(1, 32), metadata={"description": "one of the organization's scenes"})
+    event_name = Text(validate=validate.Length(1, 64), metadata={"description": "the event, as the certificate names it"})
+    activities = fields.List(fields.Dict(), required=True, validate=validate.Length(1, 60),
+                             metadata={"description": f"objects with a 'type': {', '.join(HOST_SCHEMAS)}"})
+
+    @validates_schema
+    def _scene_or_event(self, data, **kwargs):
+        if not data.get("scene") and not data.get("event_name"):
+            raise ValidationError("需提供场景或活动名称 / Give a scene or an event name", "event_name")
 
 
 class Shown(fields.String):

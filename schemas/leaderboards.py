@@ -12,6 +12,9 @@ SCENE = Text(validate=validate.Length(1, 32), metadata={"description": "a scene'
 class BoardQuery(Schema):
     scene = SCENE
     period = PERIOD
+    board = fields.String(load_default="guests", validate=validate.OneOf(("guests", "organizations")),
+                          metadata={"description": "guests (the default) or organizations, ranked apart "
+                                                   "(organizations that bought for the scene)"})
     limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
 
 
@@ -33,7 +36,8 @@ class BoardOut(Schema):
     scene = fields.String(allow_none=True)
     period = fields.String(required=True)
     starts_on = fields.Date(allow_none=True)
-    participants = fields.Integer(required=True)
+    participants = fields.Integer(required=True, metadata={"description": "guests, or organizations, on the board"})
+    kind = fields.String(required=True, metadata={"description": "guests | organizations"})
 
 
 class ProgressOut(Schema):

@@ -48,7 +48,7 @@ def facts(record: dict) -> dict[str, str]:
     scene = record.get("scene") or {}
     project = (record.get("projects") or [{}])[0]
     return {"who": record["beneficiary"], "kg": f"{record['kg']} kg CO2e",  # (the font has no subscript two)
-            "where": scene.get("name") or "点点碳中和", "when": (scene.get("date") or record["issued_at"][:10]),
+            "where": scene.get("name") or record.get("event") or "点点碳中和", "when": (scene.get("date") or record["issued_at"][:10]),
             "project": f"{project.get('name', '')}（{project.get('registry', '')}）", "number": record["number"]}
 
 

@@ -70,7 +70,9 @@ class Certificate(db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     number: Mapped[str] = mapped_column(String(20), unique=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="RESTRICT"))
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    organization_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id", ondelete="RESTRICT"),
+                                                        index=True)  # the owner when an organization bought
     issue_seq: Mapped[int] = mapped_column(ForeignKey("certificate_chain.seq", ondelete="RESTRICT"))
     revoke_seq: Mapped[int | None] = mapped_column(ForeignKey("certificate_chain.seq", ondelete="RESTRICT"))
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

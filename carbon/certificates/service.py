@@ -73,9 +73,13 @@ def issue_for_paid_order(payload: dict) -> None:
     record = {"kind": "issue", "number": number, "beneficiary_sha256": name_commitment(salt, order.beneficiary_name),
               "kg": f"{order.kg:.3f}", "scene": _scene(order), "projects": _projects(order),
               "dataset_version": _dataset_version(order), "issued_at": utc_text(now), "prev": head.hash}
+    event = _event_name(order)
+    if event:
+        record["event"] = event
     entry = _append(head, "issue", number, record)
-    db.session.add(Certificate(number=number, order_id=order.id, user_id=order.user_id, issue_seq=entry.seq,
-                               issued_at=now, beneficiary_name=order.beneficiary_name, beneficiary_salt=salt))
+    db.session.add(Certificate(number=number, order_id=order.id, user_id=order.user_id,
+                               organization_id=order.organization_id, issue_seq=entry.seq, issued_at=now,
+                               beneficiary_name=order.beneficiary_name, beneficiary_salt=salt))
     move(order, ORDER_TRANSITIONS, OrderStatus.FULFILLED)
     jobs.emit("certificate.issued", {"number": number})
 
@@ -226,6 +230,20 @@ def _projects(order: Order) -> list[dict]:
                              for r in retirements]}]
 
 
+def _event_name(order: Order) -> str | None:
+    """The event an organization's order neutralized, as its host footprint names it (a company
+    without scenes buys for a named event)."""
+    if order.organization_id is None or not order.footprint_id:
+        return None
+    request = db.session.scalar(select(Footprint.request).where(Footprint.id == order.footprint_id)) or {}
+    return request.get("event_name") or None
+
+
+def organization_certificates(organization_id: int, limit: int = 100) -> list[Certificate]:
+    return list(db.session.scalars(select(Certificate).where(Certificate.organization_id == organization_id)
+                                   .order_by(Certificate.id.desc()).limit(limit)))
+
+
 def _dataset_version(order: Order) -> str | None:
     return db.session.scalar(select(Footprint.dataset_version).where(Footprint.id == order.footprint_id)) \
         if order.footprint_id else None
@@ -296,7 +314,7 @@ def view(number: str, *, viewer_id: int | None) -> dict:
              "revocation": json.loads(revoked.record) if revoked else None,
              "beneficiary": certificate.beneficiary_name or ERASED_NAME,
              "beneficiary_salt": certificate.beneficiary_salt}
-    if viewer_id == certificate.user_id:
+    if viewer_id is not None and viewer_id == certificate.user_id:  # (an organization's has no user)
         order = db.session.get(Order, certificate.order_id)
         shown.update(order_id=order.public_id, amount=order.amount, push=certificate.push)
     return shown

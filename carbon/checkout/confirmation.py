@@ -60,32 +60,35 @@ class LockedPayment:
     project_id: int
     project_public_id: str
     unit_kg: Decimal
-    user_id: int
+    user_id: int | None
+    organization_id: int | None
     beneficiary_name: str
     purpose: str
     scene_id: int | None
     channel: str | None
-    openid: str
+    openid: str | None  # None for an organization's order
 
 
 LOCK_PAYMENT = (
     select(Payment.id, Payment.status, Payment.amount, Payment.transaction_id, Payment.out_trade_no, Order.id,
            Order.public_id, Order.status, Order.units, Order.kg, Order.project_id, Project.public_id, Project.unit_kg,
-           Order.user_id, Order.beneficiary_name, Order.purpose, Order.scene_id, Order.channel, User.openid)
+           Order.user_id, Order.organization_id, Order.beneficiary_name, Order.purpose, Order.scene_id,
+           Order.channel, User.openid)
     .join(Order, Order.id == Payment.order_id).join(Project, Project.id == Order.project_id)
-    .join(User, User.id == Order.user_id).with_for_update(of=Payment))
+    .outerjoin(User, User.id == Order.user_id).with_for_update(of=Payment))
 
 
 def mismatches(transaction: Transaction, payment: LockedPayment | None) -> str:
     """What in a verified transaction is not ours (empty when all is well): amount, currency, appid,
-    mchid, the payer (the order's guest), or the payment itself."""
+    mchid, the payer (the order's guest; an organization's Native order is paid by whoever scans
+    its code), or the payment itself."""
     if payment is None:
         return "unknown out_trade_no"
     settings = ext.settings()
     return ", ".join(name for name, ok in (
         ("amount", transaction.total_fen == to_fen(payment.amount)), ("currency", transaction.currency == "CNY"),
         ("appid", transaction.appid == settings.WECHAT_APPID), ("mchid", transaction.mchid == settings.WECHATPAY_MCHID),
-        ("payer", transaction.payer_openid == payment.openid)) if not ok)
+        ("payer", payment.organization_id is not None or transaction.payer_openid == payment.openid)) if not ok)
 
 
 PAYMENTS, ORDERS = Payment.__table__, Order.__table__
@@ -154,12 +157,14 @@ def _apply(applied: list[tuple[LockedPayment, Transaction]], retired: dict[int, 
 
 def _payment_postings(payment: LockedPayment, fee_rate: Decimal) -> list[tuple[str, str, Decimal]]:
     """A payment: the cash is ours, the project is owed it less the platform's fee; the kg leave the
-    project's inventory and are retired in the guest's name."""
+    project's inventory and are retired in the buyer's name (a guest's, or an organization's)."""
     fee = cny(payment.amount * fee_rate)
+    retired = f"retired:user:{payment.user_id}" if payment.user_id is not None \
+        else f"retired:organization:{payment.organization_id}"
     return [(CASH, "CNY", payment.amount),
             (settlement.payable_account(payment.project_public_id), "CNY", -(payment.amount - fee)),
             ("revenue:platform_fee", "CNY", -fee),
-            (f"retired:user:{payment.user_id}", "kg", payment.kg),
+            (retired, "kg", payment.kg),
             (f"inventory:project:{payment.project_public_id}", "kg", -payment.kg)]
 
 
@@ -173,7 +178,7 @@ class _RetireFacts:
 
     def __init__(self, payment: LockedPayment):
         self.id, self.units, self.project_id = payment.order_id, payment.units, payment.project_id
-        self.unit_kg, self.user_id = payment.unit_kg, payment.user_id
+        self.unit_kg, self.user_id, self.organization_id = payment.unit_kg, payment.user_id, payment.organization_id
         self.beneficiary_name, self.purpose = payment.beneficiary_name, payment.purpose
 
 

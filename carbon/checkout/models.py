@@ -120,13 +120,15 @@ class Refund(db.Model):
 
 
 class IdempotencyKey(db.Model):
-    """A client's ``Idempotency-Key`` for order creation: in progress, then bound to its order."""
+    """A client's ``Idempotency-Key`` for order creation: in progress, then bound to its order. Per
+    guest, or per organization for its orders."""
 
     __tablename__ = "idempotency_keys"
-    __table_args__ = (UniqueConstraint("user_id", "key"),)
+    __table_args__ = (UniqueConstraint("user_id", "key"), UniqueConstraint("organization_id", "key"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    organization_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(64))
     request_hash: Mapped[str] = mapped_column(String(64))
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))

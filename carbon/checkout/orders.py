@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
@@ -25,6 +26,7 @@ from carbon.core.units import cny, cny_ceil, kg, to_fen
 from carbon.credits import service as credits
 from carbon.credits.models import Project
 from carbon.footprint.models import Footprint
+from carbon.organizers.models import Organization
 from carbon.scenes import service as scenes
 from payments.provider import ProviderError
 
@@ -68,46 +70,115 @@ class PaymentUnavailable(UpstreamError):
     message = "微信支付暂不可用，请稍后再试 / WeChat Pay is unavailable, try again later"
 
 
+@dataclass(frozen=True)
+class Buyer:
+    """Who buys, and is the beneficiary: a guest (paying by JSAPI in the mini-program) or an
+    organization (paying by Native: a QR code in the console). Idempotency keys, holds and
+    ownership are per buyer; everything else about an order is the same for both."""
+
+    user: User | None = None
+    organization: Organization | None = None
+
+    @property
+    def user_id(self) -> int | None:
+        return self.user.id if self.user else None
+
+    @property
+    def organization_id(self) -> int | None:
+        return self.organization.id if self.organization else None
+
+    def orders(self):
+        return Order.user_id == self.user.id if self.user else Order.organization_id == self.organization.id
+
+    def keys(self):
+        return IdempotencyKey.user_id == self.user.id if self.user else \
+            IdempotencyKey.organization_id == self.organization.id
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What an order is for, once its request is understood."""
+
+    kg: Decimal
+    beneficiary_name: str
+    purpose: str
+    footprint_id: int | None = None
+    scene: dict = field(default_factory=dict)  # scene_id, channel
+    project_public_id: str | None = None
+
+
 def create_order(user: User, body: dict, idempotency_key: str) -> tuple[Order, dict[str, str]]:
     """A new order (or the one this key already made) and its ``wx.requestPayment`` parameters."""
+    def record(claim: IdempotencyKey) -> tuple[Order, Payment]:
+        _check_beneficiary(user, body.get("beneficiary_name"))
+        return _reserve_and_record(user, body, claim)
+    return _create(Buyer(user=user), body, idempotency_key, record)
+
+
+def create_organization_order(organization: Organization, body: dict, idempotency_key: str,
+                              understand) -> tuple[Order, dict[str, str]]:
+    """An organization's order (or the one this key already made) and its Native ``code_url``;
+    ``understand()`` gives what it is for (a quote computed now, in the claim's shadow)."""
+    buyer = Buyer(organization=organization)
+    return _create(buyer, body, idempotency_key, lambda claim: _record(buyer, claim, understand()))
+
+
+def _create(buyer: Buyer, body: dict, idempotency_key: str, record) -> tuple[Order, dict[str, str]]:
     request_hash = request_fingerprint(body)
-    claim = IdempotencyKey(user_id=user.id, key=idempotency_key, request_hash=request_hash)
+    claim = IdempotencyKey(user_id=buyer.user_id, organization_id=buyer.organization_id, key=idempotency_key,
+                           request_hash=request_hash)
     db.session.add(claim)
     try:
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        return _replay(user, idempotency_key, request_hash)
+        return _replay(buyer, idempotency_key, request_hash)
     try:
-        _check_beneficiary(user, body.get("beneficiary_name"))
-        order, payment = _reserve_and_record(user, body, claim)
+        order, payment = record(claim)
     except BaseException:
         db.session.rollback()
         _forget(claim.id)
         raise
     try:
-        prepay_id = _prepay(user, order, payment)
+        reference = _ask_provider(buyer, order, payment)
     except ProviderError as exc:
         _abandon(order, payment, reason=str(exc))
         _forget(claim.id)
         raise PaymentUnavailable(details={"provider": exc.code or "unreachable", "check": str(exc)}) from exc
-    return order, _await_payment(order, payment, prepay_id)
+    return order, _await_payment(order, payment, reference)
 
 
-def _prepay(user: User, order: Order, payment: Payment) -> str:
-    """WeChat Pay's order for our payment row. The same out_trade_no with the same parameters
-    answers the same prepay id, so asking again after a lost answer is safe."""
+def _ask_provider(buyer: Buyer, order: Order, payment: Payment) -> str:
+    """WeChat Pay's order for our payment row: a prepay id (JSAPI, the guest pays) or a code_url
+    (Native, for an organization). The same out_trade_no with the same parameters answers the
+    same, so asking again after a lost answer is safe."""
+    description = f"碳中和 {order.kg.normalize():f} kg · {order.project.name_zh}"
+    if buyer.organization is not None:
+        return ext.payments().native(out_trade_no=payment.out_trade_no, description=description,
+                                     total_fen=to_fen(order.amount), time_expire=order.expires_at,
+                                     attach=order.public_id)
     return ext.payments().create(
-        out_trade_no=payment.out_trade_no, description=f"碳中和 {order.kg.normalize():f} kg · {order.project.name_zh}",
-        total_fen=to_fen(order.amount), openid=user.openid, time_expire=order.expires_at, attach=order.public_id)
+        out_trade_no=payment.out_trade_no, description=description, total_fen=to_fen(order.amount),
+        openid=buyer.user.openid, time_expire=order.expires_at, attach=order.public_id)
 
 
-def _await_payment(order: Order, payment: Payment, prepay_id: str) -> dict[str, str]:
-    payment.prepay_id = prepay_id
+def _await_payment(order: Order, payment: Payment, reference: str) -> dict[str, str]:
+    if order.organization_id is not None:
+        payment.provider_data = {"code_url": reference}
+    else:
+        payment.prepay_id = reference
     move(payment, PAYMENT_TRANSITIONS, PaymentStatus.PENDING)
     move(order, ORDER_TRANSITIONS, OrderStatus.AWAITING_PAYMENT)
     db.session.commit()
-    return ext.payments().client_params(prepay_id)
+    return _client_params(order, payment)
+
+
+def _client_params(order: Order, payment: Payment) -> dict[str, str]:
+    """What the payer needs: ``wx.requestPayment``'s parameters, or the Native ``code_url``."""
+    if order.organization_id is not None:
+        code_url = (payment.provider_data or {}).get("code_url")
+        return {"code_url": code_url} if code_url and payment.status == PaymentStatus.PENDING else {}
+    return ext.payments().client_params(payment.prepay_id) if payment.prepay_id else {}
 
 
 def request_fingerprint(body: dict) -> str:
@@ -126,25 +197,34 @@ def _check_beneficiary(user: User, name: str | None) -> None:
 
 
 def _reserve_and_record(user: User, body: dict, claim: IdempotencyKey) -> tuple[Order, Payment]:
-    settings = ext.settings()
     footprint = _footprint(user, body.get("footprint_id"))
     wanted_kg = Decimal(footprint.result["neutralize_kg"]) if footprint else body["kg"]
     scene = scenes.footprint_facts(body["scene"]) if body.get("scene") else {}
     if footprint and not scene and footprint.scene_id:
         scene = {"scene_id": footprint.scene_id, "channel": footprint.channel or ""}
-    project = _project(body.get("project_id"), scene.get("scene_id"))
-    units = int(credits.ceil_units(wanted_kg, project.unit_kg))
+    return _record(Buyer(user=user), claim, Wanted(
+        kg=wanted_kg, footprint_id=footprint.id if footprint else None, scene=scene,
+        project_public_id=body.get("project_id"),
+        beneficiary_name=body.get("beneficiary_name") or user.nickname or "点点用户",
+        purpose=body.get("purpose") or _purpose(scene)))
+
+
+def _record(buyer: Buyer, claim: IdempotencyKey, wanted: Wanted) -> tuple[Order, Payment]:
+    """Hold the credits, price them and write the order and its payment row, committed."""
+    settings = ext.settings()
+    scene = wanted.scene
+    project = project_for(wanted.project_public_id, scene.get("scene_id"))
+    units = int(credits.ceil_units(wanted.kg, project.unit_kg))
     if units < 1:
         raise NothingToNeutralize(details={"kg": ["至少 1 个单位 / at least one unit"]})
     if units * project.unit_kg > settings.MAX_ORDER_KG:
         raise ValidationError(details={"kg": [f"单笔最多 / At most {settings.MAX_ORDER_KG} kg per order"]})
     now = utcnow()
-    _check_holds(user, units * project.unit_kg, now)
-    order = Order(user_id=user.id, project=project, footprint_id=footprint.id if footprint else None,
-                  scene_id=scene.get("scene_id"), channel=scene.get("channel"), units=units,
-                  kg=kg(units * project.unit_kg), amount=Decimal(0),
-                  beneficiary_name=body.get("beneficiary_name") or user.nickname or "点点用户",
-                  purpose=body.get("purpose") or _purpose(scene), created_at=now,
+    _check_holds(buyer, units * project.unit_kg, now)
+    order = Order(user_id=buyer.user_id, organization_id=buyer.organization_id, project=project,
+                  footprint_id=wanted.footprint_id, scene_id=scene.get("scene_id"), channel=scene.get("channel"),
+                  units=units, kg=kg(units * project.unit_kg), amount=Decimal(0),
+                  beneficiary_name=wanted.beneficiary_name, purpose=wanted.purpose, created_at=now,
                   expires_at=now + timedelta(minutes=settings.ORDER_RESERVATION_MINUTES))
     db.session.add(order)
     db.session.flush()
@@ -158,21 +238,20 @@ def _reserve_and_record(user: User, body: dict, claim: IdempotencyKey) -> tuple[
     return order, payment
 
 
-def _check_holds(user: User, wanted_kg: Decimal, now) -> None:
-    """One guest may not hold more than a few unpaid orders, or more than so many kg, at once
-    (holds past their expiry do not count: they block nobody)."""
+def _check_holds(buyer: Buyer, wanted_kg: Decimal, now) -> None:
+    """One buyer may not hold more than a few unpaid orders, or more than so many kg, at once
+    (holds past their expiry do not count: they block nobody). An organization has a guest's limits."""
     settings = ext.settings()
     count, held = db.session.execute(select(func.count(), func.coalesce(func.sum(Order.kg), 0)).where(
-        Order.user_id == user.id, Order.status.in_(OPEN), Order.expires_at > now)).one()
+        buyer.orders(), Order.status.in_(OPEN), Order.expires_at > now)).one()
     if count >= settings.MAX_OPEN_ORDERS_PER_GUEST or Decimal(held) + wanted_kg > settings.MAX_HELD_KG_PER_GUEST:
         raise HoldLimitReached(details={"open_orders": count, "held_kg": str(kg(Decimal(held))),
                                         "max_open_orders": settings.MAX_OPEN_ORDERS_PER_GUEST,
                                         "max_held_kg": settings.MAX_HELD_KG_PER_GUEST})
 
 
-def _replay(user: User, key: str, request_hash: str) -> tuple[Order, dict[str, str]]:
-    claim = db.session.scalar(select(IdempotencyKey).where(IdempotencyKey.user_id == user.id,
-                                                           IdempotencyKey.key == key))
+def _replay(buyer: Buyer, key: str, request_hash: str) -> tuple[Order, dict[str, str]]:
+    claim = db.session.scalar(select(IdempotencyKey).where(buyer.keys(), IdempotencyKey.key == key))
     if claim is None:
         raise OrderInProgress()
     if claim.request_hash != request_hash:
@@ -181,11 +260,11 @@ def _replay(user: User, key: str, request_hash: str) -> tuple[Order, dict[str, s
     if order is None:
         raise OrderInProgress(details={"retry_after_seconds": 2})
     if order.status == OrderStatus.CREATED:
-        return order, _resume(user, order)
+        return order, _resume(buyer, order)
     return order, payment_params(order)
 
 
-def _resume(user: User, order: Order) -> dict[str, str]:
+def _resume(buyer: Buyer, order: Order) -> dict[str, str]:
     """An order left ``created``: its first request is still asking WeChat Pay, or it lost the
     answer (its last commit failed). After RESUME_AFTER_SECONDS the retry asks again itself."""
     payment = next((p for p in order.payments if p.status == PaymentStatus.CREATED), None)
@@ -193,10 +272,10 @@ def _resume(user: User, order: Order) -> dict[str, str]:
             or order.expires_at <= utcnow():
         raise OrderInProgress(details={"retry_after_seconds": 2})
     try:
-        prepay_id = _prepay(user, order, payment)
+        reference = _ask_provider(buyer, order, payment)
     except ProviderError as exc:
         raise PaymentUnavailable(details={"provider": exc.code or "unreachable", "check": str(exc)}) from exc
-    return _await_payment(order, payment, prepay_id)
+    return _await_payment(order, payment, reference)
 
 
 def _forget(claim_id: int) -> None:
@@ -227,7 +306,8 @@ def _footprint(user: User, public_id: str | None) -> Footprint | None:
     return footprint
 
 
-def _project(public_id: str | None, scene_id: int | None) -> Project:
+def project_for(public_id: str | None, scene_id: int | None) -> Project:
+    """The project asked for, else the scene's first offered, else the first on offer."""
     if public_id:
         project = db.session.scalar(select(Project).where(Project.public_id == public_id,
                                                           Project.status == "active"))
@@ -255,7 +335,7 @@ def _out_trade_no() -> str:
 
 def payment_params(order: Order) -> dict[str, str]:
     payment = live_payment(order)
-    return ext.payments().client_params(payment.prepay_id) if payment and payment.prepay_id else {}
+    return _client_params(order, payment) if payment else {}
 
 
 def live_payment(order: Order) -> Payment | None:

@@ -10,7 +10,9 @@ from werkzeug.datastructures import MultiDict
 
 from carbon.core.errors import ValidationError
 from carbon.core.http import flatten_messages
+from schemas.footprint import HostFootprintIn
 from schemas.organizers import AdminLoginIn
+from schemas.purchases import PurchaseIn
 from schemas.scenes import ChannelIn, SceneCreateIn, ScenePatchIn
 
 TEXT = ("name_zh", "name_en", "description", "city", "pledge_note")
@@ -52,6 +54,49 @@ def login_data(form: MultiDict) -> dict:
 
 def channel_data(form: MultiDict) -> dict:
     return _load(ChannelIn, {"slug": form.get("slug", "").strip(), "label": form.get("label", "").strip()})
+
+
+TRAVEL_MODES = ("rail", "flight", "coach", "car")
+TRAVEL_ROWS = 3
+
+
+def host_footprint_data(form: MultiDict) -> dict:
+    """The event's own footprint form → ``HostFootprintIn``: venue kWh, meals, paper and plastic kg,
+    up to three staff travel rows and hotel nights (empty fields: not part of the event)."""
+    text = {name: form.get(name, "").strip() for name in form}
+    activities: list[dict] = []
+    if text.get("kwh"):
+        activities.append({"type": "venue_electricity", "kwh": text["kwh"]})
+    if text.get("meals"):
+        activities.append({"type": "catering", "count": _number(text["meals"]), "diet": text.get("diet") or "medium_meat"})
+    for material in ("paper", "plastic"):
+        if text.get(f"{material}_kg"):
+            activities.append({"type": "material", "material": material, "kg": text[f"{material}_kg"]})
+    for row in range(1, TRAVEL_ROWS + 1):
+        if text.get(f"travel_km_{row}"):
+            mode = text.get(f"travel_mode_{row}") if text.get(f"travel_mode_{row}") in TRAVEL_MODES else "rail"
+            activities.append({"type": mode, "distance_km": text[f"travel_km_{row}"],
+                               "passengers": _number(text.get(f"travel_people_{row}") or "1"),
+                               "round_trip": form.get(f"travel_round_{row}") == "on"})
+    if text.get("hotel_nights"):
+        activities.append({"type": "hotel", "nights": _number(text["hotel_nights"]),
+                           "rooms": _number(text.get("hotel_rooms") or "1")})
+    raw = {"activities": activities, **{name: text[name] for name in ("scene", "event_name", "province")
+                                        if text.get(name)}}
+    return _load(HostFootprintIn, raw)
+
+
+def purchase_data(form: MultiDict) -> dict:
+    raw = {name: form.get(name, "").strip() for name in ("kind", "footprint_id", "scene", "attendees", "project_id")
+           if form.get(name, "").strip()}
+    if "attendees" in raw:
+        raw["attendees"] = _number(raw["attendees"])
+    return _load(PurchaseIn, raw)
+
+
+def _number(value: str):
+    """An integer field as typed: an int when it is one (the schema says what is wrong otherwise)."""
+    return int(value) if _INTEGER.match(value) else value
 
 
 def _load(schema, raw: dict) -> dict:

@@ -1,6 +1,6 @@
 """What the console reads beyond the scene service: an organization's orders, payments, refunds,
 failed background events and settlement; projects and their inventory. Every query is scoped to
-the caller's organization: orders it bought, placed through its scenes or for projects it owns."""
+the caller's organization: orders placed through its scenes, for projects it owns, or by itself."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,6 +23,7 @@ from carbon.scenes.models import Scene
 
 
 def _ours(principal: Principal) -> ColumnElement[bool]:
+    """Orders through the organization's scenes, for projects it owns, or bought by it."""
     organization = principal.organization.id
     return or_(Order.organization_id == organization,
                Order.scene_id.in_(select(Scene.id).where(Scene.organization_id == organization)),

@@ -1,6 +1,8 @@
 """The organizer console's pages: thin views over the services (decision 0012 for the session)."""
 from __future__ import annotations
 
+import base64
+import secrets
 from datetime import date, datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -17,7 +19,8 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException
 
-from carbon.checkout import operations
+from carbon.certificates import service as certificates
+from carbon.checkout import operations, purchases
 from carbon.checkout.states import ORDER_TRANSITIONS, OrderStatus, sources
 from carbon.console import chart, forms, service
 from carbon.console import session as console_session
@@ -25,11 +28,13 @@ from carbon.core.clock import CHINA_TZ, clock
 from carbon.core.db import db
 from carbon.core.errors import DomainError, PermissionDenied, RateLimited, ValidationError
 from carbon.credits import service as credits
+from carbon.footprint import service as footprints
 from carbon.invoices import service as invoices
 from carbon.invoices.states import STATUS_NAMES as INVOICE_STATUS_NAMES
 from carbon.invoices.states import InvoiceStatus
 from carbon.leaderboards import service as leaderboards
 from carbon.ledger import settlement
+from carbon.rendering import qr_png
 from carbon.scenes import service as scenes
 from carbon.scenes.codes import scene_string
 from carbon.scenes.models import KINDS, SEARCH_CHANNEL
@@ -446,3 +451,76 @@ def settlement_csv():
     start, end, since, until = _period()
     return Response(settlement.report_csv(since, until, me().organization.id), mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="settlement-{start}-{end}.csv"'})
+
+
+# --- the organization buys (issue 15, decision 0016) --------------------------------------
+
+@bp.route("/buy")
+def buy_page():
+    """What the organization can buy for: its event's own footprint, a group, the rest of a scene."""
+    return _buy_page({})
+
+
+def _buy_page(errors: dict, status: int = 200):
+    return render_template("console/buy.html", scenes=scenes.list_scenes(me()), errors=errors,
+                           values=request.form if request.method == "POST" else None, provinces=PROVINCES,
+                           footprints=footprints.host_footprints(me()), travel_rows=range(1, forms.TRAVEL_ROWS + 1),
+                           certificates=certificates.organization_certificates(me().organization.id)), status
+
+
+@bp.route("/buy/event", methods=["POST"])
+def buy_event_footprint():
+    """Save the event's own footprint (kind ``host``) and show its quote."""
+    try:
+        footprint = footprints.create_host(me(), forms.host_footprint_data(request.form))
+    except DomainError as exc:
+        if exc.http_status == 404:
+            raise
+        return _buy_page(_field_errors(exc))
+    return redirect(url_for("console.buy_quote", kind="host", footprint_id=footprint.public_id))
+
+
+@bp.route("/buy/quote")
+def buy_quote():
+    """The quote, computed now and shown before paying; the pay button carries a fresh idempotency key."""
+    body = forms.purchase_data(request.args)
+    try:
+        found = purchases.quote(me(), body)
+    except ValidationError as exc:
+        if exc.code == "validation_error":
+            raise
+        flash(exc.message, "error")
+        return redirect(url_for("console.buy_page"))
+    return render_template("console/quote.html", quote=found, body=body, key=secrets.token_urlsafe(18))
+
+
+@bp.route("/buy/orders", methods=["POST"])
+def buy_order():
+    """Create the organization's order for the quote (as it stands now) and go to its QR code."""
+    body = forms.purchase_data(request.form)
+    key = request.form.get("idempotency_key", "")
+    if not 8 <= len(key) <= 64:
+        abort(400)
+    try:
+        order, _ = purchases.buy(me(), body, key)
+    except DomainError as exc:
+        if exc.http_status in (403, 404):
+            raise
+        db.session.rollback()
+        flash(exc.message, "error")
+        return redirect(url_for("console.buy_page"))
+    return redirect(url_for("console.buy_order_page", order_id=order.public_id))
+
+
+@bp.route("/buy/orders/<order_id>")
+def buy_order_page(order_id: str):
+    """The Native code_url as a QR code to scan with WeChat; the page polls until paid."""
+    order = purchases.order_of(me(), order_id)
+    state = purchases.state(order)
+    qr = base64.b64encode(qr_png(state["code_url"])).decode() if state["code_url"] else None
+    return render_template("console/pay.html", order=order, state=state, qr=qr)
+
+
+@bp.route("/buy/orders/<order_id>/state.json")
+def buy_order_state(order_id: str):
+    return jsonify(purchases.state(purchases.order_of(me(), order_id)))

@@ -106,11 +106,14 @@ class Reservation(db.Model):
 
 
 class Retirement(db.Model):
-    """Serials retired in a guest's name. A serial is retired at most once, ever: the database
-    refuses overlapping ranges (an exclusion constraint on PostgreSQL, a trigger on SQLite)."""
+    """Serials retired in a guest's or an organization's name (exactly one of the two beneficiary
+    ids). A serial is retired at most once, ever: the database refuses overlapping ranges (an
+    exclusion constraint on PostgreSQL, a trigger on SQLite)."""
 
     __tablename__ = "retirements"
-    __table_args__ = (CheckConstraint("last_serial >= first_serial", name="range"),)
+    __table_args__ = (CheckConstraint("last_serial >= first_serial", name="range"),
+                      CheckConstraint("(beneficiary_user_id IS NULL) <> (beneficiary_organization_id IS NULL)",
+                                      name="one_beneficiary"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: new_public_id("ret"))
@@ -122,7 +125,9 @@ class Retirement(db.Model):
     last_serial: Mapped[int] = mapped_column(BigInteger)
     quantity: Mapped[int] = mapped_column(Integer)
     kg: Mapped[Decimal] = mapped_column(Numeric(14, 3))
-    beneficiary_user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    beneficiary_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    beneficiary_organization_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organizations.id", ondelete="RESTRICT"), index=True)
     beneficiary_name: Mapped[str] = mapped_column(String(64))
     purpose: Mapped[str] = mapped_column(String(256))
     retired_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -125,8 +125,8 @@ def retire(orders: list) -> dict[int, list[str] | None]:
     ids, or None (and nothing changed for it) when its holds no longer cover it (they expired and
     were released).
 
-    Each order needs ``id``, ``units``, ``project_id``, ``unit_kg``, ``user_id``, ``beneficiary_name``
-    and ``purpose``. Three statements, however many orders: lock the holds, consume, insert."""
+    Each order needs ``id``, ``units``, ``project_id``, ``unit_kg``, ``user_id`` or
+    ``organization_id`` (the beneficiary), ``beneficiary_name`` and ``purpose``. Three statements, however many orders: lock the holds, consume, insert."""
     sql = db.session.connection()
     held: dict[int, list] = {order.id: [] for order in orders}
     for order_id, *hold in sql.execute(HELD.where(Reservation.order_id.in_(list(held)))):
@@ -144,7 +144,9 @@ def retire(orders: list) -> dict[int, list[str] | None]:
             rows.append({"public_id": new_public_id("ret"), "block_id": block_id, "order_id": order.id,
                          "project_id": order.project_id, "vintage_label": label, "first_serial": first,
                          "last_serial": last, "quantity": quantity, "kg": quantity * order.unit_kg,
-                         "beneficiary_user_id": order.user_id, "beneficiary_name": order.beneficiary_name,
+                         "beneficiary_user_id": order.user_id,
+                         "beneficiary_organization_id": getattr(order, "organization_id", None),
+                         "beneficiary_name": order.beneficiary_name,
                          "purpose": order.purpose, "retired_at": now})
             result[order.id].append(rows[-1]["public_id"])
     if consumed:

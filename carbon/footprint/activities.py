@@ -280,7 +280,38 @@ def diet(inputs: dict, ctx: Context, data: Dataset) -> list[dict]:
                  data.factor(f"diet.{kind}.day"))]
 
 
+# --- an event's own footprint (kind ``host``: the organizer enters the whole event) ---------
+
+MATERIALS = {"paper": ("paper.mixed.primary", "纸张与印刷品 / Paper and print"),
+             "plastic": ("plastic.avg.primary", "塑料制品 / Plastics")}
+
+
+def venue_electricity(inputs: dict, ctx: Context, data: Dataset) -> list[dict]:
+    """The whole venue's electricity for the event: kWh × the province's grid factor."""
+    described = {"kwh": fixed(inputs["kwh"]), "province": ctx.province}
+    return [line("venue_electricity", "场馆用电 / Venue electricity", described, inputs["kwh"], "kWh",
+                 data.grid_factor(ctx.province))]
+
+
+def catering(inputs: dict, ctx: Context, data: Dataset) -> list[dict]:
+    """Meals served (attendees, staff), by diet: meals × the dataset's meal factor."""
+    lines = meal(inputs, ctx, data)
+    lines[0].update(activity="catering", label="会议餐饮 / Catering")
+    return lines
+
+
+def material(inputs: dict, ctx: Context, data: Dataset) -> list[dict]:
+    """Materials by weight (kg) × the dataset's factor for that material (only those it has)."""
+    key, label = MATERIALS[inputs["material"]]
+    described = {"material": inputs["material"], "kg": fixed(inputs["kg"])}
+    return [line("material", f"物料 / Materials: {label}", described, inputs["kg"], "kg", data.factor(key))]
+
+
 EVENT_ACTIVITIES = {"flight": flight, "rail": rail, "coach": coach, "bus": bus, "metro": metro, "taxi": taxi,
                     "car": car, "hotel": hotel, "meal": meal, "venue_share": venue_share}
+# staff travel and stays are the guests' own activities, entered for the staff
+HOST_ACTIVITIES = {"venue_electricity": venue_electricity, "catering": catering, "material": material,
+                   "flight": flight, "rail": rail, "coach": coach, "bus": bus, "metro": metro, "taxi": taxi,
+                   "car": car, "hotel": hotel}
 LIFE_ACTIVITIES = {"electricity": household_electricity, "natural_gas": natural_gas, "water": water,
                    "car": household_car, "flights": yearly_flights, "diet": diet}

@@ -8,10 +8,10 @@ from decimal import Decimal
 
 from carbon.core.errors import ValidationError
 from carbon.core.units import ceil_to_unit, fixed, kg, kg_to_grams
-from carbon.footprint.activities import EVENT_ACTIVITIES, LIFE_ACTIVITIES, Context, InputError
+from carbon.footprint.activities import EVENT_ACTIVITIES, HOST_ACTIVITIES, LIFE_ACTIVITIES, Context, InputError
 from carbon.footprint.dataset import Dataset
 
-ACTIVITIES = {"event": EVENT_ACTIVITIES, "life": LIFE_ACTIVITIES}
+ACTIVITIES = {"event": EVENT_ACTIVITIES, "life": LIFE_ACTIVITIES, "host": HOST_ACTIVITIES}
 CREDIT_UNIT_KG = Decimal(1)
 
 

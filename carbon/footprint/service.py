@@ -58,6 +58,38 @@ def create(user: User, body: dict) -> dict:
     return present(footprint)
 
 
+def create_host(principal, body: dict) -> Footprint:
+    """The event's own footprint (kind ``host``), for one of the organization's scenes (another's is
+    not found) or for a named event: the same calculator and dataset as the guests'."""
+    data = dataset.load()
+    scene = scenes.get_scene(principal, body["scene"]) if body.get("scene") else None
+    ctx = Context(province=body.get("province") or (scene.province if scene else None))
+    result = calculate("host", body["activities"], ctx, data)
+    request = json.loads(json.dumps(body, default=str))
+    request.setdefault("event_name", scene.name_zh if scene else None)
+    footprint = Footprint(organization_id=principal.organization.id, scene_id=scene.id if scene else None,
+                          kind="host", dataset_version=data.version, total_grams=result["total_grams"],
+                          request=request, result=to_json(result))
+    db.session.add(footprint)
+    db.session.commit()
+    return footprint
+
+
+def host_footprint(principal, public_id: str) -> Footprint:
+    """One of the organization's host footprints (another organization's is not found)."""
+    footprint = db.session.scalar(select(Footprint).where(Footprint.public_id == public_id,
+                                                          Footprint.kind == "host"))
+    if footprint is None or footprint.organization_id != principal.organization.id:
+        raise FootprintNotFound()
+    return footprint
+
+
+def host_footprints(principal, limit: int = 50) -> list[Footprint]:
+    return list(db.session.scalars(select(Footprint).where(Footprint.organization_id == principal.organization.id,
+                                                           Footprint.kind == "host")
+                                   .order_by(Footprint.id.desc()).limit(limit)))
+
+
 def get(user: User, public_id: str) -> dict:
     footprint = db.session.scalar(select(Footprint).where(Footprint.public_id == public_id))
     if footprint is None or footprint.user_id != user.id:

@@ -19,8 +19,11 @@ blp = Blueprint("leaderboards", __name__, url_prefix="/api/v1/leaderboards",
 @public
 def board(query):
     """The top guests of a scene (or of everyone) this week, this month or all time, with the
-    scene's progress toward neutral."""
+    scene's progress toward neutral; ``board=organizations``: the organizations that bought for it,
+    ranked apart from the guests."""
     scene = scenes.shown_scene(query["scene"]) if query.get("scene") else None
+    if query["board"] == "organizations":
+        return service.organizations_top(scene, query["period"], query["limit"])
     return service.top(scene, query["period"], query["limit"])
 
 

@@ -8,6 +8,10 @@ the order's boards from the retirements and store them, and ``flask leaderboards
 recomputes whole boards. Reads use Redis when it is configured and up, else the table.
 
 Ranks are shared by ties (1, 1, 3); tied guests are listed by user id, highest first.
+
+Organizations that bought for a scene (issue 15) are ranked on their own board
+(``organizations_top``), read straight from the retirements: a scene has a handful of them, so no
+index is kept. A scene's progress counts what guests and organizations neutralized.
 """
 from __future__ import annotations
 
@@ -94,16 +98,25 @@ def boards_of(scene_id: int | None, moment: datetime) -> list[Board]:
 
 def retired_grams(board: Board, user_ids: list[int] | None = None) -> dict[int, int]:
     """Per guest, the grams retired in their name on ``board`` by orders that still stand."""
+    return _retired_grams(board, Retirement.beneficiary_user_id, user_ids)
+
+
+def retired_grams_of_organizations(board: Board) -> dict[int, int]:
+    """Per organization, the grams retired in its name on ``board`` by orders that still stand."""
+    return _retired_grams(board, Retirement.beneficiary_organization_id)
+
+
+def _retired_grams(board: Board, beneficiary, ids: list[int] | None = None) -> dict[int, int]:
     grams = func.sum(cast(func.round(Retirement.kg * 1000), BigInteger))
-    query = (select(Retirement.beneficiary_user_id, grams).join(Order, Order.id == Retirement.order_id)
-             .where(Order.status.in_(STANDING)).group_by(Retirement.beneficiary_user_id))
+    query = (select(beneficiary, grams).join(Order, Order.id == Retirement.order_id)
+             .where(Order.status.in_(STANDING), beneficiary.is_not(None)).group_by(beneficiary))
     if board.scene_id is not None:
         query = query.where(Order.scene_id == board.scene_id)
     if board.starts is not None:
         query = query.where(Retirement.retired_at >= board.starts, Retirement.retired_at < board.ends)
-    if user_ids is not None:
-        query = query.where(Retirement.beneficiary_user_id.in_(user_ids))
-    return {user: int(total) for user, total in db.session.execute(query)}
+    if ids is not None:
+        query = query.where(beneficiary.in_(ids))
+    return {owner: int(total) for owner, total in db.session.execute(query)}
 
 
 # --- keeping the indexes ----------------------------------------------------------------------
@@ -143,6 +156,8 @@ def _order_boards(order_public_id: str) -> tuple[int, list[Board]] | None:
     """The order's guest (locked: one refresh per guest at a time, so a slower one never stores
     older totals over newer ones) and the boards its retirements count on."""
     order = db.session.scalar(select(Order).where(Order.public_id == order_public_id))
+    if order is not None and order.user_id is None:
+        return None  # an organization's order: its board is read from the retirements (organizations_top)
     retired_at = db.session.scalar(select(func.min(Retirement.retired_at)).where(Retirement.order_id == order.id)) \
         if order else None
     if retired_at is None:
@@ -214,9 +229,26 @@ def top(scene: Scene | None, period: str, limit: int = 20, viewer_id: int | None
     b = board(scene.id if scene else None, period)
     rows, size = _read(lambda index: (index.top(b.key, limit), index.size(b.key)))
     return {"board": {"scene": scene.public_id if scene else None, "period": period, "starts_on": b.starts_on,
-                      "participants": size},
+                      "participants": size, "kind": "guests"},
             "entries": _entries(_ranked(rows, 0, 1), viewer_id),
             "progress": progress(scene) if scene else None}
+
+
+def organizations_top(scene: Scene | None, period: str, limit: int = 20) -> dict:
+    """The organizations that bought for the scene (or for anything), ranked apart from the guests,
+    in the shape of ``top``; ties are listed by organization id, highest first."""
+    from carbon.organizers.models import Organization
+
+    b = board(scene.id if scene else None, period)
+    scores = retired_grams_of_organizations(b)
+    rows = sorted(scores.items(), key=lambda item: (-item[1], -item[0]))
+    names = dict(db.session.execute(select(Organization.id, Organization.name)
+                                    .where(Organization.id.in_([owner for owner, _ in rows[:limit]]))).all())
+    entries = [{"rank": rank, "name": names.get(owner, ""), "kg": grams_to_kg(grams), "me": False}
+               for rank, owner, grams in _ranked(rows[:limit], 0, 1)]
+    return {"board": {"scene": scene.public_id if scene else None, "period": period, "starts_on": b.starts_on,
+                      "participants": len(scores), "kind": "organizations"},
+            "entries": entries, "progress": progress(scene) if scene else None}
 
 
 def standing(scene: Scene | None, period: str, user_id: int, width: int = 2) -> dict:
@@ -242,8 +274,9 @@ def standing(scene: Scene | None, period: str, user_id: int, width: int = 2) -> 
 
 
 def progress(scene: Scene) -> dict:
-    """How neutral the scene is: kilograms its guests neutralized over its estimated footprint
-    (expected attendance × the average footprint its guests calculated), and how many took part."""
+    """How neutral the scene is: kilograms its guests and organizations neutralized over its
+    estimated footprint (expected attendance × the average footprint its guests calculated), and
+    how many guests took part."""
     neutralized = int(stats.totals(scene.id)["grams_neutralized"])
     estimated = estimated_grams(scene)
     percent = None
@@ -256,11 +289,18 @@ def progress(scene: Scene) -> dict:
 
 
 def estimated_grams(scene: Scene) -> int | None:
+    """The scene's estimated footprint: its expected attendance at its guests' average footprint."""
     if not scene.expected_attendance:
         return None
+    return attendees_grams(scene, scene.expected_attendance)
+
+
+def attendees_grams(scene: Scene, attendees: int) -> int | None:
+    """``attendees`` guests at the average footprint the scene's guests calculated (kind ``event``),
+    to the gram; None while no guest has calculated one."""
     total, count = db.session.execute(
         select(func.coalesce(func.sum(Footprint.total_grams), 0), func.count())
         .where(Footprint.scene_id == scene.id, Footprint.kind == "event")).one()
     if not count:
         return None
-    return int((Decimal(int(total)) * scene.expected_attendance / count).to_integral_value(ROUND_HALF_UP))
+    return int((Decimal(int(total)) * attendees / count).to_integral_value(ROUND_HALF_UP))

@@ -1,4 +1,5 @@
-"""The WeChat Pay API v3 provider: JSAPI orders for a mini-program, in public-key mode.
+"""The WeChat Pay API v3 provider: JSAPI orders for a mini-program and Native orders (a QR code) for
+the console, in public-key mode.
 
 Every answer from WeChat Pay is verified (signature and a 5-minute timestamp window) before it
 is believed; notifications the same way, then decrypted.
@@ -68,13 +69,28 @@ class WeChatPayV3:
 
     def create(self, *, out_trade_no: str, description: str, total_fen: int, openid: str,
                time_expire: datetime, attach: str = "") -> str:
+        body = self._order(out_trade_no, description, total_fen, time_expire, attach)
+        return self._call("POST", "/v3/pay/transactions/jsapi", body | {"payer": {"openid": openid}})["prepay_id"]
+
+    def native(self, *, out_trade_no: str, description: str, total_fen: int, time_expire: datetime,
+               attach: str = "") -> str:
+        """A Native order: the ``code_url`` to show as a QR code; whoever scans it pays. The same
+        out_trade_no with the same parameters answers the same code_url."""
+        body = self._order(out_trade_no, description, total_fen, time_expire, attach)
+        code_url = self._call("POST", "/v3/pay/transactions/native", body).get("code_url")
+        if not isinstance(code_url, str) or not code_url.startswith("weixin://"):
+            raise ProviderError("WeChat Pay answered no code_url", code="NO_CODE_URL")
+        return code_url
+
+    def _order(self, out_trade_no: str, description: str, total_fen: int, time_expire: datetime,
+               attach: str) -> dict[str, Any]:
         body = {"appid": self.config.appid, "mchid": self.config.mchid, "description": description[:127],
                 "out_trade_no": out_trade_no, "time_expire": time_expire.astimezone(CHINA_TZ).isoformat(
                     timespec="seconds"), "notify_url": self.config.notify_url,
-                "amount": {"total": total_fen, "currency": "CNY"}, "payer": {"openid": openid}}
+                "amount": {"total": total_fen, "currency": "CNY"}}
         if attach:
             body["attach"] = attach[:128]
-        return self._call("POST", "/v3/pay/transactions/jsapi", body)["prepay_id"]
+        return body
 
     def client_params(self, prepay_id: str) -> dict[str, str]:
         timestamp, nonce_str, package = str(clock.timestamp()), crypto.nonce(), f"prepay_id={prepay_id}"

@@ -1,4 +1,4 @@
-"""WeChat Pay API v3 (api.mch.weixin.qq.com), direct merchant JSAPI, per WECHAT_PROTOCOLS.md §6.2–§6.4.
+"""WeChat Pay API v3 (api.mch.weixin.qq.com), direct merchant JSAPI and Native, per WECHAT_PROTOCOLS.md §6.2–§6.4.
 
 Every ``/v3`` call is recorded, may be answered by an injected failure (HTTP 500 SYSTEM_ERROR
 whatever the armed errcode), and must carry a valid merchant ``Authorization`` (else 401
@@ -21,6 +21,7 @@ from wechat.sandbox.pay_crypto import parse_authorization, request_message, rsa_
 from wechat.sandbox.pay_model import (
     PAID_STATES,
     beijing_digits,
+    issue_code_url,
     issue_prepay,
     random_digits,
     refund_object,
@@ -250,6 +251,17 @@ def valid_amount(body: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]
 @bp.post("/v3/pay/transactions/jsapi")
 def create_jsapi_order() -> Response:
     """Create an order, or repeat it: same parameters → its latest live prepay_id."""
+    return create_order("JSAPI")
+
+
+@bp.post("/v3/pay/transactions/native")
+def create_native_order() -> Response:
+    """Create a Native order (no payer: whoever scans its code pays), or repeat it: same
+    parameters → the same ``code_url`` (it stays valid until the order's time_expire)."""
+    return create_order("NATIVE")
+
+
+def create_order(trade_type: str) -> Response:
     state = sandbox_state()
     body = json_object_body()
     mch = merchant()
@@ -264,11 +276,14 @@ def create_jsapi_order() -> Response:
     attach = optional_str(body, "attach", "/attach", ATTACH_MAX)
     notify_url = valid_notify_url(body.get("notify_url"))
     amount = valid_amount(body, ("total",))
-    payer = body.get("payer")
-    openid = payer.get("openid") if isinstance(payer, dict) else None
-    if not isinstance(openid, str) or not 1 <= len(openid) <= OPENID_MAX:
-        raise param_error("/payer/openid", openid, "缺少参数 payer.openid")
+    openid = None
+    if trade_type == "JSAPI":
+        payer = body.get("payer")
+        openid = payer.get("openid") if isinstance(payer, dict) else None
+        if not isinstance(openid, str) or not 1 <= len(openid) <= OPENID_MAX:
+            raise param_error("/payer/openid", openid, "缺少参数 payer.openid")
     params = {
+        "trade_type": trade_type,
         "appid": appid,
         "description": description,
         "attach": attach,
@@ -295,8 +310,11 @@ def create_jsapi_order() -> Response:
                 time_expire=valid_time_expire(state, body.get("time_expire")),
                 params=params,
                 created_at=now,
+                trade_type=trade_type,
             )
             pay.orders[(mch.mchid, out_trade_no)] = order
+            if trade_type == "NATIVE":
+                return json_answer({"code_url": issue_code_url(state, order)})
             return json_answer({"prepay_id": issue_prepay(state, order)})
         if order.trade_state in PAID_STATES:
             raise PayError(403, "ORDERPAID", "该订单已支付")
@@ -306,6 +324,8 @@ def create_jsapi_order() -> Response:
             raise PayError(403, "OUT_TRADE_NO_USED", "商户订单号重复，且与原订单参数不一致")
         if now >= order.time_expire:
             raise PayError(403, "OUT_TRADE_NO_USED", "该订单已过time_expire，请关单后使用新的商户订单号下单")
+        if trade_type == "NATIVE":
+            return json_answer({"code_url": order.code_url})
         latest = pay.prepays[order.prepay_ids[-1]]
         if now - latest.issued_at > state.config["PAY_PREPAY_TTL_SECONDS"]:
             return json_answer({"prepay_id": issue_prepay(state, order)})

@@ -1,4 +1,5 @@
-"""WeChat Pay test hooks under ``/__sandbox__/pay/``: pay as the guest, send notifications, inspect.
+"""WeChat Pay test hooks under ``/__sandbox__/pay/``: pay as the guest (JSAPI) or scan a Native code, send
+notifications, inspect.
 
 Bad hook requests answer 4xx ``{"error": "..."}`` like the other hooks; a payment the guest's
 ``wx.requestPayment`` would refuse answers 400 ``{"code", "message"}``.
@@ -6,6 +7,7 @@ Bad hook requests answer 4xx ``{"error": "..."}`` like the other hooks; a paymen
 from __future__ import annotations
 
 import secrets
+from html import escape
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -126,6 +128,79 @@ def request_payment() -> Response:
     if due_at is not None:
         record = send_claimed(state, pay, event, due_at)
         notify = {key: record[key] for key in ("event_id", "attempt", "status", "error", "acknowledged")}
+    return jsonify(answer | {"notify": notify})
+
+
+SCANNER_OPENID = "o_sandbox_native_scanner"
+SCAN_PAGE = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>扫码支付 / Scan and pay</title></head>
+<body><h1>微信支付（沙箱） / WeChat Pay (sandbox)</h1>
+<p id="description">{description}</p><p>¥<span id="amount">{amount}</span> · <span id="state">{state}</span></p>
+<form method="post" action="/__sandbox__/pay/scan"><input type="hidden" name="code_url" value="{code_url}">
+<button type="submit" id="pay">确认支付 / Pay</button></form></body></html>"""
+PAID_PAGE = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>支付成功 / Paid</title></head>
+<body><h1 id="paid">支付成功 / Paid</h1><p>{out_trade_no} · <span id="transaction">{transaction_id}</span></p>
+<p>notify: <span id="notify">{notify}</span></p></body></html>"""
+
+
+def scanned_order(pay: PayState, code_url: str) -> PayOrder:
+    key = pay.code_urls.get(code_url)
+    if key is None:
+        raise PaymentRefused("CODE_URL_NOT_FOUND", f"no Native order has code_url {code_url!r}")
+    return pay.orders[key]
+
+
+@bp.get("/scan")
+def scan_page() -> Response:
+    """What the payer's phone shows after scanning a Native ``code_url``: the order and a Pay button
+    (a person, or a browser test, pays it here)."""
+    code_url = request.args.get("code_url", "")
+    state = sandbox_state()
+    with state.lock:
+        order = scanned_order(state.pay, code_url)
+        page = SCAN_PAGE.format(description=escape(order.description), amount=f"{order.total / 100:.2f}",
+                                state=order.trade_state, code_url=escape(code_url))
+    return Response(page, content_type="text/html; charset=utf-8")
+
+
+@bp.post("/scan")
+def scan_and_pay() -> Response:
+    """Scan a Native ``code_url`` and pay it: ``{"code_url", "openid"?, "deliver"?}`` as JSON, or the
+    scan page's form. The order is paid by ``openid`` (a sandbox payer by default), then notified
+    (attempt 1) like a JSAPI payment, unless ``"deliver": false``."""
+    form = request.mimetype == "application/x-www-form-urlencoded"
+    body = dict(request.form) if form else payload()
+    code_url = body.get("code_url")
+    if not isinstance(code_url, str) or not code_url:
+        raise HookError(400, "code_url is required")
+    openid = body.get("openid", SCANNER_OPENID)
+    if not isinstance(openid, str) or not 1 <= len(openid) <= 128:
+        raise HookError(400, "openid must be a string of 1-128 characters")
+    deliver_now = body.get("deliver", True)
+    if not isinstance(deliver_now, bool):
+        raise HookError(400, "deliver must be a boolean")
+    state = sandbox_state()
+    with state.lock:
+        pay = state.pay
+        order = scanned_order(pay, code_url)
+        if order.trade_state in PAID_STATES:
+            raise PaymentRefused("ORDER_PAID", f"order {order.out_trade_no} is already paid")
+        if order.trade_state == "CLOSED":
+            raise PaymentRefused("ORDER_CLOSED", f"order {order.out_trade_no} is closed")
+        if state.now() >= order.time_expire:
+            raise PaymentRefused("ORDER_EXPIRED", f"order {order.out_trade_no} is past its time_expire")
+        order.openid = openid
+        mark_paid(state, order)
+        event = queue_transaction_event(state, order)
+        due_at = claim(state, event) if deliver_now else None
+        answer = {"out_trade_no": order.out_trade_no, "transaction_id": order.transaction_id, "trade_state": "SUCCESS"}
+    notify = None
+    if due_at is not None:
+        record = send_claimed(state, pay, event, due_at)
+        notify = {key: record[key] for key in ("event_id", "attempt", "status", "error", "acknowledged")}
+    if form:
+        page = PAID_PAGE.format(out_trade_no=answer["out_trade_no"], transaction_id=answer["transaction_id"],
+                                notify=escape(str((notify or {}).get("status"))))
+        return Response(page, content_type="text/html; charset=utf-8")
     return jsonify(answer | {"notify": notify})
 
 

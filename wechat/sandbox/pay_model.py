@@ -47,7 +47,7 @@ def transaction_object(order: PayOrder) -> dict[str, Any]:
     if paid:
         body["transaction_id"] = order.transaction_id
     body |= {
-        "trade_type": "JSAPI",
+        "trade_type": order.trade_type,
         "trade_state": order.trade_state,
         "trade_state_desc": TRADE_STATE_DESC[order.trade_state],
     }
@@ -56,7 +56,8 @@ def transaction_object(order: PayOrder) -> dict[str, Any]:
     body["attach"] = order.attach or ""
     if paid:
         body["success_time"] = rfc3339(order.success_time)
-    body["payer"] = {"openid": order.openid}
+    if order.openid is not None:  # a Native order has a payer once scanned
+        body["payer"] = {"openid": order.openid}
     amount: dict[str, Any] = {"total": order.total}
     if paid:
         amount["payer_total"] = order.total
@@ -74,7 +75,7 @@ def paid_transaction_object(order: PayOrder, now: float) -> dict[str, Any]:
         "mchid": order.mchid,
         "out_trade_no": order.out_trade_no,
         "transaction_id": new_transaction_id(now),
-        "trade_type": "JSAPI",
+        "trade_type": order.trade_type,
         "trade_state": "SUCCESS",
         "trade_state_desc": TRADE_STATE_DESC["SUCCESS"],
         "bank_type": BANK_TYPE,
@@ -144,6 +145,14 @@ def issue_prepay(state: SandboxState, order: PayOrder) -> str:
     state.pay.prepays[prepay_id] = Prepay(prepay_id, order.mchid, order.out_trade_no, now)
     order.prepay_ids.append(prepay_id)
     return prepay_id
+
+
+def issue_code_url(state: SandboxState, order: PayOrder) -> str:
+    """A Native order's ``code_url`` (``weixin://wxpay/bizpayurl?pr=`` + 7 letters and digits)."""
+    code_url = "weixin://wxpay/bizpayurl?pr=" + secrets.token_urlsafe(5)[:7]
+    state.pay.code_urls[code_url] = (order.mchid, order.out_trade_no)
+    order.code_url = code_url
+    return code_url
 
 
 def mark_paid(state: SandboxState, order: PayOrder) -> None:

@@ -106,7 +106,8 @@ class Merchant:
 
 @dataclass
 class PayOrder:
-    """A JSAPI order of one merchant, with what it was created with and what happened to it."""
+    """A JSAPI or Native order of one merchant, with what it was created with and what happened to
+    it. A Native order has no payer until its ``code_url`` is scanned and paid."""
 
     mchid: str
     appid: str
@@ -116,7 +117,7 @@ class PayOrder:
     notify_url: str
     total: int
     currency: str
-    openid: str
+    openid: str | None
     time_expire: float
     params: dict[str, Any]  # the validated create parameters: a re-order must repeat them
     created_at: float
@@ -127,6 +128,8 @@ class PayOrder:
     closed_at: float | None = None
     refunded: int = 0
     refund_nos: list[str] = field(default_factory=list)
+    trade_type: str = "JSAPI"  # or NATIVE
+    code_url: str | None = None  # NATIVE: what the merchant shows as a QR code
 
 
 @dataclass
@@ -179,6 +182,7 @@ class PayState:
     orders: dict[tuple[str, str], PayOrder] = field(default_factory=dict)  # (mchid, out_trade_no)
     transactions: dict[str, tuple[str, str]] = field(default_factory=dict)  # transaction_id -> order key
     prepays: dict[str, Prepay] = field(default_factory=dict)
+    code_urls: dict[str, tuple[str, str]] = field(default_factory=dict)  # NATIVE code_url -> order key
     refunds: dict[tuple[str, str], PayRefund] = field(default_factory=dict)  # (mchid, out_refund_no)
     events: list[PayEvent] = field(default_factory=list)
     deliveries: list[dict[str, Any]] = field(default_factory=list)

@@ -23,3 +23,29 @@
   }
   window.setInterval(refresh, 5000);
 })();
+
+// An organization's Native payment: poll the order until paid, then show the certificate.
+(function () {
+  "use strict";
+  var box = document.getElementById("native-pay");
+  if (!box || !window.fetch) { return; }
+  var url = box.getAttribute("data-poll");
+  var timer;
+  function show(state) {
+    box.querySelector("[data-state=status]").textContent = state.status;
+    box.querySelector("[data-show=waiting]").hidden = state.paid;
+    box.querySelector("[data-show=paid]").hidden = !state.paid;
+    if (state.certificate) {
+      box.querySelector("[data-state=certificate]").textContent = state.certificate;
+      box.querySelector("[data-state=certificate-link]").setAttribute("href", "/c/" + state.certificate);
+      window.clearInterval(timer);
+    }
+  }
+  function poll() {
+    fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (state) { if (state) { show(state); } })
+      .catch(function () { /* the next poll tries again */ });
+  }
+  timer = window.setInterval(poll, 1500);
+})();

@@ -1,7 +1,7 @@
 """invoices: an organization's invoice profile, and invoice requests (one per order)
 
 Revision ID: b4c8e2f71a3d
-Revises: 6f3a9c2e8b17
+Revises: 7c4d2b9e1f60
 Create Date: 2026-12-01 15:30:00
 
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'b4c8e2f71a3d'
-down_revision = '6f3a9c2e8b17'
+down_revision = '7c4d2b9e1f60'
 branch_labels = None
 depends_on = None
 
