@@ -215,14 +215,8 @@ def mark_issued(principal: Principal, public_id: str, fapiao_number: str, issued
     number = taxid.normalize(_text(errors, "fapiao_number", fapiao_number))
     if not (8 <= len(number) <= 20 and number.isascii() and number.isalnum()):
         errors.setdefault("fapiao_number", ["发票号码为 8-20 位数字或字母 / A fapiao number has 8-20 digits or letters"])
-    if errors:
-        raise ValidationError(details=errors)
-    found = get_request(principal, public_id, lock=True)
-    move(found, INVOICE_TRANSITIONS, InvoiceStatus.ISSUED)
-    found.fapiao_number = number
-    found.issued_on = issued_on or utcnow().astimezone(CHINA_TZ).date()
-    _decided(principal, found)
-    return found
+    return _decide(principal, public_id, errors, InvoiceStatus.ISSUED, fapiao_number=number,
+                   issued_on=issued_on or utcnow().astimezone(CHINA_TZ).date())
 
 
 def reject(principal: Principal, public_id: str, reason: str) -> InvoiceRequest:
@@ -232,19 +226,21 @@ def reject(principal: Principal, public_id: str, reason: str) -> InvoiceRequest:
     reason = _text(errors, "reason", reason)
     if not 1 <= len(reason) <= 200:
         errors.setdefault("reason", ["需要理由（至多 200 字） / A reason is required (at most 200)"])
+    return _decide(principal, public_id, errors, InvoiceStatus.REJECTED, reason=reason)
+
+
+def _decide(principal: Principal, public_id: str, errors: dict, status: InvoiceStatus, **outcome) -> InvoiceRequest:
+    """Record finance's outcome: field errors first, then the move (locked), then who and when."""
     if errors:
         raise ValidationError(details=errors)
     found = get_request(principal, public_id, lock=True)
-    move(found, INVOICE_TRANSITIONS, InvoiceStatus.REJECTED)
-    found.reason = reason
-    _decided(principal, found)
-    return found
-
-
-def _decided(principal: Principal, found: InvoiceRequest) -> None:
+    move(found, INVOICE_TRANSITIONS, status)
+    for name, value in outcome.items():
+        setattr(found, name, value)
     found.decided_by_id = principal.organizer.id if principal.organizer else None
     found.decided_at = utcnow()
     db.session.commit()
+    return found
 
 
 CSV_HEADER = ("申请 / request", "订单 / order", "状态 / status", "发票抬头 / title", "纳税人识别号 / tax id",
