@@ -215,8 +215,11 @@ def mark_issued(principal: Principal, public_id: str, fapiao_number: str, issued
     number = taxid.normalize(_text(errors, "fapiao_number", fapiao_number))
     if not (8 <= len(number) <= 20 and number.isascii() and number.isalnum()):
         errors.setdefault("fapiao_number", ["发票号码为 8-20 位数字或字母 / A fapiao number has 8-20 digits or letters"])
+    today = utcnow().astimezone(CHINA_TZ).date()
+    if issued_on is not None and issued_on > today:
+        errors["issued_on"] = ["开票日期不能晚于今天 / The fapiao cannot be dated after today (China)"]
     return _decide(principal, public_id, errors, InvoiceStatus.ISSUED, fapiao_number=number,
-                   issued_on=issued_on or utcnow().astimezone(CHINA_TZ).date())
+                   issued_on=issued_on or today)
 
 
 def reject(principal: Principal, public_id: str, reason: str) -> InvoiceRequest:
