@@ -56,7 +56,9 @@ def get_order(order_id):
 
 @blp.route("/orders/<string:order_id>/receipt.pdf", methods=["GET"])
 @answers(409)  # order.not_paid
-@blp.response(200, content_type="application/pdf")
+@blp.response(200, content_type="application/pdf", description="the receipt, one A4 page")
+@blp.doc(responses={"200": {"description": "the receipt, one A4 page", "content": {
+    "application/pdf": {"schema": {"type": "string", "format": "binary"}}}}})
 def order_receipt(order_id):
     """The receipt of one of the guest's paid orders (also once refunded, saying so) as a PDF,
     Chinese first: 409 ``order.not_paid`` before it is paid, 404 for someone else's order."""
