@@ -159,6 +159,7 @@ def _register_blueprints(app: Flask) -> None:
     from carbon.accounts.routes import blp as accounts_blp
     from carbon.certificates.routes import blp as certificates_blp
     from carbon.certificates.routes import page as certificate_page
+    from carbon.checkout.admin_routes import blp as admin_purchases_blp
     from carbon.checkout.routes import blp as orders_blp
     from carbon.checkout.routes import notify as notify_blp
     from carbon.core.apidocs import bp as apidocs_bp
@@ -179,6 +180,7 @@ def _register_blueprints(app: Flask) -> None:
     app.extensions["diandian.api"].register_blueprint(scenes_blp)
     app.extensions["diandian.api"].register_blueprint(admin_blp)
     app.extensions["diandian.api"].register_blueprint(admin_scenes_blp)
+    app.extensions["diandian.api"].register_blueprint(admin_purchases_blp)
     app.extensions["diandian.api"].register_blueprint(orders_blp)
     app.extensions["diandian.api"].register_blueprint(notify_blp)
     app.extensions["diandian.api"].register_blueprint(certificates_blp)

@@ -57,6 +57,15 @@ def test_the_event_footprint_is_quantities_times_the_dataset_factors():
         HostFootprintIn().load({"event_name": "x", "activities": [{"type": "material", "material": "steel", "kg": 1}]})
 
 
+def warm_access_token(app) -> None:
+    """SQLite: the access-token store writes on its own connection, so take the token before the
+    inline outbox batch (which renders the poster, fetching a mini-program code) holds the write lock."""
+    from carbon.core import extensions as ext
+
+    with app.app_context():
+        assert ext.wechat().wxa_code("warm-up")
+
+
 def _quote_form(page: str) -> dict:
     return dict(_HIDDEN.findall(page))
 
@@ -210,12 +219,9 @@ def test_another_organization_cannot_see_or_buy_for_the_scene_and_staff_cannot_p
 
 def test_a_company_without_scenes_buys_for_a_named_event(live, sandbox):
     from carbon.certificates import cards
-    from carbon.core import extensions as ext
-
     seed_project(live.app)
     organization(live.app, "丙科技有限公司", "c3@corp.example")
-    with live.app.app_context():  # SQLite: the token store writes on its own connection, so take the
-        assert ext.wechat().wxa_code("warm-up")  # token before the inline outbox batch holds the write lock
+    warm_access_token(live.app)
     console = live.app.test_client()
     assert sign_in(console, "c3@corp.example").status_code == 302
     saved = console.post("/console/buy/event", data={"event_name": "2026 年度客户大会", "province": "BJ", "kwh": "800",
@@ -250,3 +256,49 @@ def test_an_order_has_exactly_one_buyer(app):
         with pytest.raises(IntegrityError):
             db.session.execute(insert(Order.__table__).values(**row))
         db.session.rollback()
+
+
+def test_the_admin_api_buys_the_same_way_with_an_owner_key(live, sandbox):
+    """For machines: a host footprint, its quote, the order (an owner's key; the same key again is
+    the same order; a staff key is refused), the sandbox paying the code_url, the state with the
+    certificate, another organization's order not found."""
+    project_id = seed_project(live.app)
+    with live.app.app_context():
+        from carbon.organizers import service as organizers
+
+        owner, scene_id = live_scene(project_id, "orgbuy4", "a4@forum.example")
+        _, owner_key = organizers.create_api_key(owner.organization, "finance", "owner")
+        _, staff_key = organizers.create_api_key(owner.organization, "ops", "staff")
+        other = organizers.create_organization("丁", owner_email="d4@corp.example", owner_password=PASSWORD,
+                                               owner_name="d")
+        _, other_key = organizers.create_api_key(other.organization, "x", "owner")
+        db.session.commit()
+    warm_access_token(live.app)
+    auth = {"Authorization": f"Bearer {owner_key}"}
+    made = live.post("/api/v1/admin/footprints", headers=auth, json={"scene": scene_id, "province": "SC", "activities": [
+        {"type": "venue_electricity", "kwh": 500}, {"type": "material", "material": "paper", "kg": 10}]})
+    assert made.status_code == 201, made.text
+    assert (made.json()["kind"], made.json()["event_name"]) == ("host", "论坛")
+    expected = 500 * factor("grid.cn.province.sichuan") + 10 * factor("paper.mixed.primary")
+    assert Decimal(made.json()["total_kg"]) == expected.quantize(Decimal("0.001"))
+    body = {"kind": "host", "footprint_id": made.json()["id"]}
+    quoted = live.post("/api/v1/admin/purchases/quote", headers=auth, json=body).json()
+    assert (quoted["kg"], quoted["footprint_id"], quoted["scene"]) == (made.json()["total_kg"], made.json()["id"], scene_id)
+    refused = live.post("/api/v1/admin/purchases", json=body,
+                        headers={"Authorization": f"Bearer {staff_key}", "Idempotency-Key": "api-1"})
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "auth.owner_required")
+    bought = live.post("/api/v1/admin/purchases", json=body, headers={**auth, "Idempotency-Key": "api-1"})
+    assert bought.status_code == 201, bought.text
+    again = live.post("/api/v1/admin/purchases", json=body, headers={**auth, "Idempotency-Key": "api-1"})
+    assert again.json()["order"] == bought.json()["order"] and again.json()["code_url"] == bought.json()["code_url"]
+    paid = requests.post(f"{sandbox.url}/__sandbox__/pay/scan", json={"code_url": bought.json()["code_url"]},
+                         timeout=30).json()
+    assert paid["notify"]["acknowledged"]
+    state = live.get(f"/api/v1/admin/purchases/{bought.json()['order']}", headers=auth).json()
+    assert (state["status"], state["paid"], state["code_url"]) == ("fulfilled", True, None)
+    assert live.get(f"/api/v1/certificates/{state['certificate']}/verify").json()["valid"]
+    hidden = live.get(f"/api/v1/admin/purchases/{bought.json()['order']}",
+                      headers={"Authorization": f"Bearer {other_key}"})
+    assert (hidden.status_code, hidden.json()["error"]["code"]) == (404, "order.not_found")
+    stolen = live.post("/api/v1/admin/purchases/quote", json=body, headers={"Authorization": f"Bearer {other_key}"})
+    assert (stolen.status_code, stolen.json()["error"]["code"]) == (404, "footprint.not_found")
