@@ -69,6 +69,10 @@ def test_an_organizer_buys_a_top_up_with_a_qr_code_and_sees_it_paid(live_server,
     expect(qr).to_be_hidden()
     keep(screenshot(page, "console-native-paid"), "console-native-paid.png")
     number = certificate.inner_text()
+    card = page.locator("[data-state=card-link]")
+    expect(card).to_be_visible()
+    picture = live_server.get(card.get_attribute("href"))
+    assert picture.headers["Content-Type"] == "image/jpeg" and picture.content[:3] == b"\xff\xd8\xff"
     shown = live_server.get(f"/api/v1/certificates/{number}").json()
     assert shown["beneficiary"] == organization_name and shown["record"]["scene"]["id"] == scene_id
     with live_server.app.app_context():

@@ -38,6 +38,9 @@
     if (state.certificate) {
       box.querySelector("[data-state=certificate]").textContent = state.certificate;
       box.querySelector("[data-state=certificate-link]").setAttribute("href", "/c/" + state.certificate);
+      var card = box.querySelector("[data-state=card-link]");
+      card.setAttribute("href", "/api/v1/certificates/" + state.certificate + "/card.jpg");
+      card.hidden = false;
       window.clearInterval(timer);
     }
   }
