@@ -165,6 +165,7 @@ def _register_blueprints(app: Flask) -> None:
     from carbon.core.apidocs import bp as apidocs_bp
     from carbon.core.health import bp as health_bp
     from carbon.footprint.routes import blp as footprint_blp
+    from carbon.invoices.routes import blp as admin_invoices_blp
     from carbon.leaderboards.routes import blp as leaderboards_blp
     from carbon.organizers.routes import blp as admin_blp
     from carbon.scenes.admin_routes import blp as admin_scenes_blp
@@ -181,6 +182,7 @@ def _register_blueprints(app: Flask) -> None:
     app.extensions["diandian.api"].register_blueprint(admin_blp)
     app.extensions["diandian.api"].register_blueprint(admin_scenes_blp)
     app.extensions["diandian.api"].register_blueprint(admin_purchases_blp)
+    app.extensions["diandian.api"].register_blueprint(admin_invoices_blp)
     app.extensions["diandian.api"].register_blueprint(orders_blp)
     app.extensions["diandian.api"].register_blueprint(notify_blp)
     app.extensions["diandian.api"].register_blueprint(certificates_blp)

@@ -16,6 +16,7 @@ from carbon.credits.models import (  # noqa: F401
     Vintage,
 )
 from carbon.footprint.models import Footprint  # noqa: F401
+from carbon.invoices.models import InvoiceProfile, InvoiceRequest  # noqa: F401
 from carbon.jobs.models import OutboxEvent  # noqa: F401
 from carbon.leaderboards.models import LeaderboardScore, LeaderboardScoreCount  # noqa: F401
 from carbon.ledger.models import LedgerTransaction, Posting  # noqa: F401

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import Response, jsonify, request
 from flask_smorest import Blueprint
 from werkzeug.exceptions import HTTPException
 
@@ -10,6 +10,7 @@ from carbon.checkout.outcomes import Outcome
 from carbon.core.errors import ValidationError
 from carbon.core.http import provider_format
 from carbon.core.openapi import answers
+from carbon.invoices import service as invoices
 from carbon.metrics import count_notify
 from schemas.checkout import OrderCreatedOut, OrderIn, OrdersOut, WeChatPayAnswer
 
@@ -51,6 +52,19 @@ def get_order(order_id):
     order = orders.get_order(current_user(), order_id)
     params = orders.payment_params(order) if order.status == "awaiting_payment" else None
     return {"order": order, "request_payment": params}
+
+
+@blp.route("/orders/<string:order_id>/receipt.pdf", methods=["GET"])
+@answers(409)  # order.not_paid
+@blp.response(200, content_type="application/pdf", description="the receipt, one A4 page")
+@blp.doc(responses={"200": {"description": "the receipt, one A4 page", "content": {
+    "application/pdf": {"schema": {"type": "string", "format": "binary"}}}}})
+def order_receipt(order_id):
+    """The receipt of one of the guest's paid orders (also once refunded, saying so) as a PDF,
+    Chinese first: 409 ``order.not_paid`` before it is paid, 404 for someone else's order."""
+    order = orders.get_order(current_user(), order_id)
+    return Response(invoices.receipt_pdf(order), mimetype="application/pdf", headers={
+        "Content-Disposition": f'inline; filename="receipt-{order.public_id}.pdf"'})
 
 
 notify = Blueprint("wechatpay_notify", __name__, url_prefix="/api/v1/payments",

@@ -20,8 +20,8 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 
 from carbon.certificates import service as certificates
-from carbon.checkout import purchases
-from carbon.checkout.states import OrderStatus
+from carbon.checkout import operations, purchases
+from carbon.checkout.states import ORDER_TRANSITIONS, OrderStatus, sources
 from carbon.console import chart, forms, service
 from carbon.console import session as console_session
 from carbon.core.clock import CHINA_TZ, clock
@@ -29,6 +29,9 @@ from carbon.core.db import db
 from carbon.core.errors import DomainError, PermissionDenied, RateLimited, ValidationError
 from carbon.credits import service as credits
 from carbon.footprint import service as footprints
+from carbon.invoices import service as invoices
+from carbon.invoices.states import STATUS_NAMES as INVOICE_STATUS_NAMES
+from carbon.invoices.states import InvoiceStatus
 from carbon.leaderboards import service as leaderboards
 from carbon.ledger import settlement
 from carbon.rendering import qr_png
@@ -46,6 +49,7 @@ DOWNLOADS = {"wxacode.png": "image/png", "qrcode.png": "image/png", "poster.png"
              "poster.pdf": "application/pdf"}
 KIND_NAMES = {"conference": "会议 / Conference", "scenic_spot": "景区 / Scenic spot", "supermarket": "超市 / Supermarket",
               "restaurant": "餐厅 / Restaurant", "hotel": "酒店 / Hotel", "custom": "自定义 / Custom"}
+REFUNDABLE = sources(ORDER_TRANSITIONS, OrderStatus.REFUNDED)
 STATUS_NAMES = {"draft": "草稿 / Draft", "live": "进行中 / Live", "closed": "已结束 / Closed"}
 
 
@@ -74,7 +78,8 @@ bp.add_app_template_global(console_session.csrf_token, "csrf_token")  # macros s
 
 @bp.context_processor
 def _template_values() -> dict:
-    return {"console_me": me, "kind_names": KIND_NAMES, "status_names": STATUS_NAMES}
+    return {"console_me": me, "kind_names": KIND_NAMES, "status_names": STATUS_NAMES,
+            "refundable": REFUNDABLE, "receipt_states": invoices.PAID_STATES}
 
 
 @bp.errorhandler(DomainError)
@@ -296,6 +301,36 @@ def order_page(order_id: str):
                            refunds=service.refunds_of(found))
 
 
+@bp.route("/orders/<order_id>/receipt.pdf")
+def order_receipt(order_id: str):
+    """The order's receipt (PDF, Chinese first), for any order the console shows that is paid."""
+    found = service.order(me(), order_id)
+    return Response(invoices.receipt_pdf(found), mimetype="application/pdf", headers={
+        "Content-Disposition": f'attachment; filename="receipt-{found.public_id}.pdf"'})
+
+
+@bp.route("/orders/<order_id>/refund", methods=["GET", "POST"])
+def order_refund(order_id: str):
+    """Refund a paid order in full (owners only): a page that says what will happen and asks for the
+    reason, then the one refund operation (carbon.checkout.operations.refund_order)."""
+    _owner()
+    found = service.order(me(), order_id)
+    errors: dict = {}
+    if request.method == "POST":
+        try:
+            operations.refund_order(found.public_id, request.form.get("reason", "")[:200])
+            flash("已申请退款，微信支付将原路退回 / Refund requested: WeChat Pay sends the money back")
+            return redirect(url_for("console.order_page", order_id=order_id))
+        except ValidationError as exc:
+            errors = _field_errors(exc)
+        except DomainError as exc:  # not paid (any more): the order page says where it stands
+            db.session.rollback()
+            flash(exc.message, "error")
+            return redirect(url_for("console.order_page", order_id=order_id))
+    return render_template("console/refund_confirm.html", order=found, errors=errors,
+                           reason=request.form.get("reason", ""))
+
+
 @bp.route("/refunds")
 def refund_list():
     return render_template("console/refunds.html", refunds=service.refunds(me()))
@@ -315,6 +350,72 @@ def event_replay(event_id: int):
     except LookupError:
         flash(f"没有这个失败事件 / No failed event {event_id}", "error")
     return redirect(url_for("console.event_list"))
+
+
+# --- invoices: the profile, requests, the finance export -----------------------------------
+
+@bp.route("/invoices")
+def invoice_list():
+    status = request.args.get("status") or None
+    if status not in set(InvoiceStatus):
+        status = None
+    return render_template("console/invoices.html", requests=invoices.requests(me(), status), status=status,
+                           profile=invoices.profile(me()), orders=invoices.invoiceable_orders(me()),
+                           invoice_status_names=INVOICE_STATUS_NAMES, errors={})
+
+
+@bp.route("/invoices/profile", methods=["GET", "POST"])
+def invoice_profile():
+    errors: dict = {}
+    if request.method == "POST":
+        try:
+            invoices.save_profile(me(), request.form.get("title", ""), request.form.get("tax_id", ""))
+            flash("发票信息已保存 / Invoice details saved")
+            return redirect(url_for("console.invoice_list"))
+        except ValidationError as exc:
+            errors = _field_errors(exc)
+    return render_template("console/invoice_profile.html", profile=invoices.profile(me()), errors=errors,
+                           values=request.form if request.method == "POST" else None)
+
+
+@bp.route("/invoices/request", methods=["POST"])
+def invoice_request():
+    try:
+        made = invoices.request_invoice(me(), request.form.get("order", ""))
+        flash(f"已申请发票 / Invoice requested: {made.public_id}")
+    except DomainError as exc:
+        if exc.http_status == 404:
+            raise
+        db.session.rollback()
+        flash(exc.message, "error")
+    return redirect(url_for("console.invoice_list"))
+
+
+@bp.route("/invoices/<request_id>/<any('issue', 'reject'):action>", methods=["POST"])
+def invoice_decide(request_id: str, action: str):
+    """Record what finance did (owners only): issued with the fapiao's number, or rejected with a reason."""
+    _owner()
+    try:
+        if action == "issue":
+            invoices.mark_issued(me(), request_id, request.form.get("fapiao_number", ""))
+            flash("已标记为已开具 / Marked issued")
+        else:
+            invoices.reject(me(), request_id, request.form.get("reason", ""))
+            flash("已驳回 / Rejected")
+    except DomainError as exc:
+        if exc.http_status == 404:
+            raise
+        db.session.rollback()
+        messages = [m for ms in (exc.details or {}).values() if isinstance(ms, list) for m in ms if isinstance(m, str)]
+        flash(" ".join(messages) if exc.http_status == 422 and messages else exc.message, "error")
+    return redirect(url_for("console.invoice_list"))
+
+
+@bp.route("/invoices.csv")
+def invoice_csv():
+    """Every invoice request of the organization for the finance team (UTF-8 with BOM)."""
+    return Response(invoices.export_csv(me()), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="invoice-requests-{me().organization.public_id}.csv"'})
 
 
 def _owner() -> None:

@@ -1,8 +1,6 @@
 """What each project owner is owed, per period, and the payouts that settle it."""
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime
 from decimal import Decimal
 
@@ -11,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from carbon.core.db import db
 from carbon.core.errors import Conflict, NotFound, ValidationError
+from carbon.core.spreadsheet import csv_text
 from carbon.core.units import cny
 from carbon.credits.models import Project
 from carbon.ledger import service as ledger
@@ -45,12 +44,8 @@ def report(start: datetime, end: datetime, owner_organization_id: int | None = N
 
 
 def report_csv(start: datetime, end: datetime, owner_organization_id: int | None = None) -> str:
-    buffer = io.StringIO()
     fields = ["project", "name", "registry", "opening_owed", "earned", "paid_out", "closing_owed"]
-    writer = csv.DictWriter(buffer, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(report(start, end, owner_organization_id))
-    return "\ufeff" + buffer.getvalue()
+    return csv_text(fields, ([row[name] for name in fields] for row in report(start, end, owner_organization_id)))
 
 
 def record_payout(project_public_id: str, amount: Decimal, reference: str) -> LedgerTransaction:

@@ -1,8 +1,6 @@
 """Scenes: organizers create and print them; guests resolve the code they scanned."""
 from __future__ import annotations
 
-import csv
-import io
 import secrets
 import threading
 import time
@@ -25,6 +23,7 @@ from carbon.core.clock import utcnow
 from carbon.core.db import db
 from carbon.core.errors import Conflict, Gone, NotFound, ValidationError
 from carbon.core.geo import great_circle_m, haversine_term_sql
+from carbon.core.spreadsheet import csv_text
 from carbon.core.units import grams_to_kg
 from carbon.credits.models import Project
 from carbon.organizers.models import Organization
@@ -446,13 +445,9 @@ def scene_stats(principal: Principal, public_id: str) -> dict:
 def scene_stats_csv(principal: Principal, public_id: str) -> str:
     scene = get_scene(principal, public_id)
     runtime().visits.flush()
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["day", "channel", "visits", "logins", "footprints", "kg_neutralized", "money_raised_cny"])
-    for row in stats.rows(scene.id):
-        writer.writerow([row.day.isoformat(), row.channel or "default", row.visits, row.logins, row.footprints,
-                         grams_to_kg(row.grams_neutralized), row.money_raised])
-    return "\ufeff" + buffer.getvalue()  # BOM: spreadsheet programs then read the Chinese labels right
+    return csv_text(["day", "channel", "visits", "logins", "footprints", "kg_neutralized", "money_raised_cny"],
+                    ([row.day.isoformat(), row.channel or "default", row.visits, row.logins, row.footprints,
+                      grams_to_kg(row.grams_neutralized), row.money_raised] for row in stats.rows(scene.id)))
 
 
 def _zero() -> dict:

@@ -29,14 +29,21 @@ ADMIN = "/api/v1/admin/"
 LOGIN = "/api/v1/admin/auth/login"
 PUBLIC = {"admin.login"}
 OWNER_ONLY = {"admin.add_member", "admin.api_keys", "admin.create_api_key", "admin.revoke_api_key",
-              "admin_purchases.buy"}
+              "admin_purchases.buy", "admin_invoices.put_profile", "admin_invoices.issue", "admin_invoices.reject"}
 # What the purchase routes answer their own organization here (a scene no guest has measured yet,
 # an order that does not exist): the permission outcome is what the other tests compare
 OWN_PURCHASES = {"admin_purchases.quote": "422 purchase.no_average", "admin_purchases.buy": "422 purchase.no_average",
-                 "admin_purchases.purchase_state": "404 order.not_found"}
+                 "admin_purchases.purchase_state": "404 order.not_found",
+                 # no profile yet, an order or invoice request that does not exist
+                 "admin_invoices.purchase_receipt": "404 order.not_found",
+                 "admin_invoices.get_profile": "404 invoice.profile_not_found",
+                 "admin_invoices.create_request": "404 order.not_found",
+                 "admin_invoices.issue": "404 invoice.not_found", "admin_invoices.reject": "404 invoice.not_found"}
 ACROSS_PURCHASES = {"admin_purchases.quote": "404 scene.not_found", "admin_purchases.buy": "404 scene.not_found",
                     "admin_purchases.create_host_footprint": "404 scene.not_found",
-                    "admin_purchases.purchase_state": "404 order.not_found"}
+                    "admin_purchases.purchase_state": "404 order.not_found",
+                    **{endpoint: outcome for endpoint, outcome in OWN_PURCHASES.items()
+                       if endpoint.startswith("admin_invoices.")}}
 KINDS = ["owner", "staff", "owner key", "staff key"]
 PASSWORD = "correct horse battery staple"
 WXACODE = "/wxa/getwxacodeunlimit"
@@ -79,7 +86,11 @@ def body_for(endpoint: str, scene: str = "x") -> dict:
             "admin_scenes.add_channel": {"slug": f"c{unique[:6]}"},
             "admin_purchases.create_host_footprint": {"scene": scene, "activities": [
                 {"type": "venue_electricity", "kwh": 100}]},
-            "admin_purchases.quote": purchase, "admin_purchases.buy": purchase}.get(endpoint, {})
+            "admin_purchases.quote": purchase, "admin_purchases.buy": purchase,
+            "admin_invoices.put_profile": {"title": "测试有限公司", "tax_id": "91350100M000100Y43"},
+            "admin_invoices.create_request": {"order_id": "ord_nothing"},
+            "admin_invoices.issue": {"fapiao_number": "12345678"}, "admin_invoices.reject": {"reason": "抬头有误"}
+            }.get(endpoint, {})
 
 
 def call(client, method: str, rule, headers: dict, **values):
@@ -87,6 +98,7 @@ def call(client, method: str, rule, headers: dict, **values):
     if rule.endpoint == "admin_purchases.buy":
         headers = {**headers, "Idempotency-Key": uuid.uuid4().hex}
     values.setdefault("order_id", "ord_nothing")
+    values.setdefault("request_id", "inv_nothing")
     return client.open(path_of(rule, **values), method=method, json=body, headers=headers)
 
 
