@@ -66,14 +66,22 @@ def scratch_database(url: str | None = None) -> Iterator[str]:
 @contextmanager
 def gunicorn(env: dict[str, str], workers: int = 2, worker_class: str = "sync",
              threads: int = 1, app_spec: str = "app:create_app()", cwd: Path = ROOT,
-             port: int | None = None) -> Iterator[str]:
-    """Serve ``app_spec`` (the service by default) on loopback (a free port unless given); yields the base URL."""
+             port: int | None = None, config: Path | None = None,
+             started: list[subprocess.Popen] | None = None) -> Iterator[str]:
+    """Serve ``app_spec`` (the service by default) on loopback (a free port unless given); yields the base URL.
+
+    With ``config`` (e.g. deploy/gunicorn.conf.py) its settings serve instead of ``workers``,
+    ``worker_class`` and ``threads`` (the file reads DIANDIAN_WORKERS / _THREADS / _WORKER_CLASS from
+    ``env``); the master's process is appended to ``started`` when given."""
     port = port or free_port()
     full_env = {**os.environ, **env, "DIANDIAN_LOG_REQUESTS": "0"}
+    shape = (["-c", str(config)] if config else
+             ["-w", str(workers), "-k", worker_class, "--threads", str(threads)])
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", worker_class, "--threads", str(threads),
-         "-b", f"127.0.0.1:{port}", "--log-level", "warning", app_spec],
+        [sys.executable, "-m", "gunicorn", *shape, "-b", f"127.0.0.1:{port}", "--log-level", "warning", app_spec],
         cwd=cwd, env=full_env)
+    if started is not None:
+        started.append(process)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
