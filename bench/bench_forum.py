@@ -13,8 +13,9 @@ mini-program does (carbon/simulator/static/simulator.js), through the public API
   footprint  ``POST /footprints`` (one rail trip)
   order      ``POST /orders`` (Idempotency-Key)
   pay        wx.requestPayment played by the sandbox: it pays and sends the signed notify
-  paid       polling ``GET /orders/<id>`` until paid (the inbox worker confirmed it)
-  certificate polling ``GET /certificates`` until the order's certificate is listed
+  paid       polling ``GET /orders/<id>`` every 0.3 s until paid (the inbox worker confirmed it)
+  certificate polling it on until fulfilled (the default lane issued the certificate), then
+             ``GET /certificates`` (as the simulator does)
   card       ``GET /certificates/<no>/card.jpg`` (a JPEG; rendered on request if not yet drawn)
   rank       ``GET /leaderboards/me`` for the forum
 
@@ -35,10 +36,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import itertools
 import json
 import os
 import statistics
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -47,6 +50,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from harness import (
     ROOT,
@@ -64,7 +68,7 @@ ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/2")
 SCENE = "s=cdcnf21"  # the demo's forum (carbon/demo.py)
 STEPS = ("login", "scene", "footprint", "order", "pay", "paid", "certificate", "card", "rank")
-POLL_SECONDS = 0.2  # how often a waiting guest asks again (the simulator: 0.3 s)
+POLL_SECONDS = 0.3  # how often a waiting guest asks again (as the simulator does)
 WAIT_SECONDS = 60.0  # a guest gives up waiting for "paid" or the certificate after this
 LANES = "inbox;default;render@10"  # as deploy/systemd and `make run` run them
 # The burst's cumulative arrivals: (share of the duration, share of the guests); doors open at 0.
@@ -191,15 +195,18 @@ def guest_flow(service_url: str, sandbox_url: str, openid: str, scene_id: str, g
         paid = step("pay", "POST", "/__sandbox__/pay/request-payment", created["request_payment"], on=wechat)
         if not (paid.get("notify") or {}).get("acknowledged"):
             flow.timings.setdefault("notify_unacknowledged", 1.0)  # WeChat Pay retries; the guest still waits
-        flow.timings["paid"] = 0.0
-        wait("paid", lambda: step("_poll", "GET", f"/api/v1/orders/{order_id}")["order"]["status"]
-             in ("paid", "fulfilled"))
+        seen = {}
 
-        def listed():
-            return next((item["number"] for item in step("_poll", "GET", "/api/v1/certificates")["items"]
-                         if item["order_id"] == order_id), None)
+        def status() -> str:
+            seen["status"] = step("_poll", "GET", f"/api/v1/orders/{order_id}")["order"]["status"]
+            return seen["status"]
 
-        flow.number = number = wait("certificate", listed)
+        wait("paid", lambda: status() in ("paid", "fulfilled"))
+        wait("certificate", lambda: seen.pop("status", None) == "fulfilled" or status() == "fulfilled")
+        listed = step("certificate", "GET", "/api/v1/certificates")["items"]  # then the simulator lists them
+        flow.number = number = next((item["number"] for item in listed if item["order_id"] == order_id), None)
+        if number is None:
+            raise StepFailed("certificate: fulfilled but not listed")
         card = step("card", "GET", f"/api/v1/certificates/{number}/card.jpg")
         if card[:3] != b"\xff\xd8\xff":
             raise StepFailed("card: not a JPEG")
@@ -265,7 +272,7 @@ def arrivals(guests: int, duration: float) -> list[float]:
     times = []
     for i in range(guests):
         share = (i + 0.5) / guests
-        for (t0, c0), (t1, c1) in zip(BURST_SHAPE, BURST_SHAPE[1:]):
+        for (t0, c0), (t1, c1) in itertools.pairwise(BURST_SHAPE):
             if share <= c1:
                 times.append(duration * (t0 + (t1 - t0) * (share - c0) / (c1 - c0)))
                 break
@@ -338,7 +345,7 @@ class MemorySampler:
             with contextlib.suppress(Exception):
                 self.sample()
 
-    def __enter__(self) -> MemorySampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -397,6 +404,29 @@ def report(phase: Phase, bare_rps: float, bare_cpu_ms: float) -> list[str]:
     lines.append(f"  CPU per complete flow {total:.1f} ms = {total / bare_cpu_ms:.0f} bare requests ("
                  + ", ".join(f"{name} {ms:.1f}" for name, ms in cpu.items()) + ")")
     return lines
+
+
+def route_cpu(folder: Path) -> dict[str, list]:
+    """``{"METHOD rule": [requests, cpu_seconds]}`` summed over the service's workers (bench/route_cpu_app.py)."""
+    total: dict[str, list] = {}
+    for path in folder.glob("*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            for key, (n, seconds) in json.loads(path.read_text()).items():
+                entry = total.setdefault(key, [0, 0.0])
+                entry[0] += n
+                entry[1] += seconds
+    return total
+
+
+def route_lines(before: dict, after: dict, flows: int, top: int = 10) -> list[str]:
+    delta = {k: (n - before.get(k, [0, 0.0])[0], s - before.get(k, [0, 0.0])[1]) for k, (n, s) in after.items()}
+    delta = {k: v for k, v in delta.items() if v[0]}
+    ranked = sorted(delta.items(), key=lambda kv: -kv[1][1])[:top]
+    inside = sum(s for _, s in delta.values())
+    return [f"  route CPU in the request threads: {inside * 1000 / max(flows, 1):.1f} ms per flow; by route, ms per "
+            "flow (requests per flow, ms per request): " + "; ".join(
+                f"{k} {s * 1000 / max(flows, 1):.1f} ({n / max(flows, 1):.1f}, {s * 1000 / n:.2f})"
+                for k, (n, s) in ranked)]
 
 
 def steps_p99(phase: Phase) -> dict[str, float]:
@@ -506,11 +536,14 @@ def run(admin_url: str, redis_url: str, steps: list[int], step_seconds: float, g
         env |= {"DIANDIAN_WECHAT_API_BASE": sandbox, "DIANDIAN_WECHATPAY_API_BASE": sandbox}
         masters: list = []
         port = free_port()  # WeChat Pay's notify_url is the service's own (DIANDIAN_PUBLIC_BASE_URL)
-        service = stack.enter_context(gunicorn({**env, "DIANDIAN_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"},
+        routes = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        service = stack.enter_context(gunicorn({**env, "DIANDIAN_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+                                                "DIANDIAN_BENCH_ROUTE_CPU": str(routes)},
                                                config=ROOT / "deploy" / "gunicorn.conf.py", started=masters,
-                                               port=port))
+                                               port=port, app_spec="bench.route_cpu_app:create()"))
         bare = stack.enter_context(gunicorn(env, app_spec="bare_insert:app", cwd=ROOT / "bench",
-                                            config=ROOT / "deploy" / "gunicorn.conf.py", started=masters))
+                                            config=ROOT / "deploy" / "gunicorn.conf.py", started=masters)) \
+            if bare_seconds else None  # 0: no bare route (the quick test)
         workers = {" ".join(args): stack.enter_context(job_worker(env, args=args)).pid for args in worker_args(lanes)}
 
         def backends() -> list[int]:
@@ -518,7 +551,7 @@ def run(admin_url: str, redis_url: str, steps: list[int], step_seconds: float, g
                 return list(connection.scalars(text(
                     "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")))
 
-        service_master, bare_master = masters[0].pid, masters[1].pid
+        service_master, bare_master = masters[0].pid, (masters[1].pid if bare else 0)
         sandbox_pid = [p for p in children(os.getpid()) if "wechat.sandbox" in
                        Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")]
         groups: dict[str, Callable[[], list[int]]] = {
@@ -532,8 +565,8 @@ def run(admin_url: str, redis_url: str, steps: list[int], step_seconds: float, g
         cpu_groups = {k: v for k, v in groups.items() if k != "gunicorn master"}
         cpu_groups["gunicorn workers"] = lambda: [service_master, *children(service_master)]
         memory = stack.enter_context(MemorySampler({**groups, "bare route (gunicorn)": lambda: [
-            bare_master, *children(bare_master)]}, private={"postgres backends"}))
-        status, content = Http(service).call("GET", "/api/v1/scenes/resolve?scene=" + urllib.parse.quote(SCENE, safe=""))
+            bare_master, *children(bare_master)] if bare else []}, private={"postgres backends"}))
+        _status, content = Http(service).call("GET", "/api/v1/scenes/resolve?scene=" + urllib.parse.quote(SCENE, safe=""))
         scene_id = json.loads(content)["scene"]["id"]
         numbers = iter(range(10**9))
         counter_lock = threading.Lock()
@@ -543,19 +576,26 @@ def run(admin_url: str, redis_url: str, steps: list[int], step_seconds: float, g
                 return next(numbers)
 
         bare_meter = CpuMeter({"load client": lambda: [os.getpid()],
-                               "bare gunicorn": lambda: [bare_master, *children(bare_master)]})
+                               "bare gunicorn": lambda: [bare_master, *children(bare_master)] if bare else []})
         bare_runs = []
-        with bare_meter.span():
-            bare_runs.append(load("bare Flask JSON route", bare, get("/healthz"), seconds=bare_seconds))
+
+        def measure_bare(label: str) -> None:
+            if bare:
+                with bare_meter.span():
+                    bare_runs.append(load(label, bare, get("/healthz"), seconds=bare_seconds))
+                echo(bare_runs[-1].line())
+
         echo(f"gunicorn: deploy/gunicorn.conf.py, {len(children(service_master))} workers, "
              f"threads {os.environ.get('DIANDIAN_THREADS', '4 (the file)')}; flask worker lanes: "
-             + "; ".join(workers) + f"; Redis {'on' if 'DIANDIAN_REDIS_URL' in env else 'off'}")
-        echo(bare_runs[0].line())
-        bare_rps = bare_runs[0].rps
-        bare_cpu_ms = sum(bare_meter.spent.values()) * 1000 / max(bare_runs[0].requests, 1)
-        echo(f"bare route CPU per request {bare_cpu_ms:.2f} ms ("
-             + ", ".join(f"{k} {v * 1000 / max(bare_runs[0].requests, 1):.2f}" for k, v in bare_meter.spent.items())
-             + ")")
+             + "; ".join(workers) + f"; Redis {'on' if 'DIANDIAN_REDIS_URL' in env else 'off'}; "
+             f"MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', '(unset)')}")
+        measure_bare("bare Flask JSON route")
+        bare_rps = bare_runs[0].rps if bare_runs else float("nan")
+        bare_n = sum(r.requests for r in bare_runs)
+        bare_cpu_ms = sum(bare_meter.spent.values()) * 1000 / bare_n if bare_n else float("nan")
+        if bare_runs:
+            echo(f"bare route CPU per request {bare_cpu_ms:.2f} ms ("
+                 + ", ".join(f"{k} {v * 1000 / bare_n:.2f}" for k, v in bare_meter.spent.items()) + ")")
         phases = []
 
         def outbox_drained(limit: float) -> str:
@@ -569,10 +609,11 @@ def run(admin_url: str, redis_url: str, steps: list[int], step_seconds: float, g
             return f"outbox: {pending} events still pending after {limit:.0f} s"
 
         for concurrency in steps:
+            before = route_cpu(routes)
             phase = closed_loop(f"step: {concurrency} guests at once", service, sandbox, scene_id, concurrency,
                                 step_seconds, CpuMeter(cpu_groups), counter)
             phases.append(phase)
-            for line in report(phase, bare_rps, bare_cpu_ms):
+            for line in report(phase, bare_rps, bare_cpu_ms) + route_lines(before, route_cpu(routes), len(phase.done)):
                 echo(line)
             echo(f"  {outbox_drained(drain_seconds / max(len(steps), 1))}; calibration {calibration_ms():.1f} ms")
         if guests:
@@ -581,14 +622,13 @@ def run(admin_url: str, redis_url: str, steps: list[int], step_seconds: float, g
             echo(f"burst: {guests} guests in {duration:.0f} s; arrivals per second, busiest 10 s: "
                  f"{max(per_10s.values()) / 10:.1f}, mean {guests / duration:.1f}; "
                  f"{sum(1 for t in shape if t < duration / 4)} in the first {duration / 4:.0f} s")
+            before = route_cpu(routes)
             phase = burst(service, sandbox, scene_id, guests, duration, CpuMeter(cpu_groups), counter)
             phases.append(phase)
-            for line in report(phase, bare_rps, bare_cpu_ms):
+            for line in report(phase, bare_rps, bare_cpu_ms) + route_lines(before, route_cpu(routes), len(phase.done)):
                 echo(line)
             echo(f"  {outbox_drained(drain_seconds)}; calibration {calibration_ms():.1f} ms")
-        with bare_meter.span():
-            bare_runs.append(load("bare Flask JSON route (after)", bare, get("/healthz"), seconds=bare_seconds))
-        echo(bare_runs[-1].line())
+        measure_bare("bare Flask JSON route (after)")
         memory.sample()
         echo("peak resident memory (MB; postgres: private pages only):")
         for line in memory.lines():
@@ -599,7 +639,8 @@ def run(admin_url: str, redis_url: str, steps: list[int], step_seconds: float, g
         done = [f for f in flows if f.error is None]
         echo(f"check: {len(flows)} flows, {len(done)} complete, {len({f.order_id for f in done})} distinct paid "
              f"orders, {len({f.number for f in done})} distinct certificates seen by their guests")
-        return Run(phases, found, flows, memory.largest_mb(), statistics.median(r.rps for r in bare_runs))
+        return Run(phases, found, flows, memory.largest_mb(),
+                   statistics.median(r.rps for r in bare_runs) if bare_runs else float("nan"))
 
 
 def main(argv: list[str] | None = None) -> None:
