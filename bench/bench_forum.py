@@ -155,6 +155,8 @@ def guest_flow(service_url: str, sandbox_url: str, openid: str, scene_id: str, g
 
     def step(name: str, method: str, path: str, body: dict | None = None, expect: int = 200,
              headers: dict | None = None, on: Http | None = None) -> dict | bytes:
+        if time.monotonic() > give_up_at:
+            raise StepFailed(f"{name}: the phase's deadline passed")
         started = time.perf_counter()
         try:
             status, content = (on or api).call(method, path, body, {**auth, **(headers or {})})
@@ -403,6 +405,11 @@ def report(phase: Phase, bare_rps: float, bare_cpu_ms: float) -> list[str]:
     total = sum(cpu.values())
     lines.append(f"  CPU per complete flow {total:.1f} ms = {total / bare_cpu_ms:.0f} bare requests ("
                  + ", ".join(f"{name} {ms:.1f}" for name, ms in cpu.items()) + ")")
+    cores = os.cpu_count() or 1
+    used = sum(phase.cpu.values()) / phase.seconds
+    lines.append(f"  the bench's processes used {used:.2f} of the {cores} cores (the rest went to whatever else "
+                 f"runs here); at this CPU per flow the {cores} cores alone would give at most "
+                 f"{cores * 1000 / max(total, 1e-9):.1f} flows/s")
     return lines
 
 
@@ -490,6 +497,10 @@ def checks(url: str) -> dict[str, object]:
                                           "GROUP BY 1, 2 HAVING sum(amount) <> 0) u",
         "inbox by status": "SELECT status, count(*) FROM payment_inbox GROUP BY 1",
         "outbox by status": "SELECT status, count(*) FROM outbox_events GROUP BY 1",
+        "postings per paid order": "SELECT round(count(*)::numeric / greatest(1, (SELECT count(*) FROM payments "
+                                   "WHERE status = 'confirmed')), 2) FROM postings",
+        "picture KB per certificate": "SELECT round(coalesce(sum(length(content)), 0) / 1024.0 / greatest(1, "
+                                      "(SELECT count(*) FROM certificates)), 1) FROM certificate_images",
     }
     found: dict[str, object] = {}
     with engine.connect() as connection:

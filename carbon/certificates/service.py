@@ -18,8 +18,8 @@ from datetime import UTC
 import rfc8785
 from flask import current_app
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from carbon import jobs
 from carbon.accounts.models import User
