@@ -57,11 +57,13 @@ from harness import (
     CpuMeter,
     calibration_ms,
     free_port,
+    fresh_postgres,
     get,
     gunicorn,
     job_worker,
     load,
     wechat_sandbox,
+    worker_args,
 )
 
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -73,16 +75,6 @@ WAIT_SECONDS = 60.0  # a guest gives up waiting for "paid" or the certificate af
 LANES = "inbox;default;render@10"  # as deploy/systemd and `make run` run them
 # The burst's cumulative arrivals: (share of the duration, share of the guests); doors open at 0.
 BURST_SHAPE = ((0.0, 0.0), (1 / 30, 0.05), (0.25, 0.65), (0.5, 0.85), (1.0, 1.0))
-
-
-def worker_args(spec: str) -> list[tuple[str, ...]]:
-    """``inbox,default;render@10`` → one process per ``;`` (``all`` or empty: every lane)."""
-    processes = []
-    for process in spec.split(";"):
-        lanes, _, nice = process.partition("@")
-        args = tuple(arg for lane in lanes.split(",") if lane.strip() not in ("", "all") for arg in ("-q", lane.strip()))
-        processes.append(args + (("--nice", nice) if nice else ()))
-    return processes
 
 
 # ---- one guest ----------------------------------------------------------------------------------
@@ -443,26 +435,6 @@ def steps_p99(phase: Phase) -> dict[str, float]:
 # ---- the run ------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def fresh_postgres(admin_url: str):
-    import uuid
-
-    from sqlalchemy import create_engine, text
-
-    name = f"diandian_forum_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        yield url
-    finally:
-        create_engine(url).dispose()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def prepare(url: str) -> None:
     """Migrate and seed the demo (projects with 1,000 t of credits each, the live forum scene)."""
     from flask_migrate import upgrade
@@ -529,7 +501,7 @@ def run(admin_url: str, redis_url: str, steps: list[int], step_seconds: float, g
     echo(f"calibration sum(range(10**6)): {calibration_ms():.1f} ms; load average "
          f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}; {os.cpu_count()} cores")
     with contextlib.ExitStack() as stack:
-        url = database_url or stack.enter_context(fresh_postgres(admin_url))
+        url = database_url or stack.enter_context(fresh_postgres(admin_url, "diandian_forum"))
         if not database_url:
             prepare(url)
         engine = create_engine(url)
@@ -537,7 +509,8 @@ def run(admin_url: str, redis_url: str, steps: list[int], step_seconds: float, g
         env = {"DIANDIAN_DATABASE_URL": url, "BENCH_DATABASE_URL": url, "DIANDIAN_JOBS": "workers",
                "DIANDIAN_LOGIN_RATE_PER_MINUTE_CLIENT": "1000000", "DIANDIAN_LOGIN_RATE_PER_MINUTE_OPENID": "100",
                "DIANDIAN_SECRET_KEY": "bench-forum-secret-key-000000000000000",
-               "DIANDIAN_LOG_LEVEL": os.environ.get("DIANDIAN_LOG_LEVEL", "WARNING")}
+               "DIANDIAN_LOG_LEVEL": os.environ.get("DIANDIAN_LOG_LEVEL", "WARNING"),
+               "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}  # as deploy/ sets it
         if redis_url and redis_url != "none":
             import redis
 
@@ -599,7 +572,7 @@ def run(admin_url: str, redis_url: str, steps: list[int], step_seconds: float, g
         echo(f"gunicorn: deploy/gunicorn.conf.py, {len(children(service_master))} workers, "
              f"threads {os.environ.get('DIANDIAN_THREADS', '4 (the file)')}; flask worker lanes: "
              + "; ".join(workers) + f"; Redis {'on' if 'DIANDIAN_REDIS_URL' in env else 'off'}; "
-             f"MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', '(unset)')}")
+             f"MALLOC_ARENA_MAX={env['MALLOC_ARENA_MAX']}")
         measure_bare("bare Flask JSON route")
         bare_rps = bare_runs[0].rps if bare_runs else float("nan")
         bare_n = sum(r.requests for r in bare_runs)

@@ -187,6 +187,37 @@ def job_worker(env: dict[str, str], cwd: Path = ROOT, args: tuple[str, ...] = ()
                 process.wait(5)
 
 
+@contextmanager
+def fresh_postgres(admin_url: str, prefix: str = "diandian_bench") -> Iterator[str]:
+    """A new, empty PostgreSQL database next to ``admin_url``'s (dropped on exit); yields its URL."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        create_engine(url).dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def worker_args(spec: str) -> list[tuple[str, ...]]:
+    """``inbox,default;render@10`` → one process per ``;`` (``all`` or empty: every lane)."""
+    processes = []
+    for process in spec.split(";"):
+        lanes, _, nice = process.partition("@")
+        args = tuple(arg for lane in lanes.split(",") if lane.strip() not in ("", "all") for arg in ("-q", lane.strip()))
+        processes.append(args + (("--nice", nice) if nice else ()))
+    return processes
+
+
 @dataclass
 class LoadResult:
     name: str
