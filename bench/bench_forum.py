@@ -630,8 +630,8 @@ def run(admin_url: str, redis_url: str, steps: list[int], step_seconds: float, g
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a 1-2 minute smoke run")
-    parser.add_argument("--guests", type=int, help="burst guests (default 3000; --quick 150)")
-    parser.add_argument("--duration", type=float, help="burst seconds (default 600; --quick 45)")
+    parser.add_argument("--guests", type=int, help="burst guests (default 3000; --quick 40)")
+    parser.add_argument("--duration", type=float, help="burst seconds (default 600; --quick 20)")
     parser.add_argument("--steps", help="concurrency steps, e.g. 4,8,16,32")
     parser.add_argument("--step-seconds", type=float)
     parser.add_argument("--lanes", default=os.environ.get("BENCH_WORKERS", LANES))
@@ -639,9 +639,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--redis", default=REDIS_URL, help="an URL, or none")
     args = parser.parse_args(argv)
     steps = [int(s) for s in (args.steps or ("2,8" if args.quick else "4,8,16,32")).split(",") if s]
-    step_seconds = args.step_seconds or (12.0 if args.quick else 25.0)
-    guests = args.guests if args.guests is not None else (150 if args.quick else 3000)
-    duration = args.duration or (45.0 if args.quick else 600.0)
+    step_seconds = args.step_seconds or (10.0 if args.quick else 25.0)
+    guests = args.guests if args.guests is not None else (40 if args.quick else 3000)
+    duration = args.duration or (20.0 if args.quick else 600.0)
     began = time.monotonic()
     result = run(args.admin_url, args.redis, steps, step_seconds, guests, duration,
                  lanes=args.lanes, drain_seconds=30.0 if args.quick else 120.0)
