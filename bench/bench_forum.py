@@ -19,7 +19,7 @@ mini-program does (carbon/simulator/static/simulator.js), through the public API
   card       ``GET /certificates/<no>/card.jpg`` (a JPEG; rendered on request if not yet drawn)
   rank       ``GET /leaderboards/me`` for the forum
 
-Phases: a bare Flask JSON route (``bench/bare_insert.py``'s ``/healthz``, same gunicorn settings)
+Phases (after one warm-up flow, which waits for the workers to have started): a bare Flask JSON route (``bench/bare_insert.py``'s ``/healthz``, same gunicorn settings)
 for 5 s; closed-loop steps (each of C guests starts a new flow as soon as one ends); a burst of
 ``--guests`` arrivals in ``--duration`` seconds (open loop: 5 % in the first 1/30, 65 % by the
 first quarter, 85 % by half, the rest to the end); the bare route again. Printed: flows/s, p50/p99

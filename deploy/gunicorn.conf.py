@@ -2,7 +2,7 @@
 
 2 gthread workers × 4 threads per machine of 2 cores (one process per core, at least 2, so one busy
 or restarting worker never leaves the port unserved), chosen from bench/bench_forum.py
-(docs/PERFORMANCE.md, "Forum morning"). The routes are CPU-bound in Python: 85-90 % of a worker's
+(docs/PERFORMANCE.md, "Forum morning"). The routes are CPU-bound in Python: about 84 % of a worker's
 CPU is spent inside the request threads. The waits that threads cover are the WeChat calls of login
 and checkout, and 4 threads cover them. On a shared 2-core machine, 8 threads and 3 workers × 2
 threads gave the same CPU per complete guest flow (500-630 ms, within the run-to-run noise) and no
