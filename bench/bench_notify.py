@@ -31,7 +31,6 @@ import statistics
 import sys
 import time
 import uuid
-from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
 
@@ -39,7 +38,18 @@ import requests
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from harness import ROOT, CpuMeter, gunicorn, job_worker, load, pids_matching, summary, wechat_sandbox
+from harness import (
+    ROOT,
+    CpuMeter,
+    fresh_postgres,
+    gunicorn,
+    job_worker,
+    load,
+    pids_matching,
+    summary,
+    wechat_sandbox,
+    worker_args,
+)
 from sqlalchemy import create_engine, insert, text
 
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -51,37 +61,11 @@ JOB_WORKERS: list[tuple[str, ...]] = ([("-q", "inbox")] * 2 + [("-q", "default")
 OUTBOX_DRAIN_LIMIT_SECONDS = float(os.environ.get("BENCH_DRAIN_SECONDS", "1200"))
 
 
-def worker_args(spec: str) -> list[tuple[str, ...]]:
-    """``inbox,default;render@10`` → one process per ``;`` (``all`` or empty: every lane)."""
-    processes = []
-    for process in spec.split(";"):
-        lanes, _, nice = process.partition("@")
-        args = tuple(arg for lane in lanes.split(",") if lane.strip() not in ("", "all") for arg in ("-q", lane.strip()))
-        processes.append(args + (("--nice", nice) if nice else ()))
-    return processes
-
-
 if os.environ.get("BENCH_WORKERS"):
     JOB_WORKERS = worker_args(os.environ["BENCH_WORKERS"])
 APPID, MCHID = "wxd1a2b3c4d5e6f7a8", "1900000109"
 APIV3_KEY = b"diandian-sandbox-apiv3-key-00001"
 PUBLIC_KEY_ID = "PUB_KEY_ID_0114232020220520000000000000000001"
-
-
-@contextmanager
-def fresh_postgres(admin_url: str):
-    name = f"diandian_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        yield url
-    finally:
-        create_engine(url).dispose()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def prepare(url: str) -> list[str]:

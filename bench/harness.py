@@ -66,14 +66,22 @@ def scratch_database(url: str | None = None) -> Iterator[str]:
 @contextmanager
 def gunicorn(env: dict[str, str], workers: int = 2, worker_class: str = "sync",
              threads: int = 1, app_spec: str = "app:create_app()", cwd: Path = ROOT,
-             port: int | None = None) -> Iterator[str]:
-    """Serve ``app_spec`` (the service by default) on loopback (a free port unless given); yields the base URL."""
+             port: int | None = None, config: Path | None = None,
+             started: list[subprocess.Popen] | None = None) -> Iterator[str]:
+    """Serve ``app_spec`` (the service by default) on loopback (a free port unless given); yields the base URL.
+
+    With ``config`` (e.g. deploy/gunicorn.conf.py) its settings serve instead of ``workers``,
+    ``worker_class`` and ``threads`` (the file reads DIANDIAN_WORKERS / _THREADS / _WORKER_CLASS from
+    ``env``); the master's process is appended to ``started`` when given."""
     port = port or free_port()
     full_env = {**os.environ, **env, "DIANDIAN_LOG_REQUESTS": "0"}
+    shape = (["-c", str(config)] if config else
+             ["-w", str(workers), "-k", worker_class, "--threads", str(threads)])
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", worker_class, "--threads", str(threads),
-         "-b", f"127.0.0.1:{port}", "--log-level", "warning", app_spec],
+        [sys.executable, "-m", "gunicorn", *shape, "-b", f"127.0.0.1:{port}", "--log-level", "warning", app_spec],
         cwd=cwd, env=full_env)
+    if started is not None:
+        started.append(process)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -177,6 +185,37 @@ def job_worker(env: dict[str, str], cwd: Path = ROOT, args: tuple[str, ...] = ()
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(5)
+
+
+@contextmanager
+def fresh_postgres(admin_url: str, prefix: str = "diandian_bench") -> Iterator[str]:
+    """A new, empty PostgreSQL database next to ``admin_url``'s (dropped on exit); yields its URL."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        create_engine(url).dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def worker_args(spec: str) -> list[tuple[str, ...]]:
+    """``inbox,default;render@10`` → one process per ``;`` (``all`` or empty: every lane)."""
+    processes = []
+    for process in spec.split(";"):
+        lanes, _, nice = process.partition("@")
+        args = tuple(arg for lane in lanes.split(",") if lane.strip() not in ("", "all") for arg in ("-q", lane.strip()))
+        processes.append(args + (("--nice", nice) if nice else ()))
+    return processes
 
 
 @dataclass

@@ -1,9 +1,15 @@
 """gunicorn settings: ``gunicorn -c deploy/gunicorn.conf.py 'app:create_app()'``.
 
-gthread workers: the service's requests wait on PostgreSQL, Redis and WeChat, so a few threads per
-process keep a core busy without the memory of more processes; one process per core (at least 2,
-so one busy or restarting worker never leaves the port unserved). docs/PERFORMANCE.md has the
-measurements; override with DIANDIAN_WORKERS / DIANDIAN_THREADS / DIANDIAN_WORKER_CLASS.
+2 gthread workers × 4 threads per machine of 2 cores (one process per core, at least 2, so one busy
+or restarting worker never leaves the port unserved), chosen from bench/bench_forum.py
+(docs/PERFORMANCE.md, "Forum morning"). The routes are CPU-bound in Python: about 84 % of a worker's
+CPU is spent inside the request threads. The waits that threads cover are the WeChat calls of login
+and checkout, and 4 threads cover them. On a shared 2-core machine, 8 threads and 3 workers × 2
+threads gave the same CPU per complete guest flow (500-630 ms, within the run-to-run noise) and no
+more flows/s. They cost memory: a worker peaked at 157 MB with 2 threads, 167-202 MB with 4 and
+192 MB with 8 (glibc keeps a malloc arena per thread; deploy/ sets MALLOC_ARENA_MAX=2, which gave
+161-163 MB with 4). A third process adds ~140 MB and takes cores from the workers and PostgreSQL on
+the same machine. Override with DIANDIAN_WORKERS / DIANDIAN_THREADS / DIANDIAN_WORKER_CLASS.
 
 Metrics: every worker counts into files under PROMETHEUS_MULTIPROC_DIR (set here before a worker
 imports the app, emptied when gunicorn starts), so a scrape of /metrics sees all workers' counts.

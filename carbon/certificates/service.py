@@ -19,6 +19,7 @@ import rfc8785
 from flask import current_app
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from carbon import jobs
 from carbon.accounts.models import User
@@ -133,8 +134,17 @@ def image(number: str, kind: str) -> CertificateImage:
         return stored
     content = cards.render_card(record) if kind == "card" else cards.render_poster(record, _code_for(number))
     if stored is None:
-        stored = CertificateImage(number=number, kind=kind)
-        db.session.add(stored)
+        try:
+            with db.session.begin_nested():  # the render lane and a guest's first look may draw it at once
+                stored = CertificateImage(number=number, kind=kind, etag=etag, media_type=IMAGES[kind],
+                                          content=content)
+                db.session.add(stored)
+            return stored
+        except IntegrityError:  # the other one stored it first: keep theirs, or replace it if it is stale
+            stored = db.session.scalar(select(CertificateImage).where(CertificateImage.number == number,
+                                                                      CertificateImage.kind == kind))
+            if stored.etag == etag:
+                return stored
     stored.etag, stored.media_type, stored.content = etag, IMAGES[kind], content
     db.session.flush()
     return stored

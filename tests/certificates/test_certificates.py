@@ -248,3 +248,36 @@ def test_the_owner_sees_the_order_behind_a_certificate_and_others_only_the_recor
     for headers in (bearer(other), {"Authorization": "Bearer forged"}, {}):
         shown = live.get(f"/api/v1/certificates/{number}", headers=headers)
         assert shown.status_code == 200 and {"order_id", "amount", "push"}.isdisjoint(shown.json())
+
+
+def test_a_card_drawn_meanwhile_by_another_process_is_kept_not_a_500(live, sandbox, monkeypatch):
+    """The render lane and a guest's first look at the card may draw it at once (the forum bench saw
+    500s): the one stored second keeps the first one's row, once."""
+    from sqlalchemy import create_engine, func
+
+    from carbon.certificates import cards
+    from carbon.certificates.models import CertificateImage
+
+    seed_project(live.app, units=1000)
+    paid_order(live, sandbox, "o_race", {"kg": "3"})
+    with live.app.app_context():
+        number = db.session.scalar(select(ChainEntry.number))
+        theirs = db.session.scalar(select(CertificateImage).where(CertificateImage.kind == "card"))
+        row = {c: getattr(theirs, c) for c in ("number", "kind", "etag", "media_type", "content", "created_at")}
+        db.session.delete(theirs)
+        db.session.commit()
+        other = create_engine(live.app.config["SQLALCHEMY_DATABASE_URI"])
+        drawn = cards.render_card
+
+        def render_while_another_stores(record):
+            with other.begin() as connection:  # the render worker commits its picture first
+                connection.execute(CertificateImage.__table__.insert().values(**row))
+            return drawn(record)
+
+        monkeypatch.setattr(cards, "render_card", render_while_another_stores)
+        live.app.extensions.pop("diandian.certificate_pictures", None)  # nothing kept from before
+        etag, media_type, content = certificates.picture(number, "card")
+        other.dispose()
+        assert (etag, media_type, content) == (row["etag"], "image/jpeg", row["content"])
+        assert db.session.scalar(select(func.count()).select_from(CertificateImage)
+                                 .where(CertificateImage.kind == "card")) == 1
