@@ -31,6 +31,9 @@ class Org:
     code: str = ""
     key_id: str = ""
     api_key: str = ""
+    host_footprint: str = ""  # the organization's own purchase (A only): its host footprint,
+    purchase: str = ""  # the paid Native order for it,
+    invoice_request: str = ""  # and the fapiao request on that order
 
 
 @dataclass
@@ -156,4 +159,28 @@ def _build(live, sandbox) -> World:
         db.session.execute(update(OutboxEvent).where(OutboxEvent.id == world.event)
                            .values(status="failed", attempts=jobs.MAX_ATTEMPTS, last_error="RuntimeError: boom"))
         db.session.commit()
+    _buy_for_a(client, sandbox, world.a)
     return world
+
+
+def _buy_for_a(client, sandbox, org: Org) -> None:
+    """A buys its own host footprint through the admin API (owner key), the sandbox pays the
+    Native code, and A asks for a fapiao on it."""
+    auth = {"Authorization": f"Bearer {org.api_key}"}
+    made = client.post("/api/v1/admin/footprints", headers=auth, json={
+        "scene": org.scene, "province": "SC", "activities": [{"type": "venue_electricity", "kwh": 100}]})
+    assert made.status_code == 201, made.get_json()
+    org.host_footprint = made.get_json()["id"]
+    bought = client.post("/api/v1/admin/purchases", json={"kind": "host", "footprint_id": org.host_footprint},
+                         headers={**auth, "Idempotency-Key": "sec-purchase"})
+    assert bought.status_code == 201, bought.get_json()
+    org.purchase = bought.get_json()["order"]
+    paid = requests.post(f"{sandbox.url}/__sandbox__/pay/scan", json={"code_url": bought.get_json()["code_url"]},
+                         timeout=30).json()
+    assert paid["notify"]["acknowledged"], paid
+    profile = client.put("/api/v1/admin/invoice-profile", headers=auth,
+                         json={"title": "甲组委会", "tax_id": "91350100M000100Y43"})
+    assert profile.status_code == 200, profile.get_json()
+    asked = client.post("/api/v1/admin/invoice-requests", headers=auth, json={"order_id": org.purchase})
+    assert asked.status_code == 201, asked.get_json()
+    org.invoice_request = asked.get_json()["id"]

@@ -48,6 +48,7 @@ AUDIENCE = {
     "footprints.preview": PUBLIC, "footprints.create": GUEST, "footprints.history": GUEST, "footprints.get": GUEST,
     "scenes.find_scenes": PUBLIC, "scenes.resolve": PUBLIC, "scenes.projects": PUBLIC, "h5.scene_page": PUBLIC,
     "orders.create_order": GUEST, "orders.list_orders": GUEST, "orders.get_order": GUEST,
+    "orders.order_receipt": GUEST,
     "wechatpay_notify.wechatpay_notify": PROVIDER,
     "certificates.mine": GUEST, "certificates.get": PUBLIC, "certificates.verify": PUBLIC,
     "certificates.chain": PUBLIC, "certificates.card": PUBLIC, "certificates.poster": PUBLIC,
@@ -66,14 +67,23 @@ AUDIENCE = {
                      "admin_scenes.wxacode_png", "admin_scenes.qrcode_png", "admin_scenes.poster_png",
                      "admin_scenes.poster_pdf", "admin_scenes.scene_stats", "admin_scenes.scene_stats_csv"],
                     ORGANIZER),
+    **dict.fromkeys(["admin_purchases.create_host_footprint", "admin_purchases.quote", "admin_purchases.purchase_state",
+                     "admin_invoices.purchase_receipt", "admin_invoices.get_profile", "admin_invoices.list_requests",
+                     "admin_invoices.create_request", "admin_invoices.export_requests"], ORGANIZER),
+    **dict.fromkeys(["admin_purchases.buy", "admin_invoices.put_profile", "admin_invoices.issue",
+                     "admin_invoices.reject"], OWNER),
     # organizers: the console
     "console.login": CONSOLE_OPEN, "console.static": CONSOLE_OPEN,
     **dict.fromkeys(["console.logout", "console.home", "console.scene_list", "console.scene_new",
                      "console.scene_edit", "console.scene_status", "console.channel_add", "console.scene_page",
                      "console.scene_stats_json", "console.scene_stats_csv", "console.scene_download",
                      "console.project_list", "console.order_list", "console.order_page", "console.refund_list",
-                     "console.settlement_page", "console.settlement_csv"], CONSOLE),
-    "console.event_list": CONSOLE_OWNER, "console.event_replay": CONSOLE_OWNER,
+                     "console.settlement_page", "console.settlement_csv", "console.order_receipt",
+                     "console.invoice_list", "console.invoice_profile", "console.invoice_request",
+                     "console.invoice_csv", "console.buy_page", "console.buy_event_footprint", "console.buy_quote",
+                     "console.buy_order_page", "console.buy_order_state"], CONSOLE),
+    **dict.fromkeys(["console.event_list", "console.event_replay", "console.order_refund", "console.invoice_decide",
+                     "console.buy_order"], CONSOLE_OWNER),
 }
 GUESTS = {GUEST}
 ORGANIZERS = {ORGANIZER, OWNER}
@@ -83,7 +93,8 @@ DECLARED = {GUEST: "guest", ORGANIZER: "organizer", OWNER: "organizer", PUBLIC: 
             SANDBOX: "public", OPERATOR: "public", CONSOLE_OPEN: "public", CONSOLE: "public",
             CONSOLE_OWNER: "public"}
 # A guest's resources in the URL, and what another guest gets for them (docs/API.md).
-NOT_THE_CALLERS = {"footprints.get": "404 footprint.not_found", "orders.get_order": "404 order.not_found"}
+NOT_THE_CALLERS = {"footprints.get": "404 footprint.not_found", "orders.get_order": "404 order.not_found",
+                   "orders.order_receipt": "404 order.not_found"}
 
 
 def routes(app, *audiences: str) -> list[tuple[str, object]]:
@@ -100,7 +111,10 @@ def values(world: World, org=None, guest=None) -> dict[str, str]:
     org, guest = org or world.a, guest or world.alice
     return {"scene_id": org.scene, "key_id": org.key_id, "number": guest.certificate, "footprint_id": guest.footprint,
             "order_id": guest.orders[0], "event_id": str(world.event), "key": org.scene, "name": "qrcode.png",
-            "filename": "console.css"}
+            "filename": "console.css", "request_id": org.invoice_request or "inv_none", "action": "issue"}
+# Routes about an organization's own purchase: their order_id is that purchase, not a guest's order.
+PURCHASE_ROUTES = {"admin_purchases.purchase_state", "admin_invoices.purchase_receipt", "console.buy_order_page",
+                   "console.buy_order_state"}
 
 
 STATIC_FILES = {"screen.static": "screen.css", "simulator.static": "simulator.css", "static": "none.css"}
@@ -109,7 +123,8 @@ STATIC_FILES = {"screen.static": "screen.css", "simulator.static": "simulator.cs
 def query_of(world: World, endpoint: str) -> str:
     scene = world.scene_string(world.a)
     return {"scenes.resolve": f"scene={scene}", "h5.scene_page": f"scene={scene}",
-            "leaderboards.me": f"scene={world.a.scene}"}.get(endpoint, "")
+            "leaderboards.me": f"scene={world.a.scene}",
+            "console.buy_quote": f"kind=host&footprint_id={world.a.host_footprint}"}.get(endpoint, "")
 
 
 def body_of(world: World, endpoint: str) -> dict | None:
@@ -131,6 +146,8 @@ def body_of(world: World, endpoint: str) -> dict | None:
 
 def url_of(world: World, rule, **overrides) -> str:
     given = {**values(world), **overrides}
+    if rule.endpoint in PURCHASE_ROUTES and "order_id" not in overrides:
+        given["order_id"] = world.a.purchase
     if rule.endpoint in STATIC_FILES:
         given["filename"] = STATIC_FILES[rule.endpoint]
     path = path_of(rule, **{name: given[name] for name in rule.arguments})
@@ -574,8 +591,8 @@ def test_another_organizations_console_sees_none_of_a(world):
                 continue
             name = f"{method} {rule.rule}"
             response = client.open(url_of(world, rule), method=method,
-                                   data={"csrf_token": tokens[email], "status": "live", "slug": "x", "name_zh": "改名"}
-                                   if method == "POST" else None)
+                                   data={"csrf_token": tokens[email], "status": "live", "slug": "x", "name_zh": "改名",
+                                         **a_purchase_form(world)} if method == "POST" else None)
             seen[name] = outcome(response)
             expected[name] = cross_console(rule, method, email == world.b.owner, seen[name])
             if found := leaks(response, a_secrets(world)):
@@ -591,9 +608,23 @@ def test_another_organizations_console_sees_none_of_a(world):
         db.session.remove()
 
 
+def a_purchase_form(world: World) -> dict:
+    """A form naming A's things, as B would post it."""
+    return {"kind": "host", "footprint_id": world.a.host_footprint, "idempotency_key": "sec-b-buys-a",
+            "order": world.a.purchase, "fapiao_number": "12345678", "reason": "b"}
+
+
 def cross_console(rule, method: str, owner: bool, seen: str) -> str:
     if AUDIENCE[rule.endpoint] == CONSOLE_OWNER and not owner:
         return "403 page:auth.owner_required"
+    if rule.endpoint == "console.invoice_profile" and method == "POST" and not owner:
+        return "403 page:auth.owner_required"  # staff read the profile; owners change it
+    if rule.endpoint in {"console.buy_quote", "console.buy_order"}:
+        return "404 page:footprint.not_found"  # A's host footprint is no footprint of B's
+    if rule.endpoint == "console.invoice_request":
+        return "404 page:order.not_found"  # A's purchase is no order of B's
+    if rule.endpoint == "console.invoice_decide":
+        return "404 page:invoice.not_found"  # and A's stays requested (the fingerprint below)
     if rule.endpoint == "console.event_replay":
         return "3xx /console/events"  # with "没有这个失败事件"
     if "scene_id" in rule.arguments:
