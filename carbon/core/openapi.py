@@ -20,7 +20,8 @@ from typing import Any
 from apispec import BasePlugin
 from flask import Flask
 from flask_smorest import Api
-from marshmallow import fields
+from flask_smorest import Blueprint as SmorestBlueprint
+from marshmallow import Schema, fields
 
 ALWAYS = (500, 503)
 WITH_JSON_BODY = (400, 413, 422)
@@ -35,6 +36,17 @@ def answers(*statuses: int) -> Callable:
         setattr(view, ANSWERS_ATTR, tuple(sorted({*getattr(view, ANSWERS_ATTR, ()), *statuses})))
         return view
     return mark
+
+
+class Blueprint(SmorestBlueprint):
+    """flask-smorest's Blueprint, with each ``arguments`` schema made once: given a class, webargs
+    would build an instance (fields deep-copied) on every request. A marshmallow 4 schema keeps no
+    state between loads, so one instance serves every request and thread."""
+
+    def arguments(self, schema, **kwargs):
+        if isinstance(schema, type) and issubclass(schema, Schema):
+            schema = schema()
+        return super().arguments(schema, **kwargs)
 
 
 class StatusesPlugin(BasePlugin):

@@ -2,11 +2,10 @@ from __future__ import annotations
 
 from flask import Blueprint as FlaskBlueprint
 from flask import render_template_string, request
-from flask_smorest import Blueprint
 
 from carbon.accounts.auth import public
 from carbon.core.errors import DomainError
-from carbon.core.openapi import answers
+from carbon.core.openapi import Blueprint, answers
 from carbon.credits import service as credits
 from carbon.scenes import service
 from schemas.scenes import ProjectsOut, ResolveOut, ResolveQuery, SceneSearchOut, SceneSearchQuery
