@@ -18,7 +18,7 @@ from http import HTTPStatus
 from typing import Any
 
 from apispec import BasePlugin
-from flask import Flask
+from flask import Flask, Response, current_app
 from flask_smorest import Api
 from flask_smorest import Blueprint as SmorestBlueprint
 from marshmallow import Schema, fields
@@ -47,6 +47,27 @@ class Blueprint(SmorestBlueprint):
         if isinstance(schema, type) and issubclass(schema, Schema):
             schema = schema()
         return super().arguments(schema, **kwargs)
+
+
+class DumpOnce:
+    """The JSON answer for a value a service hands out unchanged to many requests (a cached view):
+    dumped through ``schema`` and encoded once per value object, then served as those bytes. The
+    value must not change once handed out; a different object (the cache refilled) is dumped anew.
+    The view keeps its ``@blp.response(..., schema)`` for the description."""
+
+    MAX_KEPT = 256
+
+    def __init__(self, schema: type[Schema]) -> None:
+        self.schema = schema()
+        self._kept: dict[int, tuple[Any, bytes]] = {}
+
+    def __call__(self, value: Any) -> Response:
+        kept = self._kept.get(id(value))
+        if kept is None or kept[0] is not value:
+            if len(self._kept) >= self.MAX_KEPT:
+                self._kept.clear()
+            kept = self._kept[id(value)] = (value, f"{current_app.json.dumps(self.schema.dump(value))}\n".encode())
+        return current_app.response_class(kept[1], mimetype=current_app.json.mimetype)
 
 
 class StatusesPlugin(BasePlugin):
