@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+STARTUP_SECONDS = 120  # a gunicorn or sandbox that has not answered by then failed (a busy machine is slow)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -76,7 +79,7 @@ def gunicorn(env: dict[str, str], workers: int = 2, worker_class: str = "sync",
         cwd=cwd, env=full_env)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STARTUP_SECONDS
         while True:
             try:
                 urllib.request.urlopen(base + "/healthz", timeout=1).read()
@@ -88,7 +91,7 @@ def gunicorn(env: dict[str, str], workers: int = 2, worker_class: str = "sync",
         yield base
     finally:
         process.terminate()
-        process.wait(15)
+        process.wait(60)
 
 
 def pids_matching(*fragments: str) -> list[int]:
@@ -146,7 +149,7 @@ def wechat_sandbox() -> Iterator[str]:
     process = subprocess.Popen([sys.executable, "-m", "wechat.sandbox", "--port", str(port)], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STARTUP_SECONDS
         while True:
             try:
                 urllib.request.urlopen(base + "/__sandbox__/stats", timeout=1).read()
@@ -158,7 +161,7 @@ def wechat_sandbox() -> Iterator[str]:
         yield base
     finally:
         process.terminate()
-        process.wait(15)
+        process.wait(60)
 
 
 @contextmanager
