@@ -91,7 +91,8 @@ def main() -> None:
         out = subprocess.run([sys.executable, str(HERE / "bench_request_cost.py"), "--measure"], cwd=checkout,
                              env=env, check=True, capture_output=True, text=True).stdout
         figures = json.loads(out.strip().splitlines()[-1])
-        print(f"{label} ({checkout}), calibration {calibration_ms():.1f} ms, load average {os.getloadavg()[0]:.1f}:")
+        code = Path(figures["code"]).parent.parent  # the carbon package that was measured
+        print(f"{label} ({code}), calibration {calibration_ms():.1f} ms, load average {os.getloadavg()[0]:.1f}:")
         for name in CASES:
             print(f"  {name:<18} {figures[name]:7.0f} µs   ratio {figures['healthz'] / figures[name]:4.2f}")
 
