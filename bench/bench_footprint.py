@@ -4,13 +4,14 @@
    high-speed rail by city pair, taxi), calculations per second for ``calculate`` alone and for
    the whole request path without HTTP (validate with the schema, calculate, to JSON).
 2. HTTP: POST /api/v1/footprints/preview next to the bare /healthz route, under gunicorn
-   (2 sync workers, 16 keep-alive clients on loopback), interleaved 3 times.
+   (2 sync workers, 16 keep-alive clients on loopback), interleaved 3 times; with
+   ``BENCH_BEFORE=<another checkout>`` that checkout first, in the same run (harness.checkouts).
 """
 from __future__ import annotations
 
 import sys
 
-from harness import get, gunicorn, load, per_second, post_json, scratch_database, summary
+from harness import checkouts, get, gunicorn, load, per_second, post_json, scratch_database, summary
 
 FIVE_ACTIVITIES = {"kind": "event", "province": "SC", "activities": [
     {"type": "flight", "route": ["PEK", "CTU"], "round_trip": True},
@@ -41,14 +42,16 @@ def in_process() -> str:
 def main(seconds: float = 5.0, rounds: int = 3) -> None:
     print(in_process())
     with scratch_database(sys.argv[1] if len(sys.argv) > 1 else None) as url:
-        results: dict[str, list] = {"bare /healthz": [], "POST /footprints/preview": []}
-        with gunicorn({"DIANDIAN_DATABASE_URL": url}) as base:
-            for _ in range(rounds):
-                results["bare /healthz"].append(load("bare /healthz", base, get("/healthz"), seconds=seconds))
-                results["POST /footprints/preview"].append(load(
-                    "POST /footprints/preview", base, post_json("/api/v1/footprints/preview", FIVE_ACTIVITIES),
-                    seconds=seconds))
-        print(summary("footprint preview (five activities) vs bare route", results, "bare /healthz"))
+        for label, cwd in checkouts():
+            results: dict[str, list] = {"bare /healthz": [], "POST /footprints/preview": []}
+            with gunicorn({"DIANDIAN_DATABASE_URL": url}, cwd=cwd) as base:
+                for _ in range(rounds):
+                    results["bare /healthz"].append(load("bare /healthz", base, get("/healthz"), seconds=seconds))
+                    results["POST /footprints/preview"].append(load(
+                        "POST /footprints/preview", base, post_json("/api/v1/footprints/preview", FIVE_ACTIVITIES),
+                        seconds=seconds))
+            print(summary(f"footprint preview (five activities) vs bare route ({label}: {cwd})", results,
+                          "bare /healthz"), flush=True)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
    second with the per-worker cache (default ``SCENE_CACHE_SECONDS``) and with it disabled (0).
 2. HTTP: GET /api/v1/scenes/resolve (the scene URL-encoded, as the mini-program sends it) next to
    the bare /healthz route, under gunicorn (2 sync workers, 16 keep-alive clients on loopback),
-   interleaved 3 times; then again in a second gunicorn with DIANDIAN_SCENE_CACHE_SECONDS=0.
+   interleaved 3 times; then again in a second gunicorn with DIANDIAN_SCENE_CACHE_SECONDS=0. With
+   ``BENCH_BEFORE=<another checkout>`` that checkout first, in the same run (harness.checkouts).
 
 Visits are counted in memory and flushed to the database every 2 s in each worker, so a cached
 resolve is a read of the worker's memory plus, now and then, one small write.
@@ -15,7 +16,7 @@ import sys
 import urllib.error
 import urllib.request
 
-from harness import get, gunicorn, load, per_second, scratch_database, summary
+from harness import checkouts, get, gunicorn, load, per_second, scratch_database, summary
 
 RESOLVE = "/api/v1/scenes/resolve?scene=s%3Dcdcnf21%26c%3Ddoor"
 
@@ -77,14 +78,15 @@ def main(seconds: float = 5.0, rounds: int = 3) -> None:
         print(in_process(url))
         env = {"DIANDIAN_DATABASE_URL": url}
         kind = url.split(":")[0]
-        with gunicorn(env) as base:
-            results = series(base, "GET resolve (cached)", seconds, rounds)
-        print(summary(f"scenes: resolve, cache SCENE_CACHE_SECONDS=5 (default), vs bare route ({kind})",
-                      results, "bare /healthz"))
-        with gunicorn({**env, "DIANDIAN_SCENE_CACHE_SECONDS": "0"}) as base:
-            results = series(base, "GET resolve (uncached)", seconds, rounds)
-        print(summary(f"scenes: resolve, UNCACHED DIANDIAN_SCENE_CACHE_SECONDS=0, vs bare route ({kind})",
-                      results, "bare /healthz"))
+        for label, cwd in checkouts():
+            with gunicorn(env, cwd=cwd) as base:
+                results = series(base, "GET resolve (cached)", seconds, rounds)
+            print(summary(f"scenes ({label}: {cwd}): resolve, cache SCENE_CACHE_SECONDS=5 (default), vs bare route "
+                          f"({kind})", results, "bare /healthz"), flush=True)
+            with gunicorn({**env, "DIANDIAN_SCENE_CACHE_SECONDS": "0"}, cwd=cwd) as base:
+                results = series(base, "GET resolve (uncached)", seconds, rounds)
+            print(summary(f"scenes ({label}: {cwd}): resolve, UNCACHED DIANDIAN_SCENE_CACHE_SECONDS=0, vs bare route "
+                          f"({kind})", results, "bare /healthz"), flush=True)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+STARTUP_SECONDS = 120  # a gunicorn or sandbox that has not answered by then failed (a busy machine is slow)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -84,7 +87,7 @@ def gunicorn(env: dict[str, str], workers: int = 2, worker_class: str = "sync",
         started.append(process)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STARTUP_SECONDS
         while True:
             try:
                 urllib.request.urlopen(base + "/healthz", timeout=1).read()
@@ -96,7 +99,7 @@ def gunicorn(env: dict[str, str], workers: int = 2, worker_class: str = "sync",
         yield base
     finally:
         process.terminate()
-        process.wait(15)
+        process.wait(60)
 
 
 def pids_matching(*fragments: str) -> list[int]:
@@ -154,7 +157,7 @@ def wechat_sandbox() -> Iterator[str]:
     process = subprocess.Popen([sys.executable, "-m", "wechat.sandbox", "--port", str(port)], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STARTUP_SECONDS
         while True:
             try:
                 urllib.request.urlopen(base + "/__sandbox__/stats", timeout=1).read()
@@ -166,7 +169,7 @@ def wechat_sandbox() -> Iterator[str]:
         yield base
     finally:
         process.terminate()
-        process.wait(15)
+        process.wait(60)
 
 
 @contextmanager
@@ -225,6 +228,8 @@ class LoadResult:
     errors: int
     seconds: float
     latencies_ms: list[float]
+    server_cpu_ms: float | None = None  # CPU per answered request of the server's processes (from /proc)
+    client_cpu_ms: float | None = None  # ... and of this load client
 
     @property
     def rps(self) -> float:
@@ -237,16 +242,36 @@ class LoadResult:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
     def line(self) -> str:
+        cpu = "" if self.server_cpu_ms is None else \
+            f"   CPU/req server {self.server_cpu_ms:5.2f} ms client {self.client_cpu_ms:4.2f} ms"
         return (f"{self.name:<28} {self.rps:8.0f} req/s   p50 {self.percentile(0.5):6.1f} ms   "
-                f"p99 {self.percentile(0.99):6.1f} ms   errors {self.errors}")
+                f"p99 {self.percentile(0.99):6.1f} ms   errors {self.errors}{cpu}")
 
 
 Request = Callable[[int], tuple[str, str, bytes | None, dict[str, str]]]  # i -> method, path, body, headers
 
 
+def server_pids(base: str) -> list[int]:
+    """The gunicorn master and workers serving ``base`` (started by ``gunicorn()``)."""
+    return pids_matching("gunicorn", base.removeprefix("http://"))
+
+
 def load(name: str, base: str, request: Request, *, concurrency: int = 16, seconds: float = 5.0,
          expect: int = 200) -> LoadResult:
-    """``concurrency`` threads, each on one keep-alive connection, for ``seconds``."""
+    """``concurrency`` threads, each on one keep-alive connection, for ``seconds``; with the CPU
+    time per answered request of the server's processes and of this client."""
+    pids = server_pids(base)
+    server_before, client_before = cpu_seconds(pids), time.process_time()
+    result = _load(name, base, request, concurrency=concurrency, seconds=seconds, expect=expect)
+    server_after, client_after = cpu_seconds(pids), time.process_time()
+    if result.requests:
+        spent = sum(used - server_before.get(pid, 0.0) for pid, used in server_after.items())
+        result.server_cpu_ms = spent / result.requests * 1000
+        result.client_cpu_ms = (client_after - client_before) / result.requests * 1000
+    return result
+
+
+def _load(name: str, base: str, request: Request, *, concurrency: int, seconds: float, expect: int) -> LoadResult:
     host, port = base.removeprefix("http://").split(":")
     latencies: list[float] = []
     counters = {"ok": 0, "errors": 0}
@@ -307,10 +332,27 @@ def post_json(path: str, body: dict, headers: dict[str, str] | None = None) -> R
 
 
 def summary(label: str, results: dict[str, list[LoadResult]], baseline: str) -> str:
-    lines = [f"## {label}", f"calibration sum(range(10**6)): {calibration_ms():.1f} ms"]
+    """The median of each series, its throughput ratio to ``baseline`` (and per round, each next to the
+    baseline round just before it), and the ratio of their server CPU per request (which depends
+    less on what else the machine runs)."""
+    lines = [f"## {label}", (f"calibration sum(range(10**6)): {calibration_ms():.1f} ms   load average "
+             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")]
     base_rps = statistics.median(r.rps for r in results[baseline])
+    base_cpu = statistics.median(r.server_cpu_ms or 0.0 for r in results[baseline])
     for runs in results.values():
         mid = median_result(runs)
-        spread = ", ".join(f"{r.rps:.0f}" for r in runs)
-        lines.append(f"{mid.line()}   ratio {statistics.median(r.rps for r in runs) / base_rps:4.2f}   runs [{spread}]")
+        rounds = ", ".join(f"{r.rps / b.rps:.2f}" for r, b in zip(runs, results[baseline], strict=False))
+        cpu = statistics.median(r.server_cpu_ms or 0.0 for r in runs)
+        cpu_ratio = f"   CPU ratio {base_cpu / cpu:4.2f}" if cpu else ""
+        lines.append(f"{mid.line()}   ratio {statistics.median(r.rps for r in runs) / base_rps:4.2f}"
+                     f"{cpu_ratio}   rounds [{rounds}]")
     return "\n".join(lines)
+
+
+def checkouts() -> list[tuple[str, Path]]:
+    """What the request-cost benchmarks serve: this checkout ("after"), and first, when
+    ``BENCH_BEFORE`` names another checkout of the project (e.g. ``git archive main | tar -x -C DIR``),
+    that one ("before"), in the same run. Its gunicorn imports its own code (the working directory
+    comes first on sys.path) with this virtualenv's libraries."""
+    before = os.environ.get("BENCH_BEFORE")
+    return ([("before", Path(before).resolve())] if before else []) + [("after" if before else "this", ROOT)]

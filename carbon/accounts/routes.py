@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 from flask import g, request
-from flask_smorest import Blueprint
 
 from carbon.accounts import privacy, service
 from carbon.accounts.auth import current_user, public
-from carbon.core.openapi import answers
+from carbon.core.openapi import Blueprint, answers
 from carbon.scenes import service as scenes
 from schemas.accounts import AccountDeleteIn, ExportOut, LoginIn, LoginOut, PhoneIn, ProfilePatchIn, UserOut
 

@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload
 
 from carbon.accounts import phones
 from carbon.accounts.models import AuthSession, User
@@ -78,10 +77,13 @@ def login(code: str, client_ip: str | None) -> LoginResult:
 
 def authenticate(token: str) -> User:
     """The user behind a bearer token; 401 when it is forged, expired or revoked."""
-    session = session_tokens.live_session(AuthSession, TOKEN_SALT, token, joinedload(AuthSession.user))
-    if session is None:
+    user = session_tokens.live_owner(_LIVE_USER, TOKEN_SALT, token)
+    if user is None:
         raise TokenInvalid()
-    return session.user
+    return user
+
+
+_LIVE_USER = session_tokens.owner_query(AuthSession.user)  # one read by auth_sessions.token_id
 
 
 def logout(token: str) -> None:

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from flask import Blueprint as FlaskBlueprint
 from flask import Response, render_template_string, request, stream_with_context
-from flask_smorest import Blueprint
 
 from carbon.accounts.auth import current_user, optional_user, public
 from carbon.certificates import service
 from carbon.core.errors import DomainError
+from carbon.core.openapi import Blueprint
 from schemas.certificates import CertificateOut, CertificatesOut, VerificationOut
 
 blp = Blueprint("certificates", __name__, url_prefix="/api/v1/certificates",

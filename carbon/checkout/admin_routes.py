@@ -3,12 +3,11 @@ footprint, a quote, the order paid by WeChat Pay Native (its ``code_url``), and 
 from __future__ import annotations
 
 from flask import request
-from flask_smorest import Blueprint
 
 from carbon.checkout import purchases
 from carbon.checkout.routes import IDEMPOTENCY_HEADER
 from carbon.core.errors import ValidationError
-from carbon.core.openapi import answers
+from carbon.core.openapi import Blueprint, answers
 from carbon.footprint import service as footprints
 from carbon.organizers.auth import current_principal, organizer_only
 from schemas.footprint import HostFootprintIn

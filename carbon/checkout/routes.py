@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from flask import Response, jsonify, request
-from flask_smorest import Blueprint
 from werkzeug.exceptions import HTTPException
 
 from carbon.accounts.auth import current_user, public
@@ -9,7 +8,7 @@ from carbon.checkout import inbox, orders
 from carbon.checkout.outcomes import Outcome
 from carbon.core.errors import ValidationError
 from carbon.core.http import provider_format
-from carbon.core.openapi import answers
+from carbon.core.openapi import Blueprint, answers
 from carbon.invoices import service as invoices
 from carbon.metrics import count_notify
 from schemas.checkout import OrderCreatedOut, OrderIn, OrdersOut, WeChatPayAnswer

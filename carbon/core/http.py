@@ -47,8 +47,12 @@ CORS_EXPOSE_HEADERS = "X-Request-ID, Retry-After, WWW-Authenticate"
 CORS_MAX_AGE_SECONDS = 600
 MAX_JSON_DEPTH = 20
 MAX_INT_DIGITS = sys.get_int_max_str_digits() or 4300  # Python refuses longer integers (ValueError)
-# In JSON a control character or a surrogate can only come escaped, or as raw DEL or C1 (UTF-8 C2 80-9F).
-_MAYBE_UNSTORABLE = re.compile(rb"\\[ubf]|\x7f|\xc2[\x80-\x9f]")
+# In JSON a character ``carbon.core.text`` refuses can only come escaped (\b, \f, \u0000-\u001f,
+# \u007f-\u009f, a surrogate \ud800-\udfff), as raw DEL or C1 (UTF-8 C2 80-9F) or as a raw surrogate
+# (ED A0-BF, which Python's JSON parser decodes); raw C0 controls are malformed JSON. Other escapes
+# (\u6210 for 成, as json.dumps writes Chinese) cannot hold one.
+_MAYBE_UNSTORABLE = re.compile(rb"\\[bf]|\\u00[0-189][0-9A-Fa-f]|\\u007[Ff]|\\u[Dd][89A-Fa-f]|\x7f|\xc2[\x80-\x9f]"
+                               rb"|\xed[\xa0-\xbf]")
 
 HTTP_CODES = {
     400: ("request.bad_request", "请求格式有误 / Malformed request"),

@@ -18,9 +18,10 @@ from http import HTTPStatus
 from typing import Any
 
 from apispec import BasePlugin
-from flask import Flask
+from flask import Flask, Response, current_app
 from flask_smorest import Api
-from marshmallow import fields
+from flask_smorest import Blueprint as SmorestBlueprint
+from marshmallow import Schema, fields
 
 ALWAYS = (500, 503)
 WITH_JSON_BODY = (400, 413, 422)
@@ -35,6 +36,38 @@ def answers(*statuses: int) -> Callable:
         setattr(view, ANSWERS_ATTR, tuple(sorted({*getattr(view, ANSWERS_ATTR, ()), *statuses})))
         return view
     return mark
+
+
+class Blueprint(SmorestBlueprint):
+    """flask-smorest's Blueprint, with each ``arguments`` schema made once: given a class, webargs
+    would build an instance (fields deep-copied) on every request. A marshmallow 4 schema keeps no
+    state between loads, so one instance serves every request and thread."""
+
+    def arguments(self, schema, **kwargs):
+        if isinstance(schema, type) and issubclass(schema, Schema):
+            schema = schema()
+        return super().arguments(schema, **kwargs)
+
+
+class DumpOnce:
+    """The JSON answer for a value a service hands out unchanged to many requests (a cached view):
+    dumped through ``schema`` and encoded once per value object, then served as those bytes. The
+    value must not change once handed out; a different object (the cache refilled) is dumped anew.
+    The view keeps its ``@blp.response(..., schema)`` for the description."""
+
+    MAX_KEPT = 256
+
+    def __init__(self, schema: type[Schema]) -> None:
+        self.schema = schema()
+        self._kept: dict[int, tuple[Any, bytes]] = {}
+
+    def __call__(self, value: Any) -> Response:
+        kept = self._kept.get(id(value))
+        if kept is None or kept[0] is not value:
+            if len(self._kept) >= self.MAX_KEPT:
+                self._kept.clear()
+            kept = self._kept[id(value)] = (value, f"{current_app.json.dumps(self.schema.dump(value))}\n".encode())
+        return current_app.response_class(kept[1], mimetype=current_app.json.mimetype)
 
 
 class StatusesPlugin(BasePlugin):

@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-from flask_smorest import Blueprint
-
 from carbon.accounts.auth import current_user, public
-from carbon.core.openapi import answers
+from carbon.core.openapi import Blueprint, answers
 from carbon.footprint import service
 from schemas.footprint import FootprintIn, FootprintOut, HistoryOut, HistoryQuery
 

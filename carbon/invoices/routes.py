@@ -4,11 +4,10 @@ CSV export. An API key acts with its role and names no member."""
 from __future__ import annotations
 
 from flask import Response
-from flask_smorest import Blueprint
 
 from carbon.checkout import purchases
 from carbon.core.errors import NotFound
-from carbon.core.openapi import answers
+from carbon.core.openapi import Blueprint, answers
 from carbon.invoices import service
 from carbon.organizers.auth import current_principal, organizer_only
 from schemas.invoices import (

@@ -95,7 +95,10 @@ def _rolled_back(session: Session) -> None:
 
 def kick() -> None:
     """Hand on the events this session has committed: run them now, or queue each on its queue for
-    the workers (in jobs of at most ``DISPATCH_BATCH``)."""
+    the workers (in jobs of at most ``DISPATCH_BATCH``). A request that never used the session
+    committed nothing: its session is not created here."""
+    if not db.session.registry.has():
+        return
     events = db.session.info.pop(COMMITTED, [])
     if not events:
         return

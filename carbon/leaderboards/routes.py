@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-from flask_smorest import Blueprint
-
 from carbon.accounts.auth import current_user, public
-from carbon.core.openapi import answers
+from carbon.core.openapi import Blueprint, answers
 from carbon.leaderboards import service
 from carbon.scenes import service as scenes
 from schemas.leaderboards import BoardQuery, LeaderboardOut, StandingOut, StandingQuery

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
 from flask import g, request
-from flask_smorest import Blueprint
 
 from carbon.accounts.auth import public
-from carbon.core.openapi import answers
+from carbon.core.openapi import Blueprint, answers
 from carbon.organizers import service
 from carbon.organizers.auth import current_principal, organizer_only, require_owner
 from schemas.organizers import (

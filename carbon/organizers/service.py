@@ -119,16 +119,17 @@ def authenticate(token: str) -> Principal:
     if token.startswith(API_KEY_PREFIX):
         key = _api_key(token)
         return Principal(key.organization, key.role, api_key=key)
-    session = _session(token)
-    member = session.organizer
-    if member.disabled_at is not None:
+    member = session_tokens.live_owner(_LIVE_ORGANIZER, TOKEN_SALT, token)
+    if member is None or member.disabled_at is not None:
         raise OrganizerTokenInvalid()
     return Principal(member.organization, member.role, organizer=member)
 
 
+_LIVE_ORGANIZER = session_tokens.owner_query(OrganizerSession.organizer, joinedload(Organizer.organization))
+
+
 def _session(token: str) -> OrganizerSession:
-    session = session_tokens.live_session(OrganizerSession, TOKEN_SALT, token,
-                                          joinedload(OrganizerSession.organizer).joinedload(Organizer.organization))
+    session = session_tokens.live_session(OrganizerSession, TOKEN_SALT, token)
     if session is None:
         raise OrganizerTokenInvalid()
     return session

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
 from flask import Response
-from flask_smorest import Blueprint
 
-from carbon.core.openapi import answers
+from carbon.core.openapi import Blueprint, answers
 from carbon.organizers.auth import current_principal, organizer_only
 from carbon.scenes import service
 from schemas.scenes import (

@@ -2,11 +2,10 @@ from __future__ import annotations
 
 from flask import Blueprint as FlaskBlueprint
 from flask import render_template_string, request
-from flask_smorest import Blueprint
 
 from carbon.accounts.auth import public
 from carbon.core.errors import DomainError
-from carbon.core.openapi import answers
+from carbon.core.openapi import Blueprint, DumpOnce, answers
 from carbon.credits import service as credits
 from carbon.scenes import service
 from schemas.scenes import ProjectsOut, ResolveOut, ResolveQuery, SceneSearchOut, SceneSearchQuery
@@ -33,7 +32,10 @@ def find_scenes(query):
 @public
 def resolve(query):
     """The scene a scanned code names (pass query.scene as received), its preset, offer and progress."""
-    return service.resolve(query["scene"])
+    return _RESOLVED(service.resolve(query["scene"]))  # a cached view is dumped once, not per scan
+
+
+_RESOLVED = DumpOnce(ResolveOut)
 
 
 @blp.route("/projects", methods=["GET"])

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from flask import current_app
 from marshmallow import ValidationError as MarshmallowError
-from sqlalchemy import or_, select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -30,7 +30,7 @@ from carbon.organizers.models import Organization
 from carbon.organizers.service import Principal
 from carbon.rendering import qr_png
 from carbon.scenes import codes, poster, search, stats
-from carbon.scenes.models import SEARCH_CHANNEL, Scene, SceneChannel
+from carbon.scenes.models import SEARCH_CHANNEL, Scene, SceneChannel, scene_projects
 from schemas.common import dumped_attributes, plain
 from schemas.footprint import ACTIVITY_SCHEMAS
 from schemas.scenes import ProjectBrief, PublicScene
@@ -356,13 +356,17 @@ def resolve(raw_scene: str, *, count_visit: bool = True) -> dict:
 
 def _public_view(code: str, slug: str) -> dict:
     """What resolve answers, as plain values (it is cached across requests); keys starting with
-    ``_`` are for the service's own use."""
-    scene = db.session.scalar(select(Scene).where(Scene.code == code))
+    ``_`` are for the service's own use. Three reads of plain columns on the session's connection
+    (no ORM objects, nothing of the session's to flush first): the scene with its channel of that
+    slug, the projects it offers, its counters."""
+    connection = db.session.connection()
+    scene = connection.execute(_SCENE_AND_CHANNEL, {"code": code, "slug": slug}).first()
     if scene is None or scene.status == "draft":
         raise SceneNotFound(details={"scene": [code]})
     if scene.status == "closed":
         raise SceneClosed(details={"scene": [code]})
-    channel = channel_of(scene, slug)
+    if scene.channel_slug is None:
+        raise ChannelNotFound(details={"channel": [slug]})
     preset = list(scene.preset["activities"])
     shared = venue_share_offered(scene)
     if shared:
@@ -371,13 +375,32 @@ def _public_view(code: str, slug: str) -> dict:
         "_scene_id": scene.id,
         "_venue": (scene.venue_kwh, scene.expected_attendance) if shared else (None, None),
         "scene": plain(scene, PublicScene),
-        "channel": {"slug": channel.slug, "label": channel.label},
+        "channel": {"slug": scene.channel_slug, "label": scene.channel_label},
         "preset": {"kind": "event", "activities": preset},
-        "offer": [plain(project, ProjectBrief) for project in scene.projects if project.status == "active"],
+        "offer": [dict(project._mapping) for project in connection.execute(_OFFER_SHOWN, {"scene_id": scene.id})],
         "pledge": {"venue_kwh": scene.venue_kwh, "note": scene.pledge_note} if scene.organizer_pledges_venue
         else None,
-        "progress": _shown(stats.totals(scene.id)),
+        "progress": _shown(stats.totals(scene.id, connection)),
     }
+
+
+# Built once, compiled once. The scene a code names, with its channel of that slug (None: no such channel).
+_SCENE_AND_CHANNEL = (select(*Scene.__table__.c, SceneChannel.slug.label("channel_slug"),
+                             SceneChannel.label.label("channel_label"))
+                      .outerjoin(SceneChannel, and_(SceneChannel.scene_id == Scene.id,
+                                                    SceneChannel.slug == bindparam("slug")))
+                      .where(Scene.code == bindparam("code")))
+
+
+def _offer_query(*columns):
+    """The projects a scene offers guests: its active ones, by id."""
+    return (select(*columns).join(scene_projects, scene_projects.c.project_id == Project.id)
+            .where(scene_projects.c.scene_id == bindparam("scene_id"), Project.status == "active")
+            .order_by(Project.id))
+
+
+_OFFERED_PROJECTS = _offer_query(Project)
+_OFFER_SHOWN = _offer_query(*[getattr(Project, name).label(name) for name in dumped_attributes(ProjectBrief)])
 
 
 def shown_scene(public_id: str) -> Scene:
@@ -394,8 +417,7 @@ def venue_share_offered(scene: Scene) -> bool:
 
 
 def offered_projects(scene_id: int) -> list[Project]:
-    scene = db.session.get(Scene, scene_id)
-    return [project for project in scene.projects if project.status == "active"] if scene else []
+    return list(db.session.scalars(_OFFERED_PROJECTS, {"scene_id": scene_id}))
 
 
 def scene_name(scene_id: int) -> str | None:

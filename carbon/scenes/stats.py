@@ -9,7 +9,7 @@ from collections import Counter
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from carbon import jobs
@@ -91,7 +91,13 @@ def rows(scene_id: int) -> list[SceneDailyStat]:
                                    .order_by(SceneDailyStat.day, SceneDailyStat.channel)))
 
 
-def totals(scene_id: int) -> dict:
-    columns = [func.coalesce(func.sum(getattr(SceneDailyStat, name)), 0) for name in COUNTERS]
-    values = db.session.execute(select(*columns).where(SceneDailyStat.scene_id == scene_id)).one()
+def totals(scene_id: int, connection=None) -> dict:
+    """The scene's counters summed over its days and channels; on ``connection`` when given (a
+    read that need not flush the session first)."""
+    values = (connection or db.session).execute(_TOTALS, {"scene_id": scene_id}).one()
     return dict(zip(COUNTERS, values, strict=True))
+
+
+# Built once: SQLAlchemy then reuses its compiled form (resolve reads it for every uncached scene).
+_TOTALS = select(*[func.coalesce(func.sum(getattr(SceneDailyStat, name)), 0) for name in COUNTERS]) \
+    .where(SceneDailyStat.scene_id == bindparam("scene_id"))
