@@ -2,11 +2,8 @@
 footprint, a quote, the order paid by WeChat Pay Native (its ``code_url``), and its state."""
 from __future__ import annotations
 
-from flask import request
-
 from carbon.checkout import purchases
-from carbon.checkout.routes import IDEMPOTENCY_HEADER
-from carbon.core.errors import ValidationError
+from carbon.checkout.routes import IDEMPOTENCY_HEADER, idempotency_key
 from carbon.core.openapi import Blueprint, answers
 from carbon.footprint import service as footprints
 from carbon.organizers.auth import current_principal, organizer_only
@@ -47,12 +44,8 @@ def quote(body):
 @organizer_only
 def buy(body):
     """The organization's order for the quote as it stands now (owners only), with its Native ``code_url``."""
-    purchases.require_owner(current_principal())
-    key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
-    if not key or len(key) > 64:
-        raise ValidationError(code="order.idempotency_key_required",
-                              details={IDEMPOTENCY_HEADER: ["需要 1-64 个字符 / 1-64 characters required"]})
-    order, _ = purchases.buy(current_principal(), body, key)
+    current_principal().require_owner()
+    order, _ = purchases.buy(current_principal(), body, idempotency_key())
     return purchases.state(order)
 
 

@@ -23,7 +23,7 @@ from carbon.checkout import orders
 from carbon.checkout.models import Order
 from carbon.core import extensions as ext
 from carbon.core.db import db
-from carbon.core.errors import PermissionDenied, ValidationError
+from carbon.core.errors import ValidationError
 from carbon.core.units import cny, cny_ceil, grams_to_kg, kg
 from carbon.credits import service as credits
 from carbon.credits.models import Project
@@ -113,7 +113,7 @@ def quote(principal: Principal, body: dict) -> Quote:
 def buy(principal: Principal, body: dict, idempotency_key: str) -> tuple[Order, dict[str, str]]:
     """The organization's order for the quote of ``body`` as it stands now, and its Native
     ``code_url`` (the same key again: the same order)."""
-    require_owner(principal)
+    principal.require_owner()
 
     def understand() -> orders.Wanted:
         found = quote(principal, body)
@@ -122,11 +122,6 @@ def buy(principal: Principal, body: dict, idempotency_key: str) -> tuple[Order, 
                              scene={"scene_id": found.scene.id} if found.scene else {},
                              project_public_id=found.project.public_id)
     return orders.create_organization_order(principal.organization, body, idempotency_key, understand)
-
-
-def require_owner(principal: Principal) -> None:
-    if principal.role != "owner":
-        raise PermissionDenied(code="auth.owner_required", message="仅限组织所有者 / Only an owner may do this")
 
 
 def order_of(principal: Principal, public_id: str) -> Order:

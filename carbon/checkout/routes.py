@@ -18,6 +18,15 @@ blp = Blueprint("orders", __name__, url_prefix="/api/v1", description="订单与
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
+def idempotency_key() -> str:
+    """The request's ``Idempotency-Key`` (1-64 characters), for every route that creates an order."""
+    key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
+    if not key or len(key) > 64:
+        raise ValidationError(code="order.idempotency_key_required",
+                              details={IDEMPOTENCY_HEADER: ["需要 1-64 个字符 / 1-64 characters required"]})
+    return key
+
+
 @blp.route("/orders", methods=["POST"])
 @answers(404, 409, 410, 429, 502)  # scene gone; key busy or reused, sold out, hold limit; WeChat checks and Pay
 @blp.doc(parameters=[{"in": "header", "name": IDEMPOTENCY_HEADER, "required": True, "schema": {
@@ -30,11 +39,7 @@ def create_order(body):
 
     Send an ``Idempotency-Key`` header: the same key returns the same order; a concurrent
     duplicate gets 409 ``order.in_progress``."""
-    key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
-    if not key or len(key) > 64:
-        raise ValidationError(code="order.idempotency_key_required",
-                              details={IDEMPOTENCY_HEADER: ["需要 1-64 个字符 / 1-64 characters required"]})
-    order, params = orders.create_order(current_user(), body, key)
+    order, params = orders.create_order(current_user(), body, idempotency_key())
     return {"order": order, "request_payment": params}
 
 

@@ -26,7 +26,7 @@ from carbon.console import chart, forms, service
 from carbon.console import session as console_session
 from carbon.core.clock import CHINA_TZ, clock
 from carbon.core.db import db
-from carbon.core.errors import DomainError, PermissionDenied, RateLimited, ValidationError
+from carbon.core.errors import DomainError, RateLimited, ValidationError
 from carbon.credits import service as credits
 from carbon.footprint import service as footprints
 from carbon.invoices import service as invoices
@@ -313,7 +313,7 @@ def order_receipt(order_id: str):
 def order_refund(order_id: str):
     """Refund a paid order in full (owners only): a page that says what will happen and asks for the
     reason, then the one refund operation (carbon.checkout.operations.refund_order)."""
-    _owner()
+    me().require_owner()
     found = service.order(me(), order_id)
     errors: dict = {}
     if request.method == "POST":
@@ -338,13 +338,13 @@ def refund_list():
 
 @bp.route("/events")
 def event_list():
-    _owner()
+    me().require_owner()
     return render_template("console/events.html", events=service.failed_events(me()))
 
 
 @bp.route("/events/<int:event_id>/replay", methods=["POST"])
 def event_replay(event_id: int):
-    _owner()
+    me().require_owner()
     try:
         flash(f"事件 / event {event_id}: {service.replay(me(), event_id)}")
     except LookupError:
@@ -394,7 +394,7 @@ def invoice_request():
 @bp.route("/invoices/<request_id>/<any('issue', 'reject'):action>", methods=["POST"])
 def invoice_decide(request_id: str, action: str):
     """Record what finance did (owners only): issued with the fapiao's number, or rejected with a reason."""
-    _owner()
+    me().require_owner()
     try:
         if action == "issue":
             invoices.mark_issued(me(), request_id, request.form.get("fapiao_number", ""))
@@ -416,11 +416,6 @@ def invoice_csv():
     """Every invoice request of the organization for the finance team (UTF-8 with BOM)."""
     return Response(invoices.export_csv(me()), mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="invoice-requests-{me().organization.public_id}.csv"'})
-
-
-def _owner() -> None:
-    if me().role != "owner":
-        raise PermissionDenied(code="auth.owner_required", message="仅限组织所有者 / Only an owner may do this")
 
 
 def _period() -> tuple[date, date, datetime, datetime]:

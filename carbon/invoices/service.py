@@ -18,7 +18,7 @@ from carbon.checkout.orders import OrderNotFound
 from carbon.checkout.states import OrderStatus, PaymentStatus
 from carbon.core.clock import CHINA_TZ, utcnow
 from carbon.core.db import db
-from carbon.core.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from carbon.core.errors import Conflict, NotFound, ValidationError
 from carbon.core.spreadsheet import csv_text
 from carbon.core.text import unstorable, unstorable_message
 from carbon.invoices import taxid
@@ -66,11 +66,6 @@ def _text(errors: dict, field: str, value) -> str:
         errors[field] = [unstorable_message(bad)]
         return ""
     return " ".join(value.split())
-
-
-def require_owner(principal: Principal) -> None:
-    if principal.role != "owner":
-        raise PermissionDenied(code="auth.owner_required", message="仅限组织所有者 / Only an owner may do this")
 
 
 # --- receipts -----------------------------------------------------------------------------------
@@ -131,7 +126,7 @@ def profile(principal: Principal) -> InvoiceProfile | None:
 
 def save_profile(principal: Principal, title: str, tax_id: str) -> InvoiceProfile:
     """Record the invoice title and taxpayer id (owners only); field errors name ``title`` and ``tax_id``."""
-    require_owner(principal)
+    principal.require_owner()
     errors: dict[str, list[str]] = {}
     title = _text(errors, "title", title)
     tax_id = taxid.normalize(_text(errors, "tax_id", tax_id))
@@ -210,7 +205,7 @@ def get_request(principal: Principal, public_id: str, *, lock: bool = False) -> 
 def mark_issued(principal: Principal, public_id: str, fapiao_number: str, issued_on: date | None = None
                 ) -> InvoiceRequest:
     """Finance made out the fapiao (owners only): its number (8-20 digits or capital letters) and date."""
-    require_owner(principal)
+    principal.require_owner()
     errors: dict[str, list[str]] = {}
     number = taxid.normalize(_text(errors, "fapiao_number", fapiao_number))
     if not (8 <= len(number) <= 20 and number.isascii() and number.isalnum()):
@@ -224,7 +219,7 @@ def mark_issued(principal: Principal, public_id: str, fapiao_number: str, issued
 
 def reject(principal: Principal, public_id: str, reason: str) -> InvoiceRequest:
     """Finance will not make it out (owners only), with the reason the organization sees."""
-    require_owner(principal)
+    principal.require_owner()
     errors: dict[str, list[str]] = {}
     reason = _text(errors, "reason", reason)
     if not 1 <= len(reason) <= 200:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from flask import g
 
 from carbon.accounts.auth import register_audience
-from carbon.core.errors import PermissionDenied
 from carbon.organizers import service
 from carbon.organizers.service import Principal
 
@@ -26,5 +25,4 @@ def current_principal() -> Principal:
 
 
 def require_owner() -> None:
-    if current_principal().role != "owner":
-        raise PermissionDenied(code="auth.owner_required", message="仅限组织所有者 / Only an owner may do this")
+    current_principal().require_owner()

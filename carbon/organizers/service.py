@@ -14,7 +14,7 @@ from carbon.core import extensions as ext
 from carbon.core import session_tokens
 from carbon.core.clock import utcnow
 from carbon.core.db import db
-from carbon.core.errors import AuthenticationError, Conflict, NotFound, RateLimited
+from carbon.core.errors import AuthenticationError, Conflict, NotFound, PermissionDenied, RateLimited
 from carbon.core.ids import new_token
 from carbon.core.ratelimit import key_of
 from carbon.organizers.models import ApiKey, Organization, Organizer, OrganizerSession
@@ -53,6 +53,11 @@ class Principal:
     role: str
     organizer: Organizer | None = None
     api_key: ApiKey | None = None
+
+    def require_owner(self) -> None:
+        """The one owner rule: staff (members and keys) get 403 ``auth.owner_required``."""
+        if self.role != "owner":
+            raise PermissionDenied(code="auth.owner_required", message="仅限组织所有者 / Only an owner may do this")
 
 
 def create_organization(name: str, *, owner_email: str, owner_password: str, owner_name: str) -> Organizer:
