@@ -60,6 +60,15 @@ class OrderCreatedOut(Schema):
     request_payment = fields.Nested(RequestPayment, metadata={"description": "pass to wx.requestPayment"})
 
 
+class OrderStatusOut(Schema):
+    id = fields.String()
+    status = fields.String(metadata={"description": "awaiting_payment, paid, fulfilled (certificate issued), "
+                                                    "canceled, expired, refunded…"})
+    paid_at = fields.DateTime(allow_none=True)
+    certificate_number = fields.String(allow_none=True, metadata={
+        "description": "once fulfilled: the certificate, at GET /certificates/{number}"})
+
+
 class OrdersOut(Schema):
     items = fields.List(fields.Nested(OrderOut))
 

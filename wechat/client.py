@@ -12,6 +12,7 @@ from requests.adapters import HTTPAdapter
 from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 
+from carbon.core.outbound import settled
 from wechat.tokens import AccessTokenManager, TokenStore
 
 WECHAT_ORIGIN = "https://api.weixin.qq.com"
@@ -63,6 +64,7 @@ class DiandianWeChatClient(WeChatClient):
         if api_base.rstrip("/") != WECHAT_ORIGIN:
             adapter = RebaseAdapter(api_base)
             self._http.mount(WECHAT_ORIGIN, adapter)
+        settled(self._http, api_base)
 
     @property
     def access_token(self) -> str:  # type: ignore[override]

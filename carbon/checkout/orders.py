@@ -17,11 +17,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 
 from carbon.accounts.models import User
+from carbon.certificates.models import Certificate
 from carbon.checkout.models import IdempotencyKey, Order, Payment
 from carbon.checkout.states import ORDER_TRANSITIONS, PAYMENT_TRANSITIONS, OrderStatus, PaymentStatus, move
 from carbon.core import extensions as ext
 from carbon.core.clock import CHINA_TZ, utcnow
-from carbon.core.db import db
+from carbon.core.db import db, kept_after_commit
 from carbon.core.errors import Conflict, DomainError, NotFound, UpstreamError, ValidationError
 from carbon.core.units import cny, cny_ceil, kg, to_fen
 from carbon.credits import service as credits
@@ -125,6 +126,11 @@ def create_organization_order(organization: Organization, body: dict, idempotenc
 
 
 def _create(buyer: Buyer, body: dict, idempotency_key: str, record) -> tuple[Order, dict[str, str]]:
+    with kept_after_commit():  # the claim, the order and its payment are this request's own rows
+        return _claim_record_and_ask(buyer, body, idempotency_key, record)
+
+
+def _claim_record_and_ask(buyer: Buyer, body: dict, idempotency_key: str, record) -> tuple[Order, dict[str, str]]:
     request_hash = request_fingerprint(body)
     claim = IdempotencyKey(user_id=buyer.user_id, organization_id=buyer.organization_id, key=idempotency_key,
                            request_hash=request_hash)
@@ -135,7 +141,7 @@ def _create(buyer: Buyer, body: dict, idempotency_key: str, record) -> tuple[Ord
         db.session.rollback()
         if not _release_abandoned(buyer, idempotency_key, request_hash):
             return _replay(buyer, idempotency_key, request_hash)
-        return _create(buyer, body, idempotency_key, record)  # the key is free again: this request takes it
+        return _claim_record_and_ask(buyer, body, idempotency_key, record)  # the key is free again: this request takes it
     try:
         order, payment = record(claim)
     except (ObjectDeletedError, StaleDataError) as exc:  # so slow that a retry took the key over
@@ -362,11 +368,30 @@ def live_payment(order: Order) -> Payment | None:
                  if p.status in (PaymentStatus.PENDING, PaymentStatus.CONFIRMED)), None)
 
 
+def _mine(user: User, public_id: str) -> tuple:
+    """The guest's own order of that id (anyone else's is "not found")."""
+    return Order.public_id == public_id, Order.user_id == user.id
+
+
 def get_order(user: User, public_id: str) -> Order:
-    order = db.session.scalar(select(Order).where(Order.public_id == public_id))
-    if order is None or order.user_id != user.id:
+    order = db.session.scalar(select(Order).where(*_mine(user, public_id)))
+    if order is None:
         raise OrderNotFound()
     return order
+
+
+STATUS_READ = (select(Order.public_id.label("id"), Order.status, Order.paid_at,
+                      Certificate.number.label("certificate_number"))
+               .outerjoin(Certificate, Certificate.order_id == Order.id))
+
+
+def order_status(user: User, public_id: str) -> dict:
+    """What a guest polls after paying: the order's status, and its certificate's number once issued.
+    One read of plain columns (the whole order is ``get_order``)."""
+    row = db.session.execute(STATUS_READ.where(*_mine(user, public_id))).one_or_none()
+    if row is None:
+        raise OrderNotFound()
+    return row._asdict()
 
 
 def orders_of(user: User, limit: int = 20) -> list[Order]:

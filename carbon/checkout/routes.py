@@ -11,7 +11,7 @@ from carbon.core.http import provider_format
 from carbon.core.openapi import Blueprint, answers
 from carbon.invoices import service as invoices
 from carbon.metrics import count_notify
-from schemas.checkout import OrderCreatedOut, OrderIn, OrdersOut, WeChatPayAnswer
+from schemas.checkout import OrderCreatedOut, OrderIn, OrdersOut, OrderStatusOut, WeChatPayAnswer
 
 blp = Blueprint("orders", __name__, url_prefix="/api/v1", description="订单与支付 / Orders and payment")
 
@@ -56,6 +56,14 @@ def get_order(order_id):
     order = orders.get_order(current_user(), order_id)
     params = orders.payment_params(order) if order.status == "awaiting_payment" else None
     return {"order": order, "request_payment": params}
+
+
+@blp.route("/orders/<string:order_id>/status", methods=["GET"])
+@blp.response(200, OrderStatusOut)
+def get_order_status(order_id):
+    """What to poll after ``wx.requestPayment``: the status, and the certificate's number once it is
+    ``fulfilled``. Cheaper than the whole order; poll with a growing interval (0.5 s, 1 s, 2 s…)."""
+    return orders.order_status(current_user(), order_id)
 
 
 @blp.route("/orders/<string:order_id>/receipt.pdf", methods=["GET"])

@@ -1,6 +1,8 @@
 """The database: Flask-SQLAlchemy with SQLAlchemy 2 typed models and a naming convention."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from flask_sqlalchemy import SQLAlchemy
@@ -45,3 +47,19 @@ db = SQLAlchemy(model_class=Base)
 def on_postgresql() -> bool:
     """Whether the app's database is PostgreSQL (the production database) rather than SQLite."""
     return db.engine.dialect.name == "postgresql"
+
+
+@contextmanager
+def kept_after_commit() -> Iterator[None]:
+    """Within the block, a commit leaves the session's objects loaded instead of expiring them, so
+    what this request has just written is not read back before its next use. For a request that
+    commits in steps and keeps working on its own rows (creating an order: claim, reserve, ask
+    WeChat Pay, record its answer); a value another transaction may change meanwhile must be read
+    again explicitly."""
+    session = db.session()
+    before = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        yield
+    finally:
+        session.expire_on_commit = before

@@ -31,34 +31,50 @@ class SqlIndex:
 
     def put(self, board: str, scores: dict[int, int]) -> None:
         """Set these guests' grams on the board (0 takes a guest off)."""
-        before = self.scores(board, scores)
-        change: Counter = Counter()
-        for user, grams in scores.items():
-            if before.get(user) == grams or (user not in before and grams <= 0):
-                continue
-            if user in before:
-                change[before[user]] -= 1
-            if grams > 0:
-                change[grams] += 1
-        gone = [user for user, grams in scores.items() if grams <= 0 and user in before]
-        kept = [{"board": board, "user_id": user, "grams": grams} for user, grams in scores.items()
-                if grams > 0 and before.get(user) != grams]
+        self.put_many({board: scores})
+
+    def put_many(self, fresh: dict[str, dict[int, int]]) -> None:
+        """``put`` on several boards at once, in the same few statements whatever their number."""
+        before = self._scores_on(fresh)
+        changes: dict[str, Counter] = {}
+        gone, kept = [], []
+        for board, scores in fresh.items():
+            change = changes.setdefault(board, Counter())
+            for user, grams in scores.items():
+                old = before.get((board, user))
+                if old == grams or (old is None and grams <= 0):
+                    continue
+                if old is not None:
+                    change[old] -= 1
+                if grams > 0:
+                    change[grams] += 1
+                    kept.append({"board": board, "user_id": user, "grams": grams})
+                else:
+                    gone.append((board, user))
         if gone:
-            db.session.execute(delete(Score).where(Score.board == board, Score.user_id.in_(gone)))
+            db.session.execute(delete(Score).where(tuple_(Score.board, Score.user_id).in_(gone)))
         if kept:
             statement = _insert(Score)
             db.session.execute(statement.on_conflict_do_update(index_elements=["board", "user_id"],
                                                                set_={"grams": statement.excluded.grams}), kept)
-        self._tally(board, change)
+        self._tally(changes)
 
-    def _tally(self, board: str, change: Counter) -> None:
-        rows = [{"board": board, "grams": grams, "guests": delta} for grams, delta in sorted(change.items()) if delta]
+    def _scores_on(self, fresh: dict[str, dict[int, int]]) -> dict[tuple[str, int], int]:
+        users = {user for scores in fresh.values() for user in scores}
+        rows = db.session.execute(select(Score.board, Score.user_id, Score.grams).where(
+            Score.board.in_(list(fresh)), Score.user_id.in_(sorted(users))))
+        return {(board, user): grams for board, user, grams in rows if user in fresh[board]}
+
+    def _tally(self, changes: dict[str, Counter]) -> None:
+        rows = [{"board": board, "grams": grams, "guests": delta}
+                for board, change in sorted(changes.items()) for grams, delta in sorted(change.items()) if delta]
         if not rows:
             return
-        statement = _insert(Tally)  # rows in score order: concurrent writers lock them in one order
+        statement = _insert(Tally)  # rows in board and score order: concurrent writers lock them in one order
         db.session.execute(statement.on_conflict_do_update(
             index_elements=["board", "grams"], set_={"guests": Tally.guests + statement.excluded.guests}), rows)
-        db.session.execute(delete(Tally).where(Tally.board == board, Tally.guests <= 0))
+        db.session.execute(delete(Tally).where(Tally.board.in_(sorted({row["board"] for row in rows})),
+                                               Tally.guests <= 0))
 
     def replace(self, board: str, scores: dict[int, int]) -> None:
         db.session.execute(delete(Score).where(Score.board == board))
@@ -67,7 +83,7 @@ class SqlIndex:
         if kept:
             db.session.execute(_insert(Score), [{"board": board, "user_id": user, "grams": grams}
                                                 for user, grams in kept.items()])
-        self._tally(board, Counter(kept.values()))
+        self._tally({board: Counter(kept.values())})
 
     def scores(self, board: str, users: Iterable[int]) -> dict[int, int]:
         return dict(db.session.execute(select(Score.user_id, Score.grams)
@@ -109,16 +125,21 @@ class RedisIndex:
         self.redis = client
 
     def put(self, board: str, scores: dict[int, int], expires: datetime | None = None) -> None:
-        key = REDIS_PREFIX + board
+        self.put_many({board: (scores, expires)})
+
+    def put_many(self, fresh: dict[str, tuple[dict[int, int], datetime | None]]) -> None:
+        """``put`` on several boards in one round trip (one MULTI/EXEC)."""
         pipe = self.redis.pipeline(transaction=True)
-        gone = [member(user) for user, grams in scores.items() if grams <= 0]
-        kept = {member(user): grams for user, grams in scores.items() if grams > 0}
-        if gone:
-            pipe.zrem(key, *gone)
-        if kept:
-            pipe.zadd(key, kept)
-        if expires is not None:
-            pipe.expireat(key, expires)
+        for board, (scores, expires) in fresh.items():
+            key = REDIS_PREFIX + board
+            gone = [member(user) for user, grams in scores.items() if grams <= 0]
+            kept = {member(user): grams for user, grams in scores.items() if grams > 0}
+            if gone:
+                pipe.zrem(key, *gone)
+            if kept:
+                pipe.zadd(key, kept)
+            if expires is not None:
+                pipe.expireat(key, expires)
         pipe.execute()
 
     def replace(self, board: str, scores: dict[int, int], expires: datetime | None = None) -> None:

@@ -21,7 +21,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from sqlalchemy import BigInteger, cast, func, select
+from sqlalchemy import BigInteger, and_, case, cast, func, select, true
 
 from carbon import jobs
 from carbon.accounts.models import User
@@ -106,17 +106,38 @@ def retired_grams_of_organizations(board: Board) -> dict[int, int]:
     return _retired_grams(board, Retirement.beneficiary_organization_id)
 
 
-def _retired_grams(board: Board, beneficiary, ids: list[int] | None = None) -> dict[int, int]:
-    grams = func.sum(cast(func.round(Retirement.kg * 1000), BigInteger))
-    query = (select(beneficiary, grams).join(Order, Order.id == Retirement.order_id)
-             .where(Order.status.in_(STANDING), beneficiary.is_not(None)).group_by(beneficiary))
+GRAMS = cast(func.round(Retirement.kg * 1000), BigInteger)  # a retirement's grams
+
+
+def _on_board(board: Board) -> list:
+    """Which retirements count on ``board`` (beyond their order still standing): its scene, its period."""
+    conditions = []
     if board.scene_id is not None:
-        query = query.where(Order.scene_id == board.scene_id)
+        conditions.append(Order.scene_id == board.scene_id)
     if board.starts is not None:
-        query = query.where(Retirement.retired_at >= board.starts, Retirement.retired_at < board.ends)
+        conditions += [Retirement.retired_at >= board.starts, Retirement.retired_at < board.ends]
+    return conditions
+
+
+def _standing():
+    return select().select_from(Retirement).join(Order, Order.id == Retirement.order_id) \
+        .where(Order.status.in_(STANDING))
+
+
+def _retired_grams(board: Board, beneficiary, ids: list[int] | None = None) -> dict[int, int]:
+    query = (_standing().add_columns(beneficiary, func.sum(GRAMS))
+             .where(beneficiary.is_not(None), *_on_board(board)).group_by(beneficiary))
     if ids is not None:
         query = query.where(beneficiary.in_(ids))
     return {owner: int(total) for owner, total in db.session.execute(query)}
+
+
+def retired_grams_of_guest(boards: list[Board], user_id: int) -> dict[Board, int]:
+    """The guest's grams on each of ``boards``, in one read (what ``retired_grams`` says per board)."""
+    columns = [func.coalesce(func.sum(case((and_(true(), *_on_board(b)), GRAMS), else_=0)), 0) for b in boards]
+    row = db.session.execute(_standing().add_columns(*columns)
+                             .where(Retirement.beneficiary_user_id == user_id)).one()
+    return {b: int(grams) for b, grams in zip(boards, row, strict=True)}
 
 
 # --- keeping the indexes ----------------------------------------------------------------------
@@ -130,9 +151,8 @@ def refresh_for_order(payload: dict) -> None:
     if found is None:
         return
     user_id, boards = found
-    fresh = {b: {user_id: retired_grams(b, [user_id]).get(user_id, 0)} for b in boards}
-    for b, scores in fresh.items():
-        _sql.put(b.key, scores)
+    fresh = {b: {user_id: grams} for b, grams in retired_grams_of_guest(boards, user_id).items()}
+    _sql.put_many({b.key: scores for b, scores in fresh.items()})
     try:
         if not ext.redis_breaker().available():
             raise RedisConnectionError("known to be down")
@@ -187,8 +207,11 @@ def _mirror(fresh: dict[Board, dict[int, int]], *, replace: bool) -> None:
     if client is None:
         return
     redis_index = RedisIndex(client)
+    if not replace:
+        redis_index.put_many({b.key: (scores, b.expires) for b, scores in fresh.items()})
+        return
     for b, scores in fresh.items():
-        (redis_index.replace if replace else redis_index.put)(b.key, scores, b.expires)
+        redis_index.replace(b.key, scores, b.expires)
 
 
 # --- reading ---------------------------------------------------------------------------------

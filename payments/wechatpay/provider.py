@@ -16,6 +16,7 @@ from urllib.parse import quote
 import requests
 
 from carbon.core.clock import CHINA_TZ, clock
+from carbon.core.outbound import settled
 from payments.provider import (
     Notification,
     NotifyRejected,
@@ -63,7 +64,7 @@ class WeChatPayV3:
             previous_id, previous_pem = config.previous_public_key
             self._public_keys.setdefault(previous_id, crypto.load_public_key(previous_pem))
         self._apiv3_keys = [key for key in (config.apiv3_key, config.previous_apiv3_key) if key]
-        self._http = session or requests.Session()
+        self._http = session or settled(requests.Session(), config.api_base)
 
     # --- the checkout's calls ----------------------------------------------------------------
 

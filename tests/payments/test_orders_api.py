@@ -129,3 +129,35 @@ def test_a_paid_order_from_a_scene_counts_kg_and_money_for_the_organizer(live, s
     door = next(row for row in stats["by_channel"] if row["channel"] == "door")
     assert (door["kg_neutralized"], door["money_raised"]) == (Decimal("50.000"), Decimal("3.00"))
     assert stats["totals"]["money_raised"] == Decimal("3.00")
+
+
+def test_the_status_a_guest_polls_turns_fulfilled_with_the_certificate_number(live, sandbox):
+    """``GET /orders/<id>/status``: what the mini-program polls after paying, one read; the number
+    it gives once fulfilled is the order's certificate, and nobody else's order is found."""
+    from carbon.certificates.models import Certificate
+
+    seed_project(live.app)
+    token = guest_token(live.url, sandbox, "o_poller")
+    created = place_order(live, token, {"kg": "12"}).json()
+    path = f"/api/v1/orders/{created['order']['id']}/status"
+    waiting = live.get(path, headers=bearer(token))
+    assert waiting.status_code == 200
+    assert waiting.json() == {"id": created["order"]["id"], "status": "awaiting_payment", "paid_at": None,
+                              "certificate_number": None}
+
+    assert hook(sandbox, "request-payment", created["request_payment"]).json()["notify"]["acknowledged"]
+    done = live.get(path, headers=bearer(token)).json()
+    with live.app.app_context():
+        order = db.session.scalar(select(Order).where(Order.public_id == created["order"]["id"]))
+        number = db.session.scalar(select(Certificate.number).where(Certificate.order_id == order.id))
+    assert done["status"] == "fulfilled" and done["certificate_number"] == number and done["paid_at"]
+    whole = live.get(f"/api/v1/orders/{created['order']['id']}", headers=bearer(token)).json()["order"]
+    assert (whole["status"], whole["paid_at"]) == (done["status"], done["paid_at"])
+    certificate = live.get(f"/api/v1/certificates/{number}", headers=bearer(token)).json()
+    assert certificate["order_id"] == created["order"]["id"]
+
+    stranger = guest_token(live.url, sandbox, "o_stranger")
+    for other in (path, "/api/v1/orders/ord_000000000000/status"):
+        refused = live.get(other, headers=bearer(stranger))
+        assert refused.status_code == 404 and refused.json()["error"]["code"] == "order.not_found"
+    assert live.get(path).status_code == 401

@@ -48,7 +48,7 @@ AUDIENCE = {
     "footprints.preview": PUBLIC, "footprints.create": GUEST, "footprints.history": GUEST, "footprints.get": GUEST,
     "scenes.find_scenes": PUBLIC, "scenes.resolve": PUBLIC, "scenes.projects": PUBLIC, "h5.scene_page": PUBLIC,
     "orders.create_order": GUEST, "orders.list_orders": GUEST, "orders.get_order": GUEST,
-    "orders.order_receipt": GUEST,
+    "orders.get_order_status": GUEST, "orders.order_receipt": GUEST,
     "wechatpay_notify.wechatpay_notify": PROVIDER,
     "certificates.mine": GUEST, "certificates.get": PUBLIC, "certificates.verify": PUBLIC,
     "certificates.chain": PUBLIC, "certificates.card": PUBLIC, "certificates.poster": PUBLIC,
@@ -94,6 +94,7 @@ DECLARED = {GUEST: "guest", ORGANIZER: "organizer", OWNER: "organizer", PUBLIC: 
             CONSOLE_OWNER: "public"}
 # A guest's resources in the URL, and what another guest gets for them (docs/API.md).
 NOT_THE_CALLERS = {"footprints.get": "404 footprint.not_found", "orders.get_order": "404 order.not_found",
+                   "orders.get_order_status": "404 order.not_found",
                    "orders.order_receipt": "404 order.not_found"}
 
 

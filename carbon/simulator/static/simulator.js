@@ -326,23 +326,26 @@
     $("pay-state").textContent = "支付中 / Paying…";
     wx.requestPayment(created.request_payment).then(function () {
       $("pay-state").textContent = "已支付，等待证书 / Paid, waiting for the certificate…";
-      return waitFulfilled(created.order.id, 40);
-    }).then(function () {
-      return api("GET", "/certificates");
-    }).then(function (mine) {
-      var found = mine.items.filter(function (item) { return item.order_id === created.order.id; })[0];
-      if (!found) throw {message: "证书尚未签发 / The certificate is not issued yet"};
-      showCertificate(found);
+      return waitFulfilled(created.order.id, 0);
+    }).then(function (status) {
+      return api("GET", "/certificates/" + encodeURIComponent(status.certificate_number));
+    }).then(function (certificate) {
+      showCertificate(certificate);
       go("certificate");
     }).catch(function (error) { fail("pay", error); }).then(function () { $("pay").disabled = false; });
   });
 
+  // After paying: poll the order's status, a little less often each time (as the mini-program does).
+  var POLL_MS = [300, 500, 800, 1200, 2000];
+  var POLL_TRIES = 40;
+
   function waitFulfilled(orderId, tries) {
-    return api("GET", "/orders/" + encodeURIComponent(orderId)).then(function (answer) {
-      if (answer.order.status === "fulfilled") return answer;
-      if (tries <= 0) throw {message: "订单状态 / Order status: " + answer.order.status};
-      return new Promise(function (resolve) { window.setTimeout(resolve, 300); }).then(function () {
-        return waitFulfilled(orderId, tries - 1);
+    return api("GET", "/orders/" + encodeURIComponent(orderId) + "/status").then(function (status) {
+      if (status.status === "fulfilled") return status;
+      if (tries >= POLL_TRIES) throw {message: "订单状态 / Order status: " + status.status};
+      var delay = POLL_MS[Math.min(tries, POLL_MS.length - 1)];
+      return new Promise(function (resolve) { window.setTimeout(resolve, delay); }).then(function () {
+        return waitFulfilled(orderId, tries + 1);
       });
     });
   }
