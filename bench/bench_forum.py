@@ -1,7 +1,8 @@
 """The forum morning: whole guest flows against the service as deploy/ runs it, at rising
 concurrency and then as a doors-open burst.
 
-On loopback, all on this machine's cores: gunicorn with deploy/gunicorn.conf.py (``app:create_app()``),
+On loopback, all on this machine's cores: gunicorn with deploy/gunicorn.conf.py (``app:create_app()``)
+and, as deploy/ runs it, a second one (1 worker × 4 threads) for WeChat Pay's notifications,
 a fresh PostgreSQL database (created, migrated, seeded with the demo, dropped), Redis
 (``BENCH_REDIS_URL``, default ``redis://127.0.0.1:6379/2``; the bench empties that database;
 ``none`` runs without it), the `flask worker` lanes of decision 0015 (``inbox;default;render@10``,
@@ -29,7 +30,7 @@ uses the machine), peak resident memory of every process, the calibration loop, 
 checks (every order paid once, one certificate per order, the ledger balanced).
 
 Usage: bench_forum.py [--quick] [--guests N] [--duration S] [--steps 4,8,16] [--step-seconds S]
-[--lanes SPEC] [--admin-url URL]; DIANDIAN_WORKERS / DIANDIAN_THREADS in the environment reach
+[--lanes SPEC] [--admin-url URL] [--notify-on-app]; DIANDIAN_WORKERS / DIANDIAN_THREADS in the environment reach
 deploy/gunicorn.conf.py. Stops by itself: every phase has a deadline.
 """
 from __future__ import annotations
@@ -498,7 +499,7 @@ class Run:
 
 def run(admin_url: str, redis_url: str, steps: list[int], step_seconds: float, guests: int, duration: float,
         lanes: str = LANES, bare_seconds: float = 5.0, drain_seconds: float = 120.0,
-        database_url: str | None = None, echo: Callable[[str], None] = print) -> Run:
+        database_url: str | None = None, echo: Callable[[str], None] = print, own_notify: bool = True) -> Run:
     """The whole bench; ``database_url`` (empty, migrated and seeded by ``prepare``) instead of a fresh one."""
     from sqlalchemy import create_engine, text
 
@@ -525,6 +526,14 @@ def run(admin_url: str, redis_url: str, steps: list[int], step_seconds: float, g
         masters: list = []
         port = free_port()  # WeChat Pay's notify_url is the service's own (DIANDIAN_PUBLIC_BASE_URL)
         routes = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        notifier: list = []
+        if own_notify:  # as deploy/ runs it: WeChat Pay's notifications on a small gunicorn of their own
+            notify_port = free_port()
+            env["DIANDIAN_WECHATPAY_NOTIFY_URL"] = f"http://127.0.0.1:{notify_port}/api/v1/payments/wechatpay/notify"
+            stack.enter_context(gunicorn({**env, "DIANDIAN_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+                                          "DIANDIAN_BENCH_ROUTE_CPU": str(routes), "DIANDIAN_WORKERS": "1",
+                                          "DIANDIAN_THREADS": "4"}, config=ROOT / "deploy" / "gunicorn.conf.py",
+                                         started=notifier, port=notify_port, app_spec="bench.route_cpu_app:create()"))
         service = stack.enter_context(gunicorn({**env, "DIANDIAN_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
                                                 "DIANDIAN_BENCH_ROUTE_CPU": str(routes)},
                                                config=ROOT / "deploy" / "gunicorn.conf.py", started=masters,
@@ -546,6 +555,7 @@ def run(admin_url: str, redis_url: str, steps: list[int], step_seconds: float, g
             "load client": lambda: [os.getpid()],
             "gunicorn master": lambda: [service_master],
             "gunicorn workers": lambda: children(service_master),
+            **({"gunicorn notify": lambda: [notifier[0].pid, *children(notifier[0].pid)]} if notifier else {}),
             **{f"worker {name}": (lambda pid=pid: [pid]) for name, pid in workers.items()},
             "wechat sandbox": lambda: sandbox_pid,
             "postgres backends": backends,
@@ -575,7 +585,8 @@ def run(admin_url: str, redis_url: str, steps: list[int], step_seconds: float, g
 
         echo(f"gunicorn: deploy/gunicorn.conf.py, {len(children(service_master))} workers, "
              f"threads {os.environ.get('DIANDIAN_THREADS', '4 (the file)')}; flask worker lanes: "
-             + "; ".join(workers) + f"; Redis {'on' if 'DIANDIAN_REDIS_URL' in env else 'off'}; "
+             + "; ".join(workers) + f"; notify {'on its own gunicorn (1 × 4)' if notifier else 'on the app'}; "
+             f"Redis {'on' if 'DIANDIAN_REDIS_URL' in env else 'off'}; "
              f"MALLOC_ARENA_MAX={env['MALLOC_ARENA_MAX']}")
         measure_bare("bare Flask JSON route")
         bare_rps = bare_runs[0].rps if bare_runs else float("nan")
@@ -644,6 +655,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lanes", default=os.environ.get("BENCH_WORKERS", LANES))
     parser.add_argument("--admin-url", default=os.environ.get("BENCH_ADMIN_URL", ADMIN_URL))
     parser.add_argument("--redis", default=REDIS_URL, help="an URL, or none")
+    parser.add_argument("--notify-on-app", action="store_true",
+                        help="WeChat Pay's notifications to the app's gunicorn (default: one of their own, as deploy/)")
     args = parser.parse_args(argv)
     steps = [int(s) for s in (args.steps or ("2,8" if args.quick else "4,8,16,32")).split(",") if s]
     step_seconds = args.step_seconds or (10.0 if args.quick else 25.0)
@@ -651,7 +664,7 @@ def main(argv: list[str] | None = None) -> None:
     duration = args.duration or (20.0 if args.quick else 600.0)
     began = time.monotonic()
     result = run(args.admin_url, args.redis, steps, step_seconds, guests, duration,
-                 lanes=args.lanes, drain_seconds=30.0 if args.quick else 120.0)
+                 lanes=args.lanes, drain_seconds=30.0 if args.quick else 120.0, own_notify=not args.notify_on_app)
     best = max((p for p in result.phases if p.name.startswith("step")), key=Phase.rate, default=None)
     errors = sum(1 for f in result.flows if f.error)
     last = result.phases[-1] if guests else None

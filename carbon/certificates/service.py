@@ -115,12 +115,15 @@ def push_certificate_ready(payload: dict) -> None:
 
 @jobs.handles("certificate.issued", queue="render")
 def render_share_images(payload: dict) -> None:
-    """Render the share card and the Moments poster once, as soon as the certificate exists."""
-    for kind in IMAGES:
+    """Render the share card once, as soon as the certificate exists: every guest is shown it. The
+    Moments poster (a larger PNG with a mini-program code fetched from WeChat, opened by few) is
+    drawn on its first request and kept the same way."""
+    for kind in DRAWN_AT_ISSUE:
         image(payload["number"], kind)
 
 
 IMAGES = {"card": "image/jpeg", "poster": "image/png"}
+DRAWN_AT_ISSUE = ("card",)
 
 
 def image(number: str, kind: str) -> CertificateImage:
@@ -198,19 +201,25 @@ def revoke_for_refunded_order(payload: dict) -> None:
 
 
 def _locked_head() -> ChainHead:
-    dialect = postgresql if on_postgresql() else sqlite
-    db.session.execute(dialect.insert(ChainHead).values(id=1, seq=0, hash=GENESIS).on_conflict_do_nothing())
-    return db.session.scalar(select(ChainHead).where(ChainHead.id == 1).with_for_update()
-                             .execution_options(populate_existing=True))
+    return _locked_row(ChainHead, ChainHead.id == 1, {"id": 1, "seq": 0, "hash": GENESIS})
 
 
 def _next_number(year: int) -> str:
-    dialect = postgresql if on_postgresql() else sqlite
-    db.session.execute(dialect.insert(CertificateCounter).values(year=year, last=0).on_conflict_do_nothing())
-    counter = db.session.scalar(select(CertificateCounter).where(CertificateCounter.year == year).with_for_update()
-                                .execution_options(populate_existing=True))
+    counter = _locked_row(CertificateCounter, CertificateCounter.year == year, {"year": year, "last": 0})
     counter.last += 1
     return f"DD-{year}-{counter.last:06d}"
+
+
+def _locked_row(model, where, first: dict):
+    """The row, locked (``FOR UPDATE``); created first if this is its first use (a year's first
+    certificate, the chain's first entry), whoever else creates it at the same moment."""
+    locked = select(model).where(where).with_for_update().execution_options(populate_existing=True)
+    row = db.session.scalar(locked)
+    if row is None:
+        dialect = postgresql if on_postgresql() else sqlite
+        db.session.execute(dialect.insert(model).values(**first).on_conflict_do_nothing())
+        row = db.session.scalar(locked)
+    return row
 
 
 def _append(head: ChainHead, kind: str, number: str, record: dict) -> ChainEntry:

@@ -208,7 +208,7 @@ def test_the_share_card_and_poster_render_once_with_chinese_text_and_a_code_that
     with live.app.app_context():
         number = db.session.scalar(select(ChainEntry.number))
         stored = {image.kind: image for image in db.session.scalars(select(CertificateImage))}
-        assert set(stored) == {"card", "poster"}  # rendered by the certificate.issued handler
+        assert set(stored) == {"card"}  # rendered by the certificate.issued handler; the poster when first asked
     card = live.get(f"/api/v1/certificates/{number}/card.jpg")
     assert card.status_code == 200 and card.headers["Content-Type"] == "image/jpeg"
     assert card.headers["Cache-Control"] == "public, max-age=86400" and card.headers["ETag"]
@@ -221,6 +221,9 @@ def test_the_share_card_and_poster_render_once_with_chinese_text_and_a_code_that
     [code] = zxingcpp.read_barcodes(image)
     query = parse_qs(urlsplit(code.text).query)
     assert query["scene"] == [number] and query["page"] == ["pages/certificate/index"]
+    with live.app.app_context():  # drawn by that first request, and stored: it is not drawn again
+        poster_row = db.session.scalar(select(CertificateImage).where(CertificateImage.kind == "poster"))
+        assert poster_row.content == poster.content and poster.headers["ETag"].strip('"') == poster_row.etag
     assert live.get("/api/v1/certificates/DD-1999-000001/card.jpg").status_code == 404
 
 

@@ -77,6 +77,9 @@ def test_compose_names_the_services_and_the_migration():
     assert services["worker"]["command"][-1] == "worker"
     assert services["stream"]["environment"]["DIANDIAN_WORKER_CLASS"] == "gevent"
     assert services["stream"]["environment"]["DIANDIAN_BIND"].endswith(":8001")
+    assert services["notify"]["command"] == services["app"]["command"]
+    assert services["notify"]["environment"]["DIANDIAN_BIND"].endswith(":8002")
+    assert "notify" in services["nginx"]["depends_on"]
     assert services["jobs"]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
     assert services["postgres"]["image"].startswith("postgres:") and services["redis"]["image"].startswith("redis:")
     mounts = {volume.split(":")[0]: volume.split(":")[1] for volume in services["nginx"]["volumes"]}
@@ -123,7 +126,11 @@ def test_the_nginx_site(tmp_path, app):
     [notify] = [d for d in find(server, "location", "^~") if notify_rule.startswith(d["args"][1])]
     inside = notify["block"]
     assert find(inside, "proxy_buffering", "off") and find(inside, "proxy_request_buffering", "off")
-    assert find(inside, "proxy_pass")
+    # on a gunicorn of its own, the app as the backup
+    notify_upstream = find(inside, "proxy_pass")[0]["args"][0].removeprefix("http://")
+    [notify_servers] = find(site, "upstream", notify_upstream)
+    assert find(notify_servers["block"], "server", "notify:8002")
+    assert find(notify_servers["block"], "server", "app:8000", "backup")
     # the big screen's event stream, as the app serves it, goes unbuffered to the gevent instance
     [stream_rule] = [r.rule for r in app.url_map.iter_rules() if r.rule.endswith("/events") and "screen" in r.rule]
     [stream] = [d for d in find(server, "location", "~") if re.fullmatch(d["args"][1], "/screen/cdcnf21/events")]
@@ -189,6 +196,7 @@ def _dependencies() -> list[str]:
 @pytest.mark.parametrize(("unit", "command"), [
     ("diandian.service", "gunicorn -c deploy/gunicorn.conf.py app:create_app()"),
     ("diandian-stream.service", "gunicorn -c deploy/gunicorn.conf.py app:create_app()"),
+    ("diandian-notify.service", "gunicorn -c deploy/gunicorn.conf.py app:create_app()"),
     ("diandian-worker.service", "flask --app app:create_app worker -q inbox"),
     ("diandian-outbox.service", "flask --app app:create_app worker -q default"),
     ("diandian-render.service", "flask --app app:create_app worker -q render"),
