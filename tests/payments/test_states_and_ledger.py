@@ -223,3 +223,32 @@ def test_blocks_never_overlap(app):
             credits.add_block(project_id, "2022", 50, 150, Decimal(60))
         db.session.rollback()
         credits.add_block(project_id, "2022", 101, 150, Decimal(60))
+
+
+def test_free_serials_are_the_gaps_between_holds_and_retirements_lowest_first(app):
+    from carbon.credits.service import free_ranges, reserve
+
+    with app.app_context():
+        block, order, user = _block_and_order(app)  # serials 1-100
+        assert free_ranges(block) == [(1, 100)]
+        db.session.add_all([
+            Retirement(block_id=block.id, order_id=order.id, project_id=order.project_id, vintage_label="2021",
+                       first_serial=first, last_serial=last, quantity=last - first + 1, kg=Decimal(last - first + 1),
+                       beneficiary_user_id=user.id, beneficiary_name="x", purpose="x")
+            for first, last in ((10, 20), (21, 30), (90, 100))])
+        db.session.add_all([Reservation(block_id=block.id, order_id=order.id, first_serial=first, last_serial=last,
+                                        status=status, expires_at=utcnow() + timedelta(minutes=5))
+                            for first, last, status in ((40, 45, "active"), (31, 35, "released"), (47, 47, "active"))])
+        db.session.commit()
+        assert free_ranges(block) == [(1, 9), (31, 39), (46, 46), (48, 89)]  # a released hold frees its serials
+        reserve(order.project, order.id, 12, utcnow() + timedelta(minutes=5))  # the lowest free first
+        db.session.flush()
+        assert free_ranges(block) == [(34, 39), (46, 46), (48, 89)]
+        held = db.session.execute(select(Reservation.first_serial, Reservation.last_serial).where(
+            Reservation.status == "active").order_by(Reservation.first_serial)).all()
+        assert [tuple(r) for r in held] == [(1, 9), (31, 33), (40, 45), (47, 47)]
+        db.session.add(Retirement(block_id=block.id, order_id=order.id, project_id=order.project_id,
+                                  vintage_label="2021", first_serial=48, last_serial=89, quantity=42, kg=Decimal(42),
+                                  beneficiary_user_id=user.id, beneficiary_name="x", purpose="x"))
+        db.session.flush()
+        assert free_ranges(block) == [(34, 39), (46, 46)]  # nothing after the last taken serial
