@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 
 from carbon.accounts.models import User
@@ -374,7 +375,9 @@ def _mine(user: User, public_id: str) -> tuple:
 
 
 def get_order(user: User, public_id: str) -> Order:
-    order = db.session.scalar(select(Order).where(*_mine(user, public_id)))
+    """The guest's order with its project and payments (what it is shown with), in two reads."""
+    order = db.session.scalar(select(Order).where(*_mine(user, public_id))
+                              .options(joinedload(Order.project), selectinload(Order.payments)))
     if order is None:
         raise OrderNotFound()
     return order
