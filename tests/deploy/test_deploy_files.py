@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import configparser
 import dataclasses
+import json
 import re
 import shlex
 import subprocess
@@ -145,6 +146,20 @@ def test_the_nginx_site(tmp_path, app):
     [root] = find(server, "location", "/")
     upstream = root["block"][0]["args"][0].removeprefix("http://")
     assert find(site, "upstream", upstream)
+    # overload: the guest API's requests at once are limited; past it, a 503 in the API's envelope
+    [limit] = find(root["block"], "limit_conn")
+    [zone] = find(site, "limit_conn_zone")
+    assert zone["args"][1].startswith(f"zone={limit['args'][0]}:") and int(limit["args"][1]) > 0
+    assert find(root["block"], "limit_conn_status", "503") and find(server, "error_page", "503", "=", "@overloaded")
+    [overloaded] = find(server, "location", "@overloaded")
+    [answer] = find(overloaded["block"], "return", "503")
+    envelope = json.loads(answer["args"][1].replace("$request_id", "0123abcd"))
+    assert set(envelope["error"]) == {"code", "message", "details", "request_id"}
+    assert envelope["error"]["code"] == "service.overloaded" and envelope["error"]["request_id"] == "0123abcd"
+    assert find(overloaded["block"], "default_type", "application/json")
+    assert find(overloaded["block"], "add_header", "Retry-After")
+    for other in (notify, stream):  # WeChat Pay and the big screens are never turned away by it
+        assert not find(other["block"], "limit_conn")
     [plain] = [s for s in find(site, "server") if find(s["block"], "listen", "80")]
     assert any(find(loc["block"], "return", "301") for loc in find(plain["block"], "location", "/"))
 
