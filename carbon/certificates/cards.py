@@ -4,13 +4,12 @@ or a QR code of its public page when no mini-program code can be had.
 
 The card is JPEG (flat colours and text at quality 90 look the same and encode several times
 faster than PNG); the poster is PNG (its code must stay sharp). The background of each, which
-never changes, is drawn once per process."""
+never changes, is drawn once per process. Pillow is imported by the first drawing (carbon.rendering)."""
 from __future__ import annotations
 
 import functools
 from io import BytesIO
-
-from PIL import Image, ImageDraw
+from typing import TYPE_CHECKING
 
 from carbon.rendering import code_image, fit, font, text_block
 
@@ -19,9 +18,14 @@ CARD_SIZE = (1000, 800)
 POSTER_SIZE = (750, 1334)
 GREEN, DARK, GREY, PALE = "#1B7F4B", "#0F3D2E", "#5B6B64", "#EAF4EE"
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 
 @functools.cache
 def _card_background() -> Image.Image:
+    from PIL import Image, ImageDraw
+
     card = Image.new("RGB", CARD_SIZE, "white")
     draw = ImageDraw.Draw(card)
     draw.rectangle((0, 0, CARD_SIZE[0], 150), fill=GREEN)
@@ -33,6 +37,8 @@ def _card_background() -> Image.Image:
 
 @functools.cache
 def _poster_background() -> Image.Image:
+    from PIL import Image, ImageDraw
+
     poster = Image.new("RGB", POSTER_SIZE, "white")
     draw = ImageDraw.Draw(poster)
     draw.rectangle((0, 0, POSTER_SIZE[0], 200), fill=GREEN)
@@ -53,6 +59,8 @@ def facts(record: dict) -> dict[str, str]:
 
 
 def render_card(record: dict) -> bytes:
+    from PIL import ImageDraw
+
     said = facts(record)
     card = _card_background().copy()
     draw = ImageDraw.Draw(card)
@@ -70,6 +78,8 @@ def render_card(record: dict) -> bytes:
 
 
 def render_poster(record: dict, code_png: bytes) -> bytes:
+    from PIL import ImageDraw
+
     said = facts(record)
     poster = _poster_background().copy()
     draw = ImageDraw.Draw(poster)

@@ -1,7 +1,9 @@
 """What posters, certificates and share cards draw with: the CJK font, line breaking and fitting,
 centred text blocks, and code images made crisp (decision 0005).
 
-The CJK font is Kurinto Sans SC (OFL), installed by the ``weblate-fonts`` dependency.
+The CJK font is Kurinto Sans SC (OFL), installed by the ``weblate-fonts`` dependency. Pillow and
+qrcode are imported by the first drawing, not with the app: most processes (the inbox and default
+job lanes, a worker that serves no picture) never draw.
 """
 from __future__ import annotations
 
@@ -9,9 +11,10 @@ import functools
 import re
 from importlib.resources import files
 from io import BytesIO
+from typing import TYPE_CHECKING
 
-import qrcode
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+if TYPE_CHECKING:
+    from PIL import Image, ImageDraw, ImageFont
 
 _FONT_DIR = "static/weblate_fonts/kurinto/ttf"
 # A word of Latin letters or digits, a run of spaces, or one character; closing punctuation sticks to it.
@@ -26,6 +29,8 @@ def cjk_font_path(bold: bool = False) -> str:
 
 @functools.lru_cache(maxsize=64)
 def font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
+    from PIL import ImageFont
+
     return ImageFont.truetype(cjk_font_path(bold), size)
 
 
@@ -84,6 +89,8 @@ def text_block(draw: ImageDraw.ImageDraw, x: float, y: float, face, lines: list[
 def code_image(code_png: bytes, size: int) -> Image.Image:
     """The code on white, its own white border trimmed, scaled to ``size``; two-tone (QR-like)
     images keep sharp modules."""
+    from PIL import Image, ImageOps
+
     with Image.open(BytesIO(code_png)) as img:
         rgba = img.convert("RGBA")
     flat = Image.new("RGB", rgba.size, "white")
@@ -98,6 +105,8 @@ def code_image(code_png: bytes, size: int) -> Image.Image:
 
 def qr_png(text: str) -> bytes:
     """A plain QR code (medium error correction) as PNG bytes."""
+    import qrcode
+
     image = qrcode.make(text, border=2, box_size=10, error_correction=qrcode.constants.ERROR_CORRECT_M)
     buffer = BytesIO()
     image.save(buffer, format="PNG")
