@@ -15,7 +15,12 @@ process. Figures are taken when every process has started (idle), then after ``-
 guest flows (bench_forum.py's ``guest_flow``: login, scene, footprint, order, pay, paid,
 certificate, card.jpg, rank), ``--concurrency`` at a time, once the outbox has drained: so the
 inbox lane has confirmed payments, the default lane issued certificates, the render lane drew
-cards and posters, and the gunicorn workers drew or served every card.jpg. About 1-3 minutes.
+cards and posters, and the gunicorn workers drew or served every card.jpg. About 2-3 minutes.
+
+Also printed: each process's RSS split into anonymous and file-backed pages, and its PSS (from
+smaps_rollup), which counts a page mapped n times as 1/n each time: Pillow maps the whole font file
+once more for every font size it opens, so a drawing process's RSS counts the same (shared, page
+cache) font pages many times.
 
 Usage: bench_memory.py [--flows N] [--concurrency C] [--sqlite] [--redis URL|none] [--importtime]
 """
@@ -124,9 +129,14 @@ def pss_kb(pid: int) -> int:
     return next((int(line.split()[1]) for line in lines if line.startswith("Pss:")), 0)
 
 
-def table(groups: dict[str, list[int]]) -> dict[str, list[tuple[int, int, int]]]:
-    return {name: [(status_kb(pid).get("VmRSS", 0), status_kb(pid).get("VmHWM", 0), pss_kb(pid)) for pid in pids
-                   if status_kb(pid)] for name, pids in groups.items()}
+def table(groups: dict[str, list[int]]) -> dict[str, list[tuple[int, int, int, str]]]:
+    rows: dict[str, list[tuple[int, int, int, str]]] = {}
+    for name, pids in groups.items():
+        for kb, pid in ((status_kb(pid), pid) for pid in pids):
+            if kb:
+                rows.setdefault(name, []).append((kb["VmRSS"], kb["VmHWM"], pss_kb(pid),
+                                                  f"{kb['RssAnon'] / 1024:.0f} + {kb['RssFile'] / 1024:.0f}"))
+    return rows
 
 
 def run(args: argparse.Namespace) -> None:
@@ -207,15 +217,15 @@ def run(args: argparse.Namespace) -> None:
               + (f": {failed[0].error}" if failed else "") + f", {args.concurrency} at a time); outbox pending "
               f"{pending}; pictures stored: " + ", ".join(f"{kind} {n} × {float(size) / 1024:.0f} KB" for kind, n, size
                                                        in pictures))
-        print(f"{'process (MB)':<34} {'idle RSS':>9} {'RSS after':>10} {'peak (HWM)':>11} {'PSS after':>10}"
-              f"   peak under {AIM_MB} MB?")
+        print(f"{'process (MB)':<34} {'idle RSS':>9} {'RSS after':>10} {'anon + file':>12} {'peak (HWM)':>11} "
+              f"{'PSS after':>10}   peak under {AIM_MB} MB?")
         largest = 0
         for name, rows in after.items():
-            for i, (rss, hwm, pss) in enumerate(rows):
-                idle_rss = idle[name][i][0] if i < len(idle[name]) else 0
+            for i, (rss, hwm, pss, split) in enumerate(rows):
+                idle_rss = idle[name][i][0] if i < len(idle.get(name, ())) else 0
                 largest = max(largest, hwm)
                 print(f"{name + (f' {i + 1}' if len(rows) > 1 else ''):<34} {mb(idle_rss):>9} {mb(rss):>10} "
-                      f"{mb(hwm):>11} {mb(pss):>10}   {'yes' if hwm < AIM_MB * 1024 else 'NO'}")
+                      f"{split:>12} {mb(hwm):>11} {mb(pss):>10}   {'yes' if hwm < AIM_MB * 1024 else 'NO'}")
         print(f"largest peak {largest / 1024:.0f} MB (aim < {AIM_MB}); load average now "
               f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}; calibration {calibration_ms():.1f} ms; "
               f"took {time.monotonic() - began:.0f} s", flush=True)

@@ -152,7 +152,7 @@ def image(number: str, kind: str) -> CertificateImage:
     return stored
 
 
-PICTURES_BYTES = 8 * 1024 * 1024  # per process; see PictureCache
+PICTURES_BYTES = 4 * 1024 * 1024  # per process; see PictureCache
 PICTURES_SECONDS = 300  # a deleted account's name leaves every process's pictures within this
 
 
@@ -160,9 +160,11 @@ class PictureCache:
     """The pictures this process read lately, the least recently read dropped first once they hold
     more than ``limit`` bytes. Bounded by bytes, not by count, because the count does not bound the
     memory: a card is ~105 KB and a poster ~80 KB today, and 512 of them were up to ~55 MB in each
-    gunicorn worker (issue 14 aims at 150 MB per process). 8 MB holds the last ~80 cards: what a
-    guest and the friends a share reaches open again within minutes. An older picture costs one
-    indexed read of its stored row (it is never drawn again for that)."""
+    gunicorn worker, whose aim is 150 MB (issue 14; one that has drawn cards is at ~145 MB without
+    them, docs/PERFORMANCE.md "Memory per process"). What the cache is for is the same few pictures
+    read again and again (a shared card opened by the friends it reached, a guest reopening theirs):
+    4 MB holds the last ~40 cards or ~50 posters, enough for that. A picture no longer kept costs
+    the few indexed reads of ``image()``; it is never drawn again for that."""
 
     def __init__(self, limit: int = PICTURES_BYTES) -> None:
         self.limit, self.size = limit, 0
