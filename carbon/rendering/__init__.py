@@ -27,11 +27,18 @@ def cjk_font_path(bold: bool = False) -> str:
     return str(files("weblate_fonts").joinpath(_FONT_DIR, name))
 
 
-@functools.lru_cache(maxsize=64)
-def font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
+def open_font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
+    """A face of its own, for a drawing made once per process (a background): let go after it.
+    Each face maps the whole font file again and its first glyphs touch ~3 MB of it."""
     from PIL import ImageFont
 
     return ImageFont.truetype(cjk_font_path(bold), size)
+
+
+@functools.lru_cache(maxsize=64)
+def font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
+    """The face of that size and weight, opened once per process and kept (every drawing uses it)."""
+    return open_font(size, bold)
 
 
 @functools.lru_cache(maxsize=4096)
