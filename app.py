@@ -78,7 +78,7 @@ def _init_extensions(app: Flask, settings) -> None:
     from carbon.core.ratelimit import RateLimiter
 
     db.init_app(app)
-    ext.migrate.init_app(app, db, directory=str(ROOT / "carbon" / "migrations"))
+    ext.init_migrations(app, directory=str(ROOT / "carbon" / "migrations"))
     from carbon.core.http import requires_json
     from carbon.core.openapi import DiandianApi
     from schemas.common import ErrorEnvelope

@@ -4,42 +4,49 @@ or a QR code of its public page when no mini-program code can be had.
 
 The card is JPEG (flat colours and text at quality 90 look the same and encode several times
 faster than PNG); the poster is PNG (its code must stay sharp). The background of each, which
-never changes, is drawn once per process."""
+never changes, is drawn once per process (with faces of its own, let go after). Pillow is imported
+by the first drawing (carbon.rendering)."""
 from __future__ import annotations
 
 import functools
 from io import BytesIO
+from typing import TYPE_CHECKING
 
-from PIL import Image, ImageDraw
-
-from carbon.rendering import code_image, fit, font, text_block
+from carbon.rendering import code_image, fit, font, open_font, text_block
 
 LAYOUT_VERSION = 1  # change it when the drawing changes: stored images are rendered again
 CARD_SIZE = (1000, 800)
 POSTER_SIZE = (750, 1334)
 GREEN, DARK, GREY, PALE = "#1B7F4B", "#0F3D2E", "#5B6B64", "#EAF4EE"
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 
 @functools.cache
 def _card_background() -> Image.Image:
+    from PIL import Image, ImageDraw
+
     card = Image.new("RGB", CARD_SIZE, "white")
     draw = ImageDraw.Draw(card)
     draw.rectangle((0, 0, CARD_SIZE[0], 150), fill=GREEN)
     draw.rounded_rectangle((40, 190, CARD_SIZE[0] - 40, CARD_SIZE[1] - 40), radius=28, fill=PALE)
-    text_block(draw, CARD_SIZE[0] / 2, 34, font(56, True), ["碳中和荣誉证书"], "white")
-    text_block(draw, CARD_SIZE[0] / 2, 104, font(26), ["Carbon Neutrality Certificate · 点点碳中和"], "#D8EFE2")
+    text_block(draw, CARD_SIZE[0] / 2, 34, open_font(56, True), ["碳中和荣誉证书"], "white")
+    text_block(draw, CARD_SIZE[0] / 2, 104, open_font(26), ["Carbon Neutrality Certificate · 点点碳中和"], "#D8EFE2")
     return card
 
 
 @functools.cache
 def _poster_background() -> Image.Image:
+    from PIL import Image, ImageDraw
+
     poster = Image.new("RGB", POSTER_SIZE, "white")
     draw = ImageDraw.Draw(poster)
     draw.rectangle((0, 0, POSTER_SIZE[0], 200), fill=GREEN)
-    text_block(draw, POSTER_SIZE[0] / 2, 50, font(52, True), ["碳中和荣誉证书"], "white")
-    text_block(draw, POSTER_SIZE[0] / 2, 124, font(24), ["Carbon Neutrality Certificate"], "#D8EFE2")
-    text_block(draw, POSTER_SIZE[0] / 2, POSTER_SIZE[1] - 120, font(26), ["长按识别，查看并验证证书"], GREY)
-    text_block(draw, POSTER_SIZE[0] / 2, POSTER_SIZE[1] - 80, font(20), ["Scan to view and verify"], GREY)
+    text_block(draw, POSTER_SIZE[0] / 2, 50, open_font(52, True), ["碳中和荣誉证书"], "white")
+    text_block(draw, POSTER_SIZE[0] / 2, 124, open_font(24), ["Carbon Neutrality Certificate"], "#D8EFE2")
+    text_block(draw, POSTER_SIZE[0] / 2, POSTER_SIZE[1] - 120, open_font(26), ["长按识别，查看并验证证书"], GREY)
+    text_block(draw, POSTER_SIZE[0] / 2, POSTER_SIZE[1] - 80, open_font(20), ["Scan to view and verify"], GREY)
     return poster
 
 
@@ -53,6 +60,8 @@ def facts(record: dict) -> dict[str, str]:
 
 
 def render_card(record: dict) -> bytes:
+    from PIL import ImageDraw
+
     said = facts(record)
     card = _card_background().copy()
     draw = ImageDraw.Draw(card)
@@ -70,6 +79,8 @@ def render_card(record: dict) -> bytes:
 
 
 def render_poster(record: dict, code_png: bytes) -> bytes:
+    from PIL import ImageDraw
+
     said = facts(record)
     poster = _poster_background().copy()
     draw = ImageDraw.Draw(poster)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from datetime import UTC
 
@@ -153,23 +155,65 @@ def image(number: str, kind: str) -> CertificateImage:
     return stored
 
 
-PICTURES_KEPT = 512
+PICTURES_BYTES = 4 * 1024 * 1024  # per process; see PictureCache
 PICTURES_SECONDS = 300  # a deleted account's name leaves every process's pictures within this
+
+
+class PictureCache:
+    """The pictures this process read lately, the least recently read dropped first once they hold
+    more than ``limit`` bytes. Bounded by bytes, not by count, because the count does not bound the
+    memory: a card is ~105 KB and a poster ~80 KB today, and 512 of them were up to ~55 MB in each
+    gunicorn worker, whose aim is 150 MB (issue 14; one that has drawn cards is at ~145 MB without
+    them, docs/PERFORMANCE.md "Memory per process"). What the cache is for is the same few pictures
+    read again and again (a shared card opened by the friends it reached, a guest reopening theirs):
+    4 MB holds the last ~40 cards or ~50 posters, enough for that. A picture no longer kept costs
+    the few indexed reads of ``image()``; it is never drawn again for that."""
+
+    def __init__(self, limit: int = PICTURES_BYTES) -> None:
+        self.limit, self.size = limit, 0
+        self._kept: OrderedDict[tuple[str, str], tuple[str, str, bytes, float]] = OrderedDict()
+        self._lock = threading.Lock()  # a gthread worker's request threads share it
+
+    def get(self, key: tuple[str, str]) -> tuple[str, str, bytes, float] | None:
+        with self._lock:
+            found = self._kept.get(key)
+            if found is not None:
+                self._kept.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[str, str], value: tuple[str, str, bytes, float]) -> None:
+        with self._lock:
+            self._drop(key)
+            self._kept[key] = value
+            self.size += len(value[2])
+            while self.size > self.limit and len(self._kept) > 1:
+                self._drop(next(iter(self._kept)))
+
+    def pop(self, key: tuple[str, str], default=None):
+        with self._lock:
+            return self._drop(key) or default
+
+    def _drop(self, key: tuple[str, str]) -> tuple[str, str, bytes, float] | None:
+        found = self._kept.pop(key, None)
+        if found is not None:
+            self.size -= len(found[2])
+        return found
+
+    def __len__(self) -> int:
+        return len(self._kept)
 
 
 def picture(number: str, kind: str) -> tuple[str, str, bytes]:
     """(etag, media type, bytes) of a card or poster, kept by this app for a few minutes once read: a
     certificate's pictures change only when its beneficiary's account is deleted (a new layout comes
     with a new deploy, hence a new process)."""
-    kept = current_app.extensions.setdefault("diandian.certificate_pictures", {})
+    kept = current_app.extensions.setdefault("diandian.certificate_pictures", PictureCache())
     found = kept.get((number, kind))
     if found is None or found[3] <= time.monotonic():
         stored = image(number, kind)
         db.session.commit()  # rendered now if it was missing: keep it
-        if len(kept) >= PICTURES_KEPT:
-            kept.clear()
-        found = kept[(number, kind)] = (stored.etag, stored.media_type, stored.content,
-                                        time.monotonic() + PICTURES_SECONDS)
+        found = (stored.etag, stored.media_type, stored.content, time.monotonic() + PICTURES_SECONDS)
+        kept.put((number, kind), found)
     return found[:3]
 
 
@@ -317,10 +361,10 @@ def erase_beneficiary_names(user_id: int) -> list[str]:
     numbers = [certificate.number for certificate in certificates]
     if numbers:
         db.session.execute(delete(CertificateImage).where(CertificateImage.number.in_(numbers)))
-        kept = current_app.extensions.get("diandian.certificate_pictures", {})  # other processes: PICTURES_SECONDS
-        for number in numbers:
+        kept = current_app.extensions.get("diandian.certificate_pictures")  # other processes: PICTURES_SECONDS
+        for number in numbers if kept is not None else ():
             for kind in IMAGES:
-                kept.pop((number, kind), None)
+                kept.pop((number, kind))
     return numbers
 
 

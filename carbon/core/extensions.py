@@ -1,10 +1,11 @@
 """Extension singletons (created here, bound to an app in create_app) and accessors."""
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
-from flask import current_app
-from flask_migrate import Migrate
+import click
+from flask import Flask, current_app
 from flask_smorest import Api
 
 from carbon.core.db import db
@@ -16,10 +17,51 @@ if TYPE_CHECKING:
     from payments.provider import PaymentProvider
     from wechat.api import WeChatGateway
 
-migrate = Migrate()
-
-__all__ = ["db", "job_queue", "migrate", "payments", "rate_limiter", "redis_breaker", "redis_client", "settings",
+__all__ = ["db", "init_migrations", "job_queue", "payments", "rate_limiter", "redis_breaker", "redis_client", "settings",
            "wechat"]
+
+
+def init_migrations(app: Flask, directory: str) -> None:
+    """Flask-Migrate for ``app`` (``app.extensions["migrate"]`` and the ``flask db`` commands), with
+    alembic (and the mako and pygments it pulls in, ~11 MB) imported only when something migrates:
+    serving requests and running jobs never does."""
+    app.extensions["migrate"] = _Migrations(app, directory)
+    app.cli.add_command(_MigrationCommands())
+
+
+class _Migrations:
+    """Stands in ``app.extensions["migrate"]`` until it is read, then is Flask-Migrate's own config."""
+
+    def __init__(self, app: Flask, directory: str) -> None:
+        self._app, self._directory = app, directory
+
+    def __getattr__(self, name: str) -> Any:
+        from flask_migrate import Migrate
+
+        Migrate(self._app, db, directory=self._directory)  # replaces this in app.extensions (and `flask db`)
+        return getattr(self._app.extensions["migrate"], name)
+
+
+class _MigrationCommands(click.Group):
+    """``flask db …``: Flask-Migrate's group, imported when one of its commands runs (or is listed)."""
+
+    def __init__(self) -> None:
+        super().__init__("db", help="Perform database migrations.")
+
+    @functools.cached_property
+    def commands_of_flask_migrate(self) -> click.Group:
+        from flask_migrate.cli import db as group
+
+        return group
+
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        return self.commands_of_flask_migrate.make_context(info_name, args, parent=parent, **extra)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return self.commands_of_flask_migrate.get_command(ctx, name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return self.commands_of_flask_migrate.list_commands(ctx)
 
 
 def api() -> Api:

@@ -1,6 +1,7 @@
 """Organizations, members, organizer sessions and API keys."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -21,8 +22,15 @@ from carbon.organizers.models import ApiKey, Organization, Organizer, OrganizerS
 
 TOKEN_SALT = "diandian.organizer"
 API_KEY_PREFIX = "dk_"
-_DUMMY_HASH = generate_password_hash("diandian-timing-equaliser")
 FAILURE_WINDOW_SECONDS = 15 * 60
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """What a login for an unknown email checks the password against. Made by the first login of the
+    process rather than at import: scrypt takes 32 MB for a moment, which every process (the job
+    workers too) would otherwise peak at when it starts."""
+    return generate_password_hash("diandian-timing-equaliser")
 
 
 class BadCredentials(AuthenticationError):
@@ -97,9 +105,10 @@ def login(email: str, password: str, client_ip: str | None) -> tuple[Organizer, 
                 f"admin-login:failed:ip:{client}": settings.ADMIN_LOGIN_FAILURES_PER_CLIENT}
     for key, limit in failures.items():
         limiter.check(key, limit, FAILURE_WINDOW_SECONDS, error=LoginLocked)
+    dummy = _dummy_hash()  # (made by a process's first login, whichever email it names)
     member = db.session.scalar(select(Organizer).where(Organizer.email == email))
     if member is None:
-        check_password_hash(_DUMMY_HASH, password)  # same cost whether or not the email exists
+        check_password_hash(dummy, password)  # same cost whether or not the email exists
     if member is None or not check_password_hash(member.password_hash, password) or member.disabled_at is not None:
         for key in failures:
             limiter.record(key, FAILURE_WINDOW_SECONDS)

@@ -1,7 +1,9 @@
 """What posters, certificates and share cards draw with: the CJK font, line breaking and fitting,
 centred text blocks, and code images made crisp (decision 0005).
 
-The CJK font is Kurinto Sans SC (OFL), installed by the ``weblate-fonts`` dependency.
+The CJK font is Kurinto Sans SC (OFL), installed by the ``weblate-fonts`` dependency. Pillow and
+qrcode are imported by the first drawing, not with the app: most processes (the inbox and default
+job lanes, a worker that serves no picture) never draw.
 """
 from __future__ import annotations
 
@@ -9,9 +11,10 @@ import functools
 import re
 from importlib.resources import files
 from io import BytesIO
+from typing import TYPE_CHECKING
 
-import qrcode
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+if TYPE_CHECKING:
+    from PIL import Image, ImageDraw, ImageFont
 
 _FONT_DIR = "static/weblate_fonts/kurinto/ttf"
 # A word of Latin letters or digits, a run of spaces, or one character; closing punctuation sticks to it.
@@ -24,9 +27,18 @@ def cjk_font_path(bold: bool = False) -> str:
     return str(files("weblate_fonts").joinpath(_FONT_DIR, name))
 
 
+def open_font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
+    """A face of its own, for a drawing made once per process (a background): let go after it.
+    Each face maps the whole font file again and its first glyphs touch ~3 MB of it."""
+    from PIL import ImageFont
+
+    return ImageFont.truetype(cjk_font_path(bold), size)
+
+
 @functools.lru_cache(maxsize=64)
 def font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(cjk_font_path(bold), size)
+    """The face of that size and weight, opened once per process and kept (every drawing uses it)."""
+    return open_font(size, bold)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -84,6 +96,8 @@ def text_block(draw: ImageDraw.ImageDraw, x: float, y: float, face, lines: list[
 def code_image(code_png: bytes, size: int) -> Image.Image:
     """The code on white, its own white border trimmed, scaled to ``size``; two-tone (QR-like)
     images keep sharp modules."""
+    from PIL import Image, ImageOps
+
     with Image.open(BytesIO(code_png)) as img:
         rgba = img.convert("RGBA")
     flat = Image.new("RGB", rgba.size, "white")
@@ -98,6 +112,8 @@ def code_image(code_png: bytes, size: int) -> Image.Image:
 
 def qr_png(text: str) -> bytes:
     """A plain QR code (medium error correction) as PNG bytes."""
+    import qrcode
+
     image = qrcode.make(text, border=2, box_size=10, error_correction=qrcode.constants.ERROR_CORRECT_M)
     buffer = BytesIO()
     image.save(buffer, format="PNG")

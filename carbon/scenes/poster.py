@@ -1,10 +1,14 @@
 """Printable scene posters (A4 PNG and PDF): the scene's name, its code, how to scan."""
 
-from io import BytesIO
+from __future__ import annotations
 
-from PIL import Image, ImageDraw
+from io import BytesIO
+from typing import TYPE_CHECKING
 
 from carbon.rendering import code_image, fit, text_block
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 WIDTH, HEIGHT, DPI = 1240, 1754, 150  # A4 portrait at 150 dpi
 MARGIN = 100
@@ -22,6 +26,8 @@ def _text_block(draw, y, face, lines, fill):
 
 
 def _render(title_zh, title_en, code_png, instructions_zh, instructions_en, footer) -> Image.Image:
+    from PIL import Image, ImageDraw  # imported by the first poster, not with the app
+
     poster = Image.new("RGB", (WIDTH, HEIGHT), "white")
     draw = ImageDraw.Draw(poster)
     draw.rectangle((0, 0, WIDTH, 36), fill=GREEN)
