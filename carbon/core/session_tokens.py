@@ -68,11 +68,13 @@ class OwnerRead:
     """How ``live_owner`` reads a session's owner (from ``owner_query``, built once at import).
 
     With ``options`` (e.g. ``joinedload`` of the owner's organization): one ORM query. Without: the
-    owner's mapped columns, ``revoked_at`` and ``expires_at`` as one Core read on the request
-    session's connection (same transaction, same column types), then the owner is put into the
-    session's identity map as a query would have loaded it (``make_transient_to_detached``; an
-    owner already in the session is that object, as a query would answer). Changes to it are then
-    tracked and committed as usual."""
+    owner's mapped columns, ``revoked_at`` and ``expires_at`` as one Core read (same column types),
+    then the owner is put into the session's identity map as a query would have loaded it
+    (``make_transient_to_detached``; an owner already in the session is that object, as a query
+    would answer). Changes to it are then tracked and committed as usual. The read runs on the
+    session's connection once the session has begun (after flushing, as a query would); before,
+    on a pooled connection given back at once, so a request that reads nothing else (GET /me)
+    never begins a session transaction. Either way it sees what is committed when it runs."""
 
     def __init__(self, owner: QueryableAttribute, options: tuple) -> None:
         self.model = owner.class_
@@ -97,10 +99,14 @@ class OwnerRead:
         if self.core is None:
             row = session.execute(self.orm, {"token_id": token_id}).first()
             return None if row is None else (row[0], row[1], row[2])
-        if session.autoflush and (session.new or session.dirty or session.deleted):
-            session.flush()  # as the ORM query would (autoflush)
-        row = session.connection(bind_arguments={"mapper": self.mapper}).execute(
-            self.core, {"token_id": token_id}).first()
+        params = {"token_id": token_id}
+        if session.in_transaction() or session.new or session.dirty or session.deleted:
+            if session.autoflush:
+                session.flush()  # as the ORM query would (autoflush)
+            row = session.connection(bind_arguments={"mapper": self.mapper}).execute(self.core, params).first()
+        else:  # the session has not begun: a pooled connection for this one read, none held for the request
+            with session.get_bind(mapper=self.mapper).connect() as connection:
+                row = connection.execute(self.core, params).first()
         if row is None:
             return None
         return self._owner(session, row), row[-2], row[-1]
@@ -111,9 +117,8 @@ class OwnerRead:
         if existing is not None:
             return existing
         owner = self.mapper.class_manager.new_instance()
-        for name, value in zip(self.keys, row, strict=False):
-            attributes.set_committed_value(owner, name, value)
-        make_transient_to_detached(owner)
+        attributes.instance_dict(owner).update(zip(self.keys, row, strict=False))
+        make_transient_to_detached(owner)  # every column loaded, as committed; relationships load lazily
         session.add(owner)
         return owner
 
