@@ -37,6 +37,14 @@ class Outer(Schema):
         return (name or "").upper()
 
 
+class Hooked(Schema):
+    name = fields.String()
+
+    @post_dump
+    def _upper(self, data, **kwargs):
+        return {"name": data["name"].upper()}
+
+
 @dataclass
 class Thing:
     public_id: str
@@ -78,26 +86,12 @@ def test_many():
 
 
 def test_a_schema_with_dump_hooks_keeps_marshmallows_dump():
-    class Hooked(Schema):
-        name = fields.String()
-
-        @post_dump
-        def _upper(self, data, **kwargs):
-            return {"name": data["name"].upper()}
-
     schema = Hooked()
     assert fast_dump(schema) == schema.dump
     assert fast_dump(schema)({"name": "a"}) == {"name": "A"}
 
 
 def test_a_nested_schema_with_hooks_is_dumped_by_marshmallow():
-    class Hooked(Schema):
-        name = fields.String()
-
-        @post_dump
-        def _upper(self, data, **kwargs):
-            return {"name": data["name"].upper()}
-
     class Holder(Schema):
         inner = fields.Nested(Hooked)
 
