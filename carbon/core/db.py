@@ -1,12 +1,10 @@
 """The database: Flask-SQLAlchemy with SQLAlchemy 2 typed models and a naming convention."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import Connection, DateTime, MetaData, TypeDecorator
+from sqlalchemy import DateTime, MetaData, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase
 
 from carbon.core.clock import as_utc
@@ -47,20 +45,3 @@ db = SQLAlchemy(model_class=Base)
 def on_postgresql() -> bool:
     """Whether the app's database is PostgreSQL (the production database) rather than SQLite."""
     return db.engine.dialect.name == "postgresql"
-
-
-@contextmanager
-def reading(mapper=None) -> Iterator[Connection]:
-    """A connection for plain (Core) reads. Once the request's session has begun (or holds changes,
-    flushed first as an ORM query would), its own connection, in its transaction. Before, a pooled
-    connection given back as soon as the reads are done: a request that only reads this way never
-    begins a session transaction (nor ends one at teardown). Either way the reads see what is
-    committed when they run."""
-    session = db.session()
-    if session.in_transaction() or session.new or session.dirty or session.deleted:
-        if session.autoflush:
-            session.flush()
-        yield session.connection(bind_arguments={"mapper": mapper} if mapper is not None else None)
-        return
-    with session.get_bind(mapper=mapper).connect() as connection:
-        yield connection

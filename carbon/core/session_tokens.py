@@ -22,7 +22,7 @@ from sqlalchemy.orm import QueryableAttribute, attributes, make_transient_to_det
 
 from carbon.core import extensions as ext
 from carbon.core.clock import utcnow
-from carbon.core.db import db, reading
+from carbon.core.db import db
 
 
 @lru_cache(maxsize=16)
@@ -71,8 +71,8 @@ class OwnerRead:
     owner's mapped columns, ``revoked_at`` and ``expires_at`` as one Core read (same column types),
     then the owner is put into the session's identity map as a query would have loaded it
     (``make_transient_to_detached``; an owner already in the session is that object, as a query
-    would answer). Changes to it are then tracked and committed as usual. The read runs where
-    ``db.reading`` says: a request that reads nothing else (GET /me) begins no session transaction."""
+    would answer). Changes to it are then tracked and committed as usual. The read runs on the
+    request session's connection (after flushing, as a query would), in its transaction."""
 
     def __init__(self, owner: QueryableAttribute, options: tuple) -> None:
         self.model = owner.class_
@@ -97,8 +97,10 @@ class OwnerRead:
         if self.core is None:
             row = session.execute(self.orm, {"token_id": token_id}).first()
             return None if row is None else (row[0], row[1], row[2])
-        with reading(self.mapper) as connection:
-            row = connection.execute(self.core, {"token_id": token_id}).first()
+        if session.autoflush and (session.new or session.dirty or session.deleted):
+            session.flush()  # as the ORM query would (autoflush)
+        row = session.connection(bind_arguments={"mapper": self.mapper}).execute(
+            self.core, {"token_id": token_id}).first()
         if row is None:
             return None
         return self._owner(session, row), row[-2], row[-1]

@@ -20,7 +20,7 @@ from sqlalchemy.orm.attributes import flag_modified
 from carbon.core import extensions as ext
 from carbon.core import states
 from carbon.core.clock import utcnow
-from carbon.core.db import db, reading
+from carbon.core.db import db
 from carbon.core.errors import Conflict, Gone, NotFound, ValidationError
 from carbon.core.geo import great_circle_m, haversine_term_sql
 from carbon.core.spreadsheet import csv_text
@@ -356,32 +356,32 @@ def resolve(raw_scene: str, *, count_visit: bool = True) -> dict:
 
 def _public_view(code: str, slug: str) -> dict:
     """What resolve answers, as plain values (it is cached across requests); keys starting with
-    ``_`` are for the service's own use. Three reads of plain columns (no ORM objects), on the
-    connection ``db.reading`` gives (a public resolve begins no session transaction): the scene
-    with its channel of that slug, the projects it offers, its counters."""
-    with reading() as connection:
-        scene = connection.execute(_SCENE_AND_CHANNEL, {"code": code, "slug": slug}).first()
-        if scene is None or scene.status == "draft":
-            raise SceneNotFound(details={"scene": [code]})
-        if scene.status == "closed":
-            raise SceneClosed(details={"scene": [code]})
-        if scene.channel_slug is None:
-            raise ChannelNotFound(details={"channel": [slug]})
-        preset = list(scene.preset["activities"])
-        shared = venue_share_offered(scene)
-        if shared:
-            preset.append({"type": "venue_share", "defaults": {}})
-        return {
-            "_scene_id": scene.id,
-            "_venue": (scene.venue_kwh, scene.expected_attendance) if shared else (None, None),
-            "scene": plain(scene, PublicScene),
-            "channel": {"slug": scene.channel_slug, "label": scene.channel_label},
-            "preset": {"kind": "event", "activities": preset},
-            "offer": [dict(project._mapping) for project in connection.execute(_OFFER_SHOWN, {"scene_id": scene.id})],
-            "pledge": {"venue_kwh": scene.venue_kwh, "note": scene.pledge_note} if scene.organizer_pledges_venue
-            else None,
-            "progress": _shown(stats.totals(scene.id, connection)),
-        }
+    ``_`` are for the service's own use. Three reads of plain columns on the session's connection
+    (no ORM objects, nothing of the session's to flush first): the scene with its channel of that
+    slug, the projects it offers, its counters."""
+    connection = db.session.connection()
+    scene = connection.execute(_SCENE_AND_CHANNEL, {"code": code, "slug": slug}).first()
+    if scene is None or scene.status == "draft":
+        raise SceneNotFound(details={"scene": [code]})
+    if scene.status == "closed":
+        raise SceneClosed(details={"scene": [code]})
+    if scene.channel_slug is None:
+        raise ChannelNotFound(details={"channel": [slug]})
+    preset = list(scene.preset["activities"])
+    shared = venue_share_offered(scene)
+    if shared:
+        preset.append({"type": "venue_share", "defaults": {}})
+    return {
+        "_scene_id": scene.id,
+        "_venue": (scene.venue_kwh, scene.expected_attendance) if shared else (None, None),
+        "scene": plain(scene, PublicScene),
+        "channel": {"slug": scene.channel_slug, "label": scene.channel_label},
+        "preset": {"kind": "event", "activities": preset},
+        "offer": [dict(project._mapping) for project in connection.execute(_OFFER_SHOWN, {"scene_id": scene.id})],
+        "pledge": {"venue_kwh": scene.venue_kwh, "note": scene.pledge_note} if scene.organizer_pledges_venue
+        else None,
+        "progress": _shown(stats.totals(scene.id, connection)),
+    }
 
 
 # Built once, compiled once. The scene a code names, with its channel of that slug (None: no such channel).
