@@ -382,7 +382,7 @@ def _answer_headers(response: Response) -> None:
     headers.setdefault("Referrer-Policy", "no-referrer")
     if request.path.startswith("/api/v1/"):
         headers.setdefault("Cache-Control", "no-store")
-        if request.headers.get("Origin"):
+        if request.environ.get("HTTP_ORIGIN"):
             headers["Access-Control-Allow-Origin"] = "*"
             headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
     if response.mimetype == "text/html":
@@ -401,8 +401,28 @@ class NoCookieSessions(SessionInterface):
         return None
 
 
+def _sync_once(app: Flask) -> Callable[[Callable], Callable]:
+    """``app.ensure_sync``, answered once per function: Flask asks it of every hook and view on
+    every request, and each answer costs an ``inspect.iscoroutinefunction``."""
+    ensure_sync = app.ensure_sync
+    known: dict[Callable, Callable] = {}
+
+    def once(func: Callable) -> Callable:
+        try:
+            return known[func]
+        except KeyError:
+            if len(known) >= 4096:  # hooks and views are a fixed set; this only bounds a surprise
+                known.clear()
+            synced = known[func] = ensure_sync(func)
+            return synced
+        except TypeError:  # unhashable
+            return ensure_sync(func)
+    return once
+
+
 def install(app: Flask, *, log_requests: bool) -> None:
     app.session_interface = NoCookieSessions()
+    app.ensure_sync = _sync_once(app)  # type: ignore[method-assign]
     # Flask-SQLAlchemy's own teardown lets a failing rollback escape Flask: ours logs and swallows it.
     app.teardown_appcontext_funcs[:] = [f for f in app.teardown_appcontext_funcs
                                         if getattr(f, "__func__", None) is not type(db)._teardown_session]
@@ -413,22 +433,23 @@ def install(app: Flask, *, log_requests: bool) -> None:
 
     @app.before_request
     def _start() -> Response | None:
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _REQUEST_ID.match(incoming) else new_request_id()
-        request.environ[REQUEST_ID_ENVIRON] = g.request_id
+        req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not twelve
+        environ = req.environ
+        incoming = environ.get("HTTP_X_REQUEST_ID", "")  # environ, not headers: a missing header raises inside
+        g.request_id = environ[REQUEST_ID_ENVIRON] = incoming if _REQUEST_ID.match(incoming) else new_request_id()
         g.started = time.perf_counter()
-        if getattr(app.view_functions.get(request.endpoint), "provider_format", False):
+        view = app.view_functions.get(req.endpoint)
+        if getattr(view, "provider_format", False):
             return None
-        if (request.method == "OPTIONS" and request.url_rule is not None and request.path.startswith("/api/v1/")
-                and request.headers.get("Origin") and request.headers.get("Access-Control-Request-Method")):
+        method = req.method
+        if (method == "OPTIONS" and req.url_rule is not None and req.path.startswith("/api/v1/")
+                and environ.get("HTTP_ORIGIN") and environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD")):
             return _preflight()
-        if request.view_args and any(isinstance(value, str) and unstorable(value)
-                                     for value in request.view_args.values()):
+        if req.view_args and any(isinstance(value, str) and unstorable(value) for value in req.view_args.values()):
             raise NotFound()  # a path id with NUL or control characters names nothing
-        view = app.view_functions.get(request.endpoint)
-        if requires_json(view, request.method, request.path):
+        if method in BODY_METHODS and requires_json(view, method, req.path):
             return _check_body()
-        if request.method == "DELETE" and request.is_json and "arguments" in getattr(view, "_apidoc", {}):
+        if method == "DELETE" and req.is_json and "arguments" in getattr(view, "_apidoc", {}):
             _check_json_body()  # a DELETE that reads a JSON body (DELETE /me's confirmation), never 415
         return None
 

@@ -33,13 +33,23 @@ def count_notify(outcome: str) -> None:
     NOTIFY_OUTCOMES.labels(outcome=str(outcome)).inc()
 
 
+_CHILDREN: dict[tuple, tuple] = {}  # (route, method, status) → its counter and histogram (labels() locks and checks)
+
+
 def _observe(response: Response) -> Response:
-    route = request.url_rule.rule if request.url_rule is not None else UNMATCHED
-    method = request.method if request.method in KNOWN_METHODS else "other"
-    REQUESTS.labels(route=route, method=method, status=str(response.status_code)).inc()
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    rule = req.url_rule
+    route = rule.rule if rule is not None else UNMATCHED
+    method = req.method if req.method in KNOWN_METHODS else "other"
+    key = (route, method, response.status_code)
+    children = _CHILDREN.get(key)
+    if children is None:
+        children = _CHILDREN[key] = (REQUESTS.labels(route=route, method=method, status=str(response.status_code)),
+                                     LATENCY.labels(route=route, method=method))
+    children[0].inc()
     started = g.get("started")
     if started is not None:
-        LATENCY.labels(route=route, method=method).observe(time.perf_counter() - started)
+        children[1].observe(time.perf_counter() - started)
     return response
 
 
