@@ -64,8 +64,8 @@ def grow(app, start: int, stop: int, generator: random.Random) -> None:
         redis_index, table = RedisIndex(app.extensions["diandian.redis"]), SqlIndex()
         items = list(scores.items())
         for first in range(0, len(items), 20_000):
-            table.put(BOARD, dict(items[first:first + 20_000]))
-            redis_index.put(BOARD, dict(items[first:first + 20_000]))
+            table.put_many({BOARD: dict(items[first:first + 20_000])})
+            redis_index.put_many({BOARD: (dict(items[first:first + 20_000]), None)})
         db.session.commit()
 
 

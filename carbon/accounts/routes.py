@@ -4,6 +4,7 @@ from flask import g, request
 
 from carbon.accounts import privacy, service
 from carbon.accounts.auth import current_user, public
+from carbon.core.db import kept_after_commit
 from carbon.core.openapi import Blueprint, answers
 from carbon.scenes import service as scenes
 from schemas.accounts import AccountDeleteIn, ExportOut, LoginIn, LoginOut, PhoneIn, ProfilePatchIn, UserOut
@@ -16,6 +17,7 @@ blp = Blueprint("accounts", __name__, url_prefix="/api/v1", description="登录�
 @blp.arguments(LoginIn)
 @blp.response(200, LoginOut)
 @public
+@kept_after_commit()  # answers the session and the user it writes
 def login(body):
     """Log in with a wx.login() code; returns a session token."""
     result = service.login(body["code"], request.remote_addr)

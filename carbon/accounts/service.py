@@ -11,7 +11,7 @@ from carbon.accounts.models import AuthSession, User
 from carbon.core import extensions as ext
 from carbon.core import session_tokens
 from carbon.core.clock import utcnow
-from carbon.core.db import db, kept_after_commit
+from carbon.core.db import db
 from carbon.core.errors import AuthenticationError, DomainError, RateLimited
 from carbon.core.ids import new_token
 from carbon.core.ratelimit import key_of
@@ -71,8 +71,7 @@ def login(code: str, client_ip: str | None) -> LoginResult:
     session = AuthSession(token_id=new_token(24), user=user, created_at=now, client_ip=client_ip,
                           expires_at=now + timedelta(seconds=settings.SESSION_TTL_SECONDS))
     db.session.add(session)
-    with kept_after_commit():  # the session and its user are answered as just written
-        db.session.commit()
+    db.session.commit()
     return LoginResult(user, session_tokens.sign(TOKEN_SALT, session.token_id), session.expires_at, created)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from carbon.checkout import purchases
 from carbon.checkout.routes import IDEMPOTENCY_HEADER, idempotency_key
+from carbon.core.db import kept_after_commit
 from carbon.core.openapi import Blueprint, answers
 from carbon.footprint import service as footprints
 from carbon.organizers.auth import current_principal, organizer_only
@@ -42,6 +43,7 @@ def quote(body):
 @blp.arguments(PurchaseIn)
 @blp.response(201, PurchaseStateOut)
 @organizer_only
+@kept_after_commit()  # answers the order it writes
 def buy(body):
     """The organization's order for the quote as it stands now (owners only), with its Native ``code_url``."""
     current_principal().require_owner()

@@ -23,7 +23,7 @@ from carbon.checkout.models import IdempotencyKey, Order, Payment
 from carbon.checkout.states import ORDER_TRANSITIONS, PAYMENT_TRANSITIONS, OrderStatus, PaymentStatus, move
 from carbon.core import extensions as ext
 from carbon.core.clock import CHINA_TZ, utcnow
-from carbon.core.db import db, kept_after_commit
+from carbon.core.db import db
 from carbon.core.errors import Conflict, DomainError, NotFound, UpstreamError, ValidationError
 from carbon.core.units import cny, cny_ceil, kg, to_fen
 from carbon.credits import service as credits
@@ -127,11 +127,6 @@ def create_organization_order(organization: Organization, body: dict, idempotenc
 
 
 def _create(buyer: Buyer, body: dict, idempotency_key: str, record) -> tuple[Order, dict[str, str]]:
-    with kept_after_commit():  # the claim, the order and its payment are this request's own rows
-        return _claim_record_and_ask(buyer, body, idempotency_key, record)
-
-
-def _claim_record_and_ask(buyer: Buyer, body: dict, idempotency_key: str, record) -> tuple[Order, dict[str, str]]:
     request_hash = request_fingerprint(body)
     claim = IdempotencyKey(user_id=buyer.user_id, organization_id=buyer.organization_id, key=idempotency_key,
                            request_hash=request_hash)
@@ -142,7 +137,7 @@ def _claim_record_and_ask(buyer: Buyer, body: dict, idempotency_key: str, record
         db.session.rollback()
         if not _release_abandoned(buyer, idempotency_key, request_hash):
             return _replay(buyer, idempotency_key, request_hash)
-        return _claim_record_and_ask(buyer, body, idempotency_key, record)  # the key is free again: this request takes it
+        return _create(buyer, body, idempotency_key, record)  # the key is free again: this request takes it
     try:
         order, payment = record(claim)
     except (ObjectDeletedError, StaleDataError) as exc:  # so slow that a retry took the key over

@@ -6,6 +6,7 @@ from werkzeug.exceptions import HTTPException
 from carbon.accounts.auth import current_user, public
 from carbon.checkout import inbox, orders
 from carbon.checkout.outcomes import Outcome
+from carbon.core.db import kept_after_commit
 from carbon.core.errors import ValidationError
 from carbon.core.http import provider_format
 from carbon.core.openapi import Blueprint, answers
@@ -34,6 +35,7 @@ def idempotency_key() -> str:
     "retry with it after a 5xx"}])
 @blp.arguments(OrderIn)
 @blp.response(201, OrderCreatedOut)
+@kept_after_commit()  # answers the order and payment it writes, over three commits
 def create_order(body):
     """Reserve credits for a footprint (or kg) and start the WeChat Pay payment.
 

@@ -51,11 +51,11 @@ def on_postgresql() -> bool:
 
 @contextmanager
 def kept_after_commit() -> Iterator[None]:
-    """Within the block, a commit leaves the session's objects loaded instead of expiring them, so
-    what this request has just written is not read back before its next use. For a request that
-    commits in steps and keeps working on its own rows (creating an order: claim, reserve, ask
-    WeChat Pay, record its answer); a value another transaction may change meanwhile must be read
-    again explicitly."""
+    """A commit leaves the session's objects loaded instead of expiring them, so what has just been
+    written is not read back before it is answered. Chosen per request kind: a write route that
+    answers the rows it writes (log in, save a footprint, create an order) is decorated with
+    ``@kept_after_commit()``; services and workers keep the default. Inside it, a value another
+    transaction may change meanwhile must be read again explicitly."""
     session = db.session()
     before = session.expire_on_commit
     session.expire_on_commit = False

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import bindparam, func, insert, select, union_all, update
+from sqlalchemy import bindparam, func, insert, literal_column, select, union_all, update
 
 from carbon.core.clock import utcnow
 from carbon.core.db import db
@@ -61,10 +61,11 @@ def _gaps_statement():
         select(Retirement.first_serial, Retirement.last_serial).where(Retirement.block_id == block)).subquery()
     covered = func.coalesce(func.max(taken.c.last).over(order_by=taken.c.first, rows=(None, -1)), floor)
     edges = select(taken.c.first, covered.label("covered")).subquery()  # the highest serial taken below each range
-    before = select(edges.c.covered + 1, edges.c.first - 1).where(edges.c.first > edges.c.covered + 1)
+    before = select((edges.c.covered + 1).label("gap_first"), (edges.c.first - 1).label("gap_last")) \
+        .where(edges.c.first > edges.c.covered + 1)
     end = func.coalesce(func.max(taken.c.last), floor)
     after = select(end + 1, last).select_from(taken).having(end < last)
-    return union_all(before, after)
+    return union_all(before, after).order_by(literal_column("gap_first"))
 
 
 GAPS = _gaps_statement()
@@ -75,7 +76,7 @@ def free_ranges(block: SerialBlock) -> list[tuple[int, int]]:
     retirements. The database finds the gaps, so only they come back, however many orders have
     taken serials from the block (bench/bench_inventory.py)."""
     found = db.session.execute(GAPS, {"block": block.id, "first": block.first_serial, "last": block.last_serial})
-    return sorted((int(first), int(last)) for first, last in found)
+    return [(int(first), int(last)) for first, last in found]
 
 
 def reserve(project: Project, order_id: int, units: int, expires_at: datetime) -> Decimal:

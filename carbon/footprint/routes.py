@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from carbon.accounts.auth import current_user, public
+from carbon.core.db import kept_after_commit
 from carbon.core.openapi import Blueprint, answers
 from carbon.footprint import service
 from schemas.footprint import FootprintIn, FootprintOut, HistoryOut, HistoryQuery
@@ -23,6 +24,7 @@ def preview(body):
 @answers(404, 410)
 @blp.arguments(FootprintIn)
 @blp.response(201, FootprintOut)
+@kept_after_commit()  # answers the footprint it saves
 def create(body):
     """Calculate and save for the logged-in guest."""
     return service.create(current_user(), body)

@@ -7,7 +7,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import select
 
 from carbon.accounts.models import User
-from carbon.core.db import db, kept_after_commit
+from carbon.core.db import db
 from carbon.core.errors import NotFound
 from carbon.core.units import grams_to_kg, kg
 from carbon.footprint import dataset
@@ -54,8 +54,7 @@ def create(user: User, body: dict) -> dict:
     db.session.add(footprint)
     if scene:
         scene_stats.add(scene["scene_id"], scene["channel"], footprints=1)
-    with kept_after_commit():  # answered as just written
-        db.session.commit()
+    db.session.commit()
     return present(footprint)
 
 

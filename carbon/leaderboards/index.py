@@ -29,12 +29,9 @@ class SqlIndex:
     """``leaderboard_scores`` plus ``leaderboard_score_counts`` (guests per distinct score), kept
     together in the caller's transaction."""
 
-    def put(self, board: str, scores: dict[int, int]) -> None:
-        """Set these guests' grams on the board (0 takes a guest off)."""
-        self.put_many({board: scores})
-
     def put_many(self, fresh: dict[str, dict[int, int]]) -> None:
-        """``put`` on several boards at once, in the same few statements whatever their number."""
+        """Set these guests' grams on these boards (0 takes a guest off), in the same few statements
+        whatever the number of boards."""
         before = self._scores_on(fresh)
         changes: dict[str, Counter] = {}
         gone, kept = [], []
@@ -124,11 +121,9 @@ class RedisIndex:
     def __init__(self, client) -> None:
         self.redis = client
 
-    def put(self, board: str, scores: dict[int, int], expires: datetime | None = None) -> None:
-        self.put_many({board: (scores, expires)})
-
     def put_many(self, fresh: dict[str, tuple[dict[int, int], datetime | None]]) -> None:
-        """``put`` on several boards in one round trip (one MULTI/EXEC)."""
+        """Set these guests' grams on these boards (0 takes a guest off; a board's key expires at its
+        moment, if given), in one round trip (one MULTI/EXEC)."""
         pipe = self.redis.pipeline(transaction=True)
         for board, (scores, expires) in fresh.items():
             key = REDIS_PREFIX + board

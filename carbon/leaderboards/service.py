@@ -21,7 +21,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from sqlalchemy import BigInteger, and_, case, cast, func, select, true
+from sqlalchemy import BigInteger, Select, and_, bindparam, case, cast, func, select, true
 
 from carbon import jobs
 from carbon.accounts.models import User
@@ -109,14 +109,21 @@ def retired_grams_of_organizations(board: Board) -> dict[int, int]:
 GRAMS = cast(func.round(Retirement.kg * 1000), BigInteger)  # a retirement's grams
 
 
-def _on_board(board: Board) -> list:
-    """Which retirements count on ``board`` (beyond their order still standing): its scene, its period."""
+def _on_board(board: Board, named: str | None = None) -> list:
+    """Which retirements count on ``board`` (beyond their order still standing): its scene, its period.
+    With ``named``, the scene and the bounds are bound parameters of that prefix (``_board_values``
+    gives them), so one statement serves every board of the same shape."""
     conditions = []
     if board.scene_id is not None:
-        conditions.append(Order.scene_id == board.scene_id)
+        conditions.append(Order.scene_id == (bindparam(f"{named}scene") if named else board.scene_id))
     if board.starts is not None:
-        conditions += [Retirement.retired_at >= board.starts, Retirement.retired_at < board.ends]
+        starts, ends = (bindparam(f"{named}starts"), bindparam(f"{named}ends")) if named else (board.starts, board.ends)
+        conditions += [Retirement.retired_at >= starts, Retirement.retired_at < ends]
     return conditions
+
+
+def _board_values(board: Board, named: str) -> dict:
+    return {f"{named}scene": board.scene_id, f"{named}starts": board.starts, f"{named}ends": board.ends}
 
 
 def _standing():
@@ -134,10 +141,21 @@ def _retired_grams(board: Board, beneficiary, ids: list[int] | None = None) -> d
 
 def retired_grams_of_guest(boards: list[Board], user_id: int) -> dict[Board, int]:
     """The guest's grams on each of ``boards``, in one read (what ``retired_grams`` says per board)."""
-    columns = [func.coalesce(func.sum(case((and_(true(), *_on_board(b)), GRAMS), else_=0)), 0) for b in boards]
-    row = db.session.execute(_standing().add_columns(*columns)
-                             .where(Retirement.beneficiary_user_id == user_id)).one()
+    shape = tuple((b.scene_id is not None, b.starts is not None) for b in boards)
+    statement = _GUEST_GRAMS.get(shape)
+    if statement is None:  # built once per shape of board list (a global and a scene's, per period)
+        columns = [func.coalesce(func.sum(case((and_(true(), *_on_board(b, f"b{i}_")), GRAMS), else_=0)), 0)
+                   for i, b in enumerate(boards)]
+        statement = _GUEST_GRAMS[shape] = _standing().add_columns(*columns) \
+            .where(Retirement.beneficiary_user_id == bindparam("user"))
+    values = {"user": user_id}
+    for i, b in enumerate(boards):
+        values |= _board_values(b, f"b{i}_")
+    row = db.session.execute(statement, values).one()
     return {b: int(grams) for b, grams in zip(boards, row, strict=True)}
+
+
+_GUEST_GRAMS: dict[tuple, Select] = {}
 
 
 # --- keeping the indexes ----------------------------------------------------------------------

@@ -20,7 +20,7 @@ from sqlalchemy.orm.attributes import flag_modified
 from carbon.core import extensions as ext
 from carbon.core import states
 from carbon.core.clock import utcnow
-from carbon.core.db import db, kept_after_commit
+from carbon.core.db import db
 from carbon.core.errors import Conflict, Gone, NotFound, ValidationError
 from carbon.core.geo import great_circle_m, haversine_term_sql
 from carbon.core.spreadsheet import csv_text
@@ -442,8 +442,7 @@ def record_login(raw_scene: str | None) -> None:
     except (NotFound, Gone, ValidationError):
         return
     stats.add(view["_scene_id"], view["channel"]["slug"], logins=1)
-    with kept_after_commit():  # the login's answer (its user, its session) is read as written
-        db.session.commit()
+    db.session.commit()
 
 
 # --- statistics --------------------------------------------------------------------------

@@ -184,9 +184,9 @@ def test_redis_and_the_table_rank_many_ties_the_same(live, sql_only, redis_url):
         users = db.session.scalars(select(User.id)).all()
         scores = {user: generator.choice([1000, 2000, 2000, 3500, 9000]) for user in users}
         board = leaderboards.board(None, "all")
-        SqlIndex().put(board.key, scores)
+        SqlIndex().put_many({board.key: scores})
         db.session.commit()
-        RedisIndex(live.app.extensions["diandian.redis"]).put(board.key, scores)
+        RedisIndex(live.app.extensions["diandian.redis"]).put_many({board.key: (scores, None)})
     answers = []
     for app in (live.app, sql_only):
         with app.app_context():
