@@ -531,17 +531,20 @@ def run(admin_url: str, redis_url: str, steps: list[int], step_seconds: float, g
         port = free_port()  # WeChat Pay's notify_url is the service's own (DIANDIAN_PUBLIC_BASE_URL)
         routes = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         notifier: list = []
+
+        def serve(on_port: int, started: list, **sizes: str):
+            """The service on a gunicorn of deploy/'s config, its route CPU recorded (sizes: its
+            DIANDIAN_WORKERS and DIANDIAN_THREADS, else the config's)."""
+            return stack.enter_context(gunicorn(
+                {**env, "DIANDIAN_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "DIANDIAN_BENCH_ROUTE_CPU": str(routes),
+                 **{f"DIANDIAN_{name.upper()}": value for name, value in sizes.items()}},
+                config=ROOT / "deploy" / "gunicorn.conf.py", started=started, port=on_port,
+                app_spec="bench.route_cpu_app:create()"))
         if own_notify:  # as deploy/ runs it: WeChat Pay's notifications on a small gunicorn of their own
             notify_port = free_port()
             env["DIANDIAN_WECHATPAY_NOTIFY_URL"] = f"http://127.0.0.1:{notify_port}/api/v1/payments/wechatpay/notify"
-            stack.enter_context(gunicorn({**env, "DIANDIAN_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-                                          "DIANDIAN_BENCH_ROUTE_CPU": str(routes), "DIANDIAN_WORKERS": "1",
-                                          "DIANDIAN_THREADS": "4"}, config=ROOT / "deploy" / "gunicorn.conf.py",
-                                         started=notifier, port=notify_port, app_spec="bench.route_cpu_app:create()"))
-        service = stack.enter_context(gunicorn({**env, "DIANDIAN_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-                                                "DIANDIAN_BENCH_ROUTE_CPU": str(routes)},
-                                               config=ROOT / "deploy" / "gunicorn.conf.py", started=masters,
-                                               port=port, app_spec="bench.route_cpu_app:create()"))
+            serve(notify_port, notifier, workers="1", threads="4")
+        service = serve(port, masters)
         bare = stack.enter_context(gunicorn(env, app_spec="bare_insert:app", cwd=ROOT / "bench",
                                             config=ROOT / "deploy" / "gunicorn.conf.py", started=masters)) \
             if bare_seconds else None  # 0: no bare route (the quick test)
