@@ -5,7 +5,7 @@ On loopback, all on this machine's cores: gunicorn with deploy/gunicorn.conf.py 
 and, as deploy/ runs it, a second one (1 worker × 4 threads) for WeChat Pay's notifications,
 a fresh PostgreSQL database (created, migrated, seeded with the demo, dropped), Redis
 (``BENCH_REDIS_URL``, default ``redis://127.0.0.1:6379/2``; the bench empties that database;
-``none`` runs without it), the `flask worker` lanes of decision 0015 (``inbox;default;render@10``,
+``none`` runs without it), the `flask worker` lanes of decision 0015 (``inbox;default``,
 ``--lanes`` overrides) and the WeChat sandbox in its own process. A guest's flow is what the
 mini-program does (carbon/simulator/static/simulator.js), through the public API only:
 
@@ -18,7 +18,7 @@ mini-program does (carbon/simulator/static/simulator.js), through the public API
              0.3, 0.5, 0.8, 1.2 s, then every 2 s
   certificate polling it on until fulfilled (the default lane issued the certificate), then
              ``GET /certificates/<no>`` (the number is in the status, as the simulator does)
-  card       ``GET /certificates/<no>/card.jpg`` (a JPEG; rendered on request if not yet drawn)
+  card       ``GET /certificates/<no>/card.jpg`` (a JPEG; drawn by this first request, then stored)
   rank       ``GET /leaderboards/me`` for the forum
 
 Phases (after one warm-up flow, which waits for the workers to have started): a bare Flask JSON route (``bench/bare_insert.py``'s ``/healthz``, same gunicorn settings)
@@ -74,7 +74,7 @@ SCENE = "s=cdcnf21"  # the demo's forum (carbon/demo.py)
 STEPS = ("login", "scene", "footprint", "order", "pay", "paid", "certificate", "card", "rank")
 POLL_SECONDS = (0.3, 0.5, 0.8, 1.2, 2.0)  # a waiting guest asks again after these, then every 2 s (as the simulator)
 WAIT_SECONDS = 60.0  # a guest gives up waiting for "paid" or the certificate after this
-LANES = "inbox;default;render@10"  # as deploy/systemd and `make run` run them
+LANES = "inbox;default"  # as deploy/systemd and `make run` run them
 # The burst's cumulative arrivals: (share of the duration, share of the guests); doors open at 0.
 BURST_SHAPE = ((0.0, 0.0), (1 / 30, 0.05), (0.25, 0.65), (0.5, 0.85), (1.0, 1.0))
 

@@ -6,7 +6,7 @@ What runs, all with MALLOC_ARENA_MAX=2 as deploy/ sets it:
   create_app()     a fresh ``python`` that only calls ``create_app()`` (and, with ``--importtime``,
                    ``python -X importtime`` of it: the imports that take longest, cumulative)
   gunicorn         deploy/gunicorn.conf.py serving ``app:create_app()`` (2 gthread workers × 4 threads)
-  flask worker     the lanes as deploy/ runs them (``-q inbox``, ``-q default``, ``-q render --nice 10``)
+  flask worker     the lanes as deploy/ runs them (``-q inbox``, ``-q default``)
 
 against a fresh PostgreSQL database (``--admin-url``; ``--sqlite`` for a SQLite file instead) seeded
 with the demo, Redis (``--redis``, default ``BENCH_REDIS_URL`` or db 2; the bench empties it;
@@ -14,8 +14,8 @@ with the demo, Redis (``--redis``, default ``BENCH_REDIS_URL`` or db 2; the benc
 process. Figures are taken when every process has started (idle), then after ``--flows`` complete
 guest flows (bench_forum.py's ``guest_flow``: login, scene, footprint, order, pay, paid,
 certificate, card.jpg, rank), ``--concurrency`` at a time, once the outbox has drained: so the
-inbox lane has confirmed payments, the default lane issued certificates, the render lane drew
-cards and posters, and the gunicorn workers drew or served every card.jpg. About 2-3 minutes.
+inbox lane has confirmed payments, the default lane issued certificates, and the gunicorn workers
+drew every card.jpg (on its first request). About 2-3 minutes.
 
 Also printed: each process's RSS split into anonymous and file-backed pages, and its PSS (from
 smaps_rollup), which counts a page mapped n times as 1/n each time: Pillow maps the whole font file
@@ -53,7 +53,7 @@ from harness import (
 
 ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/2")
-LANES = "inbox;default;render@10"  # as deploy/systemd and `make run` run them
+LANES = "inbox;default"  # as deploy/systemd and `make run` run them
 AIM_MB = 150
 HEAVY = ("alembic", "mako", "pygments", "flask_migrate", "fpdf", "fontTools", "PIL", "qrcode", "wechatpy", "requests",
          "rq", "redis", "cryptography", "apispec", "flask_smorest", "yaml")
@@ -203,7 +203,7 @@ def run(args: argparse.Namespace) -> None:
 
         engine = create_engine(url)
         stack.callback(engine.dispose)
-        for _ in range(120):  # the render lane (niced) may still be drawing
+        for _ in range(120):  # the default lane may still be pushing
             with engine.connect() as connection:
                 pending = connection.scalar(text("SELECT count(*) FROM outbox_events WHERE status = 'pending'"))
             if not pending:

@@ -9,7 +9,7 @@ workers × 4 threads, 16 clients):
 (c) notify-to-paid latency of (b): from the inbox row's ``received_at`` to its ``processed_at``
     (the batch's commit follows at once), p50/p99;
 then the outbox drain: the time from the start of (b) until every paid order of the run has its
-certificate and share card (posters are drawn when first asked for), and until no outbox event is pending.
+certificate (its pictures are drawn when first asked for), and until no outbox event is pending.
 
 The WeChat sandbox runs in its own process (pushes and mini-program codes are real HTTP calls; the
 guest has logged in but accepted no push, so pushes end "refused", as most do). Set
@@ -55,9 +55,8 @@ from sqlalchemy import create_engine, insert, text
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ORDERS = 30_000  # enough for 3 × 5 s of (a) and 8 s of (b) at 1,500 notifies/s
 # `flask worker` processes and their arguments: the lanes as deploy/ runs them (decision 0015), two
-# of each on this 2-core machine; BENCH_WORKERS="inbox,default;render@10" (lanes, @ a nice) overrides.
-JOB_WORKERS: list[tuple[str, ...]] = ([("-q", "inbox")] * 2 + [("-q", "default")] * 2
-                                      + [("-q", "render", "--nice", "10")] * 2)
+# of each on this 2-core machine; BENCH_WORKERS="inbox,default;default@5" (lanes, @ a nice) overrides.
+JOB_WORKERS: list[tuple[str, ...]] = [("-q", "inbox")] * 2 + [("-q", "default")] * 2
 OUTBOX_DRAIN_LIMIT_SECONDS = float(os.environ.get("BENCH_DRAIN_SECONDS", "1200"))
 
 
@@ -176,8 +175,6 @@ def main(seconds: float = 5.0, rounds: int = 3, sustained_seconds: float = 8.0) 
                       "notify route": lambda: pids_matching("gunicorn", service.removeprefix("http://")),
                       "postgres": backends, "workers (inbox)": lambda: lane_pids("inbox"),
                       "workers (default)": lambda: [p for p in lane_pids("default") if p not in lane_pids("inbox")],
-                      "workers (render)": lambda: [p for p in lane_pids("render") if p not in lane_pids("inbox",
-                                                                                                    "default")],
                       "wechat sandbox": lambda: pids_matching("wechat.sandbox", sandbox_url.rsplit(":", 1)[1])}
             meters = {phase: CpuMeter(groups) for phase in ("bare", "(a)", "(b)", "drain")}
             code = requests.post(f"{sandbox_url}/__sandbox__/login-code", json={"openid": "o_bench"},
@@ -224,14 +221,13 @@ def main(seconds: float = 5.0, rounds: int = 3, sustained_seconds: float = 8.0) 
                 report_payments(results, meters, backlog, drained_in, sustained, settled_in, delays, behind)
                 done_before = scalar("SELECT count(*) FROM outbox_events WHERE status = 'done'")
                 settled_at = time.monotonic()
-                pictures_in = None
+                certified_in = None
                 with meters["drain"].span():
                     while time.monotonic() - started < OUTBOX_DRAIN_LIMIT_SECONDS:
-                        if pictures_in is None and scalar(
-                                "SELECT (SELECT count(*) FROM certificate_images) = (SELECT count(*) FROM payments "
-                                "WHERE status = 'confirmed') AND (SELECT count(*) FROM certificates) = "
+                        if certified_in is None and scalar(
+                                "SELECT (SELECT count(*) FROM certificates) = "
                                 "(SELECT count(*) FROM payments WHERE status = 'confirmed')"):
-                            pictures_in = time.monotonic() - started
+                            certified_in = time.monotonic() - started
                         if not scalar("SELECT count(*) FROM outbox_events WHERE status = 'pending'"):
                             break
                         time.sleep(0.5)
@@ -250,8 +246,8 @@ def main(seconds: float = 5.0, rounds: int = 3, sustained_seconds: float = 8.0) 
                                                "(SELECT count(*) FROM certificate_images)")).one()
         engine.dispose()
         drain_cpu = meters["drain"].spent
-        print(f"outbox drain: every certificate and share card existed "
-              f"{f'{pictures_in:.1f} s' if pictures_in is not None else 'not'} after (b) began; "
+        print(f"outbox drain: every certificate existed "
+              f"{f'{certified_in:.1f} s' if certified_in is not None else 'not'} after (b) began; "
               f"{f'{still_pending} events still pending' if still_pending else 'no event pending'} "
               f"after {outbox_drained_in:.1f} s; {outbox_rate:.0f} events/s once the inbox was done; CPU per "
               f"outbox event then {sum(drain_cpu.values()) * 1000 / max(drained_events, 1):.1f} ms ("
@@ -293,7 +289,7 @@ def report_payments(results, meters, backlog, drained_in, sustained, settled_in,
     print(cpu_line("bare insert", meters["bare"], bare_n))
     print(cpu_line("(a) notify acknowledged", meters["(a)"], sum(r.requests for r in results["(a) notify acknowledged"])))
     print(cpu_line("(b) notify to paid, workers running", meters["(b)"], sustained.requests))
-    lane = sum(v for k, v in meters["(b)"].spent.items() if k not in ("workers (default)", "workers (render)"))
+    lane = sum(v for k, v in meters["(b)"].spent.items() if k != "workers (default)")
     lane /= max(sustained.requests, 1)
     bare_cpu = sum(meters["bare"].spent.values()) / max(bare_n, 1)
     print(f"(b) bound by CPU alone: the bare route costs {bare_cpu * 1000:.2f} ms, a notify-to-paid without the "

@@ -62,10 +62,10 @@ def register(app: Flask) -> None:
 
     @app.cli.command("worker")
     @click.option("-q", "--queue", "queues", multiple=True, metavar="NAME",
-                  help="serve this lane: inbox (payment confirmations) or an outbox queue (default, render); "
+                  help="serve this lane: inbox (payment confirmations) or an outbox queue (default); "
                        "repeat for more, in priority order; all of them when none is given")
     @click.option("--nice", default=0, type=click.IntRange(0, 19),
-                  help="run at a lower CPU priority (os.nice), e.g. for picture rendering beside the inbox")
+                  help="run at a lower CPU priority (os.nice), e.g. for a slow lane beside the inbox")
     def worker(queues: tuple[str, ...], nice: int) -> None:
         """Confirm payments from the inbox and dispatch outbox events (for DIANDIAN_JOBS=workers)."""
         import os

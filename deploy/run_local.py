@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-# payment confirmations and the work after a payment; pictures at a lower CPU priority (decision 0015)
-WORKER_LANES = [("-q", "inbox"), ("-q", "default"), ("-q", "render", "--nice", "10")]
+# payment confirmations, and the work after a payment (decision 0015)
+WORKER_LANES = [("-q", "inbox"), ("-q", "default")]
 
 
 def wait_until_up(url: str, seconds: float = 30) -> bool:
@@ -58,7 +58,7 @@ Diandian is running (Ctrl-C stops it):
                 (project owner, settlement: projects@diandian.local, same password)
   simulator     http://{bind}/simulator   big screen: http://{bind}/screen/cdcnf21
   WeChat sandbox {sandbox_base}/           test hooks: /__sandbox__/
-  payments      {"confirmed by `flask worker -q inbox`, then `-q default` and `-q render` (pictures)"
+  payments      {"confirmed by `flask worker -q inbox`, then `-q default` (certificates, counters, pushes)"
                  " (DIANDIAN_JOBS=workers)" if env.get("DIANDIAN_JOBS") == "workers"
                  else "confirmed in the notify request (DIANDIAN_JOBS=inline)"}
 Try a login:

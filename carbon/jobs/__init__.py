@@ -2,8 +2,8 @@
 commit to the handler registered for their kind (decision 0009).
 
 - ``emit(kind, payload)`` writes the event in the caller's transaction (one INSERT).
-- Each consumer runs on a queue (a lane, ``@handles(kind, queue="render")``; ``default`` unless
-  said): workers serve queues (``flask worker -q``), so slow work has workers of its own, at a lower
+- Each consumer runs on a queue (a lane, ``@handles(kind, queue=…)``; ``default`` unless said):
+  workers serve queues (``flask worker -q``), so slow work can have workers of its own, at a lower
   OS priority than the payment confirmations (decision 0015). Retries, failures and replay are the
   same on every queue.
 - After the commit, ``kick()`` hands the session's new events on: run here and now (``inline``,

@@ -214,7 +214,6 @@ def _dependencies() -> list[str]:
     ("diandian-notify.service", "gunicorn -c deploy/gunicorn.conf.py app:create_app()"),
     ("diandian-worker.service", "flask --app app:create_app worker -q inbox"),
     ("diandian-outbox.service", "flask --app app:create_app worker -q default"),
-    ("diandian-render.service", "flask --app app:create_app worker -q render"),
     ("diandian-migrate.service", "flask --app app:create_app db upgrade"),
     ("diandian-payment-jobs.service", "flask --app app:create_app reconcile-payments --older-than-minutes 10"),
     ("diandian-purge.service", "flask --app app:create_app pii purge"),
