@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Self
 
 from harness import (
+    MALLOC,
     ROOT,
     CpuMeter,
     calibration_ms,
@@ -519,7 +520,7 @@ def run(admin_url: str, redis_url: str, steps: list[int], step_seconds: float, g
                "DIANDIAN_LOGIN_RATE_PER_MINUTE_CLIENT": "1000000", "DIANDIAN_LOGIN_RATE_PER_MINUTE_OPENID": "100",
                "DIANDIAN_SECRET_KEY": "bench-forum-secret-key-000000000000000",
                "DIANDIAN_LOG_LEVEL": os.environ.get("DIANDIAN_LOG_LEVEL", "WARNING"),
-               "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}  # as deploy/ sets it
+               **MALLOC}  # as deploy/ sets it
         if redis_url and redis_url != "none":
             import redis
 
@@ -594,7 +595,7 @@ def run(admin_url: str, redis_url: str, steps: list[int], step_seconds: float, g
              f"threads {os.environ.get('DIANDIAN_THREADS', '4 (the file)')}; flask worker lanes: "
              + "; ".join(workers) + f"; notify {'on its own gunicorn (1 × 4)' if notifier else 'on the app'}; "
              f"Redis {'on' if 'DIANDIAN_REDIS_URL' in env else 'off'}; "
-             f"MALLOC_ARENA_MAX={env['MALLOC_ARENA_MAX']}")
+             + " ".join(f"{name}={value}" for name, value in MALLOC.items()))
         measure_bare("bare Flask JSON route")
         bare_rps = bare_runs[0].rps if bare_runs else float("nan")
         bare_n = sum(r.requests for r in bare_runs)

@@ -1,7 +1,7 @@
 """Resident memory per process (issue 14's aim: every process under 150 MB), from /proc: VmRSS (now)
 and VmHWM (the kernel's peak for the process), in MB.
 
-What runs, all with MALLOC_ARENA_MAX=2 as deploy/ sets it:
+What runs, all with MALLOC_ARENA_MAX=2 and MALLOC_MMAP_THRESHOLD_=131072 as deploy/ sets them:
 
   create_app()     a fresh ``python`` that only calls ``create_app()`` (and, with ``--importtime``,
                    ``python -X importtime`` of it: the imports that take longest, cumulative)
@@ -41,6 +41,7 @@ from pathlib import Path
 
 from bench_forum import SCENE, Http, children, guest_flow, prepare, status_kb
 from harness import (
+    MALLOC,
     ROOT,
     calibration_ms,
     free_port,
@@ -140,10 +141,10 @@ def table(groups: dict[str, list[int]]) -> dict[str, list[tuple[int, int, int, s
 
 
 def run(args: argparse.Namespace) -> None:
-    env = {"MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}  # as deploy/ sets it
+    env = dict(MALLOC)  # as deploy/ sets it
     print(f"calibration sum(range(10**6)): {calibration_ms():.1f} ms; load average "
           f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}; {os.cpu_count()} cores; "
-          f"MALLOC_ARENA_MAX={env['MALLOC_ARENA_MAX']}", flush=True)
+          + " ".join(f"{name}={value}" for name, value in env.items()), flush=True)
     began = time.monotonic()
     with contextlib.ExitStack() as stack:
         if args.sqlite:

@@ -24,6 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+# glibc's malloc as deploy/ sets it (decision in deploy/gunicorn.conf.py): two arenas, and large
+# blocks (a card's pixels) always mapped and given back when freed; the environment overrides each
+MALLOC = {name: os.environ.get(name, value) for name, value in (("MALLOC_ARENA_MAX", "2"),
+                                                               ("MALLOC_MMAP_THRESHOLD_", "131072"))}
 STARTUP_SECONDS = 120  # a gunicorn or sandbox that has not answered by then failed (a busy machine is slow)
 
 

@@ -8,7 +8,10 @@ and checkout, and 4 threads cover them. On a shared 2-core machine, 8 threads an
 threads gave the same CPU per complete guest flow (500-630 ms, within the run-to-run noise) and no
 more flows/s. They cost memory: a worker peaked at 157 MB with 2 threads, 167-202 MB with 4 and
 192 MB with 8 (glibc keeps a malloc arena per thread; deploy/ sets MALLOC_ARENA_MAX=2, which gave
-161-163 MB with 4). A third process adds ~140 MB and takes cores from the workers and PostgreSQL on
+161-163 MB with 4). deploy/ also sets MALLOC_MMAP_THRESHOLD_=131072: a fixed threshold keeps a card's
+pixel buffers (a few MB each, one per drawing thread) mapped and given back when freed, where
+glibc's sliding threshold moved them into the heap it keeps (a worker drawing every card under the
+forum bench: 155 MB without it, 147 MB with it, the same CPU). A third process adds ~140 MB and takes cores from the workers and PostgreSQL on
 the same machine. Override with DIANDIAN_WORKERS / DIANDIAN_THREADS / DIANDIAN_WORKER_CLASS.
 
 Metrics: every worker counts into files under PROMETHEUS_MULTIPROC_DIR (set here before a worker
