@@ -116,7 +116,8 @@ def kick() -> None:
         for start in range(0, len(ids), DISPATCH_BATCH):
             chunk = ids[start:start + DISPATCH_BATCH]
             try:
-                queue.enqueue("carbon.jobs.worker.run_events", chunk)
+                # the outbox rows hold each event's outcome: RQ keeps no result (fewer writes per job)
+                queue.enqueue("carbon.jobs.worker.run_events", chunk, result_ttl=0)
             except Exception as exc:  # noqa: BLE001 - Redis unavailable: the sweep finds them in the table
                 log.warning("outbox enqueue failed", extra={"fields": {
                     "error": type(exc).__name__, "queue": name, "events": chunk}})
