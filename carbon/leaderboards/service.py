@@ -109,16 +109,18 @@ def retired_grams_of_organizations(board: Board) -> dict[int, int]:
 GRAMS = cast(func.round(Retirement.kg * 1000), BigInteger)  # a retirement's grams
 
 
-def _on_board(board: Board, named: str | None = None) -> list:
+def _on_board(board: Board, named: str = "") -> list:
     """Which retirements count on ``board`` (beyond their order still standing): its scene, its period.
-    With ``named``, the scene and the bounds are bound parameters of that prefix (``_board_values``
-    gives them), so one statement serves every board of the same shape."""
+    The scene and the bounds are bound parameters named with the prefix ``named`` (holding this
+    board's values; ``_board_values`` gives another board's), so one statement can serve every
+    board of the same shape."""
     conditions = []
     if board.scene_id is not None:
-        conditions.append(Order.scene_id == (bindparam(f"{named}scene") if named else board.scene_id))
+        conditions.append(Order.scene_id == bindparam(f"{named}scene", board.scene_id))
     if board.starts is not None:
-        starts, ends = (bindparam(f"{named}starts"), bindparam(f"{named}ends")) if named else (board.starts, board.ends)
-        conditions += [Retirement.retired_at >= starts, Retirement.retired_at < ends]
+        moment = Retirement.retired_at.type  # the column's own type (UTC), whatever the value's
+        conditions += [Retirement.retired_at >= bindparam(f"{named}starts", board.starts, type_=moment),
+                       Retirement.retired_at < bindparam(f"{named}ends", board.ends, type_=moment)]
     return conditions
 
 
