@@ -115,7 +115,11 @@ def app(app_config, sandbox) -> Iterator:
 
 
 def dispose_app(application) -> None:
-    """After a test: the clock back to real time, every table emptied, connections closed."""
+    """After a test: the big screen's streams ended, the clock back to real time, every table emptied,
+    connections closed."""
+    feeds = application.extensions.get("diandian.screen")
+    if feeds is not None:
+        feeds.close()  # a stream whose viewer has gone would go on reading until its next keep-alive
     clock.reset()
     with application.app_context():
         from carbon.core.db import db

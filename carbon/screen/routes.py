@@ -53,7 +53,7 @@ def events(key: str):
     def stream():
         yield f"retry: {RETRY_MS}\n\n"
         last, ends = seen, time.monotonic() + life
-        while (left := ends - time.monotonic()) > 0:
+        while (left := ends - time.monotonic()) > 0 and not feeds.closed:
             try:
                 snapshot = feeds.wait(scene_id, last, min(KEEPALIVE_SECONDS, left))
             except NotFound:

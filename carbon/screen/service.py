@@ -94,18 +94,30 @@ class Feeds:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _snapshots: dict[int, Snapshot] = field(default_factory=dict)
     _reading: set[int] = field(default_factory=set)
+    closed: bool = False  # set by close(): viewers get nothing more and no read starts
 
     def __post_init__(self) -> None:
         self._changed = threading.Condition(self._lock)
 
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop this process's feeds: waiting viewers are woken with nothing (their streams end), no
+        new read starts, and this returns once the reads under way have ended (or after ``timeout``),
+        so nothing reads the database after a stopping server's teardown."""
+        with self._lock:
+            self.closed = True
+            self._changed.notify_all()
+            self._changed.wait_for(lambda: not self._reading, timeout)
+
     def wait(self, scene_id: int, seen: str | None, timeout: float) -> Snapshot | None:
         """A snapshot whose etag is not ``seen`` (at once if there is one; with ``seen`` None, a fresh one),
-        or None after ``timeout``.
+        or None after ``timeout`` or once the feeds are closed.
         Reads the scene when its snapshot is stale and no other viewer of this process is reading it."""
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
                 while True:
+                    if self.closed:
+                        return None
                     now = time.monotonic()
                     snapshot = self._snapshots.get(scene_id)
                     fresh = snapshot is not None and now - snapshot.read_at < self.refresh_seconds

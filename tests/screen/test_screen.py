@@ -149,6 +149,32 @@ def test_a_failed_read_reaches_the_viewer_and_the_next_viewer_reads_again():
     assert feeds.wait(1, None, 1).data == {"kg": "0.000"}
 
 
+def test_closing_the_feeds_wakes_the_waiting_viewers_and_no_read_starts_after():
+    reads: list[int] = []
+    feeds = Feeds(lambda scene_id: reads.append(scene_id) or {"kg": "1.000"}, refresh_seconds=0.05)
+    seen = feeds.wait(1, None, 5).etag
+    woken: list = []
+    viewer = threading.Thread(target=lambda: woken.append(feeds.wait(1, seen, 30)))
+    viewer.start()
+    time.sleep(0.2)  # the viewer re-reads at each refresh while it waits
+    feeds.close()
+    viewer.join(2)
+    assert not viewer.is_alive() and woken == [None]
+    done = len(reads)
+    assert feeds.wait(1, None, 1) is None and feeds.wait(2, seen, 1) is None
+    time.sleep(0.1)
+    assert len(reads) == done  # nothing read once closed
+
+
+def test_a_stream_ends_when_its_feeds_close(live, forum):
+    stream = requests.get(f"{live.url}/screen/{forum}/events", stream=True, timeout=(5, 5))
+    received = events(stream)
+    assert next(received)[0] == "snapshot"
+    live.app.extensions["diandian.screen"].close()
+    assert list(received) == []  # the server ended the stream: no timeout, no further event
+    stream.close()
+
+
 def test_names_are_masked_on_the_wall():
     assert [mask_name(name) for name in ("张三丰", "张三", "李", "Alice", "", None, " 王五 ")] == \
         ["张**", "张*", "李*", "A***", "微信用户", "微信用户", "王*"]
