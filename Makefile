@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test soak bench lint install migrate seed clean browser
+.PHONY: run test soak bench lint install migrate seed clean browser nginx
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,23 +23,31 @@ seed: migrate
 run: seed
 	$(PY) deploy/run_local.py
 
-test: $(STAMP) browser
+test: $(STAMP) browser nginx
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-# The browser tests' Chromium and CJK font (Debian packages; Playwright itself is a test extra).
-# Quick when present; installed with apt-get as root; otherwise tests/browser skip and say why.
+# Debian packages some tests need: quick when present; installed with apt-get as root; otherwise
+# those tests skip and say why. $(call apt_install,who needs them,packages)
+apt_install = echo "$(1): installing $(2) (apt-get)"; export DEBIAN_FRONTEND=noninteractive; \
+	apt-get install -y -qq --no-install-recommends $(2) >/dev/null 2>&1 || \
+	{ apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends $(2) >/dev/null 2>&1; } || \
+	echo "$(1) will be skipped: apt-get could not install $(2)"
+can_apt = [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null
+
+# The browser tests' Chromium and CJK font (Playwright itself is a test extra).
 CHROMIUM  ?= /usr/bin/chromium
 CJK_FONT  := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 BROWSER_PACKAGES := chromium fonts-wqy-microhei
 browser:
 	@if [ -x $(CHROMIUM) ] && [ -f $(CJK_FONT) ]; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "browser tests: installing $(BROWSER_PACKAGES) (apt-get)"; \
-		export DEBIAN_FRONTEND=noninteractive; \
-		apt-get install -y -qq --no-install-recommends $(BROWSER_PACKAGES) >/dev/null 2>&1 || \
-		{ apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends $(BROWSER_PACKAGES) >/dev/null 2>&1; } || \
-		echo "browser tests will be skipped: apt-get could not install $(BROWSER_PACKAGES)"; \
+	elif $(can_apt); then $(call apt_install,browser tests,$(BROWSER_PACKAGES)); \
 	else echo "browser tests will be skipped: no $(CHROMIUM) and no root apt-get to install $(BROWSER_PACKAGES)"; fi
+
+# nginx for tests/deploy/test_nginx_live.py (deploy/nginx/diandian.conf served for real)
+nginx:
+	@if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then :; \
+	elif $(can_apt); then $(call apt_install,nginx tests,nginx-light); \
+	else echo "nginx tests will be skipped: no nginx and no root apt-get to install nginx-light"; fi
 
 # schemathesis with many random examples per operation (make test runs a few, the same each time)
 SOAK_EXAMPLES ?= 300
