@@ -402,10 +402,29 @@ def verify(number: str) -> dict:
             "status": "revoked" if revoked else "valid", "hash": issued.hash}
 
 
+CHAIN_PAGE = 500  # entries per read of the chain export
+
+
 def chain() -> Iterator[str]:
-    """The whole chain as JSON lines, in order: ``{"seq", "record", "hash"}`` (record as canonical text)."""
-    for entry in db.session.scalars(select(ChainEntry).order_by(ChainEntry.seq).execution_options(yield_per=500)):
-        yield json.dumps({"seq": entry.seq, "record": entry.record, "hash": entry.hash}, ensure_ascii=False) + "\n"
+    """The whole chain as JSON lines, in order: ``{"seq", "record", "hash"}`` (record as canonical text).
+    Read in pages by ``seq`` (each a short query, no transaction held open for the whole export; the
+    chain only grows at its end, so the pages join up). The first page is read here, not at the first
+    line: a database that is away fails the caller (a 503 in the envelope) before the answer begins."""
+    page = _chain_page(after=0)
+
+    def lines() -> Iterator[str]:
+        nonlocal page
+        while page:
+            for seq, record, hash_ in page:
+                yield json.dumps({"seq": seq, "record": record, "hash": hash_}, ensure_ascii=False) + "\n"
+            page = _chain_page(after=page[-1][0]) if len(page) == CHAIN_PAGE else []
+
+    return lines()
+
+
+def _chain_page(after: int) -> list[tuple[int, str, str]]:
+    return db.session.execute(select(ChainEntry.seq, ChainEntry.record, ChainEntry.hash).where(
+        ChainEntry.seq > after).order_by(ChainEntry.seq).limit(CHAIN_PAGE)).all()
 
 
 def check_chain(lines) -> str | None:

@@ -141,6 +141,18 @@ def test_the_chain_is_append_only_on_postgresql(live, three_certificates, databa
         db.session.rollback()
 
 
+def test_the_export_served_in_pages_joins_up(live, three_certificates, monkeypatch):
+    import requests
+
+    with live.app.app_context():
+        lines = exported()
+    monkeypatch.setattr(certificates, "CHAIN_PAGE", 2)  # three entries: a full page, then a short one
+    served = requests.get(f"{live.url}/api/v1/certificates/chain.jsonl", timeout=10)
+    assert served.status_code == 200 and served.text == "".join(lines) and len(lines) == 3
+    monkeypatch.setattr(certificates, "CHAIN_PAGE", 3)  # a full last page: one more read finds none
+    assert requests.get(f"{live.url}/api/v1/certificates/chain.jsonl", timeout=10).text == "".join(lines)
+
+
 def test_the_offline_verifier_in_the_docs_checks_an_export(live, three_certificates, tmp_path):
     import subprocess
     import sys

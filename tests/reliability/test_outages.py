@@ -191,6 +191,19 @@ def test_a_database_failure_before_any_commit_still_says_nothing_was_written(app
     assert response.status_code == 503 and response.get_json()["error"]["code"] == "database.unavailable"
 
 
+def test_a_streamed_answer_meets_a_dead_connection_before_it_starts(app, client, database_url):
+    """The chain export streams its lines: the connection the pool hands it may have died while idle
+    (a database restart); that is a 503 in the envelope, never a 500 from a stream already begun."""
+    assert client.get("/api/v1/certificates/chain.jsonl").status_code == 200
+    if database_url.startswith("postgresql"):
+        terminate_other_backends(database_url)
+    else:
+        pytest.skip("server-side connection loss is a PostgreSQL behaviour")
+    response = client.get("/api/v1/certificates/chain.jsonl")
+    assert response.status_code == 503 and response.get_json()["error"]["code"] == "database.unavailable"
+    assert client.get("/api/v1/certificates/chain.jsonl").status_code == 200  # the pool was renewed
+
+
 # --- failures while the request's session is removed, and in after_request/teardown ------------
 
 def test_a_failing_rollback_at_teardown_is_logged_and_the_answer_stands(app, client, login, monkeypatch, caplog):
