@@ -16,6 +16,7 @@ import threading
 from collections.abc import Sequence
 
 from flask import Flask
+from sqlalchemy.exc import SQLAlchemyError
 
 from carbon import jobs
 from carbon.core import extensions as ext
@@ -34,9 +35,14 @@ def lanes() -> list[str]:
 
 
 def run_events(event_ids: list[int]) -> dict[int, str]:
-    """The RQ job: dispatch the outbox events one commit queued, in the worker's app context."""
+    """The RQ job: dispatch the outbox events one commit queued, in the worker's app context.
+    A database that is away (a handler's failure is recorded by ``dispatch_batch`` itself) leaves
+    the events pending, untouched, for the sweep: a warning, not a failed job kept in Redis."""
     try:
         return jobs.dispatch_batch(event_ids)
+    except SQLAlchemyError as exc:
+        log.warning("outbox batch deferred", extra={"fields": {"events": len(event_ids), "error": type(exc).__name__}})
+        return {}
     finally:
         db.session.remove()
 

@@ -56,6 +56,23 @@ def test_each_consumer_runs_once_after_commit_and_failures_back_off(app, consume
         assert jobs.failed() == [] and consumers["flaky"] == jobs.MAX_ATTEMPTS + 1
 
 
+def test_a_job_that_meets_a_dead_database_leaves_its_events_for_the_next_round(app, consumers, database_url, caplog):
+    from carbon.jobs.worker import run_events
+    from tests.reliability.test_outages import terminate_other_backends
+
+    if not database_url.startswith("postgresql"):
+        pytest.skip("server-side connection loss is a PostgreSQL behaviour")
+    consumers["failing"] = False
+    with app.app_context():
+        ids = jobs.emit("test.thing", {"n": 7})
+        db.session.commit()  # not kicked: an RQ job will run them
+        terminate_other_backends(database_url)  # the pooled connection the job gets is dead
+        assert run_events(ids) == {}
+        assert "outbox batch deferred" in caplog.text and consumers["counted"] == []
+        assert {e.status: e.attempts for e in db.session.scalars(select(OutboxEvent))} == {"pending": 0}
+        assert run_events(ids) == dict.fromkeys(ids, "done") and consumers["counted"] == [7]
+
+
 def test_a_rolled_back_event_is_never_dispatched(app, consumers):
     with app.app_context():
         jobs.emit("test.thing", {"n": 2})
