@@ -12,7 +12,7 @@ import functools
 from io import BytesIO
 from typing import TYPE_CHECKING
 
-from carbon.rendering import code_image, fit, font, open_font, text_block
+from carbon.rendering import code_image, fit, font, one_at_a_time, open_font, text_block
 
 LAYOUT_VERSION = 1  # change it when the drawing changes: stored images are rendered again
 CARD_SIZE = (1000, 800)
@@ -59,6 +59,7 @@ def facts(record: dict) -> dict[str, str]:
             "project": f"{project.get('name', '')}（{project.get('registry', '')}）", "number": record["number"]}
 
 
+@one_at_a_time
 def render_card(record: dict) -> bytes:
     from PIL import ImageDraw
 
@@ -78,6 +79,7 @@ def render_card(record: dict) -> bytes:
     return buffer.getvalue()
 
 
+@one_at_a_time
 def render_poster(record: dict, code_png: bytes) -> bytes:
     from PIL import ImageDraw
 

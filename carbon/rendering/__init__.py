@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from importlib.resources import files
 from io import BytesIO
 from typing import TYPE_CHECKING
@@ -19,6 +20,21 @@ if TYPE_CHECKING:
 _FONT_DIR = "static/weblate_fonts/kurinto/ttf"
 # A word of Latin letters or digits, a run of spaces, or one character; closing punctuation sticks to it.
 _TOKEN = re.compile(r"(?:[A-Za-z0-9'’.\-]+|\s+|.)[，。、：；！？）》」”,.;:!?)]*")
+
+
+_DRAWING = threading.RLock()
+
+
+def one_at_a_time(draw):
+    """A picture drawn while no other is in this process: a drawing holds a few MB of pixels (the
+    canvas, its copy, the encoder's buffers). Four threads drawing cards at once peaked 10 MB higher
+    than one after another (VmHWM 52 vs 43 MB) and, on the GIL, finished no sooner (docs/PERFORMANCE.md,
+    "Memory per process"); a gthread worker's other threads wait only for the drawing itself."""
+    @functools.wraps(draw)
+    def drawn(*args, **kwargs):
+        with _DRAWING:
+            return draw(*args, **kwargs)
+    return drawn
 
 
 def cjk_font_path(bold: bool = False) -> str:

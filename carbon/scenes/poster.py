@@ -5,7 +5,7 @@ from __future__ import annotations
 from io import BytesIO
 from typing import TYPE_CHECKING
 
-from carbon.rendering import code_image, fit, text_block
+from carbon.rendering import code_image, fit, one_at_a_time, text_block
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -58,6 +58,7 @@ def _render(title_zh, title_en, code_png, instructions_zh, instructions_en, foot
     return poster
 
 
+@one_at_a_time
 def render_poster_png(*, title_zh: str, title_en: str | None, code_png: bytes, instructions_zh: str,
                       instructions_en: str | None, footer: str | None = None) -> bytes:
     """The poster as PNG bytes, 1240×1754 px (A4 at 150 dpi)."""
@@ -67,6 +68,7 @@ def render_poster_png(*, title_zh: str, title_en: str | None, code_png: bytes, i
     return buf.getvalue()
 
 
+@one_at_a_time
 def render_poster_pdf(*, title_zh: str, title_en: str | None, code_png: bytes, instructions_zh: str,
                       instructions_en: str | None, footer: str | None = None) -> bytes:
     """The poster as a one-page A4 PDF for print shops (high-quality JPEG inside, no chroma subsampling)."""

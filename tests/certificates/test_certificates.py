@@ -253,6 +253,48 @@ def test_long_names_are_cut_cleanly_and_the_font_draws_them():
     assert cards.render_card(record)[:3] == b"\xff\xd8\xff"  # a JPEG (the layout: docs/images, by eye)
 
 
+def test_a_process_draws_one_picture_at_a_time(monkeypatch):
+    """Four request threads asking for cards and posters at once: the drawings run one after another
+    (each holds a few MB of pixels), and every one is drawn."""
+    import threading
+    import time
+
+    from carbon.certificates import cards
+    from carbon.scenes import poster
+
+    inside, most, lock = [0], [0], threading.Lock()
+    text_block = cards.text_block
+
+    def counted(*args, **kwargs):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.002)  # long enough for another thread to come in, were it let in
+        try:
+            return text_block(*args, **kwargs)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(cards, "text_block", counted)
+    monkeypatch.setattr(poster, "text_block", counted)
+    record = {"number": "DD-2026-000001", "beneficiary": "论坛嘉宾", "kg": "2.000", "issued_at": "2026-12-01T01:00:00Z"}
+    from carbon.rendering import qr_png
+
+    png = qr_png("https://example.com/c/DD-2026-000001")
+    drawn: list[bytes] = []
+    jobs = [lambda: cards.render_card(record), lambda: cards.render_poster(record, png),
+            lambda: poster.render_poster_png(title_zh="论坛", title_en=None, code_png=png, instructions_zh="扫码",
+                                             instructions_en=None)] * 3
+    threads = [threading.Thread(target=lambda job=job: drawn.append(job())) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(drawn) == len(jobs) and all(drawn)
+    assert most[0] == 1
+
+
 def test_the_owner_sees_the_order_behind_a_certificate_and_others_only_the_record(live, sandbox):
     seed_project(live.app, units=100)
     token, order = paid_order(live, sandbox, "o_owner_view", {"kg": "2"})
