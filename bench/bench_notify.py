@@ -12,12 +12,16 @@ then the outbox drain: the time from the start of (b) until every paid order of 
 certificate (its pictures are drawn when first asked for), and until no outbox event is pending.
 
 The WeChat sandbox runs in its own process (pushes and mini-program codes are real HTTP calls; the
-guest has logged in but accepted no push, so pushes end "refused", as most do). Set
+guests log in through the service first; none accepted a push, so pushes end "refused", as most do). Set
 DIANDIAN_REDIS_URL to run the outbox through RQ, as production does.
 
 Each delivery confirms a different pending payment, so every request does the whole work. The
-notifications are built here the way WeChat Pay builds them (AES-256-GCM with the APIv3 key,
-RSA-SHA256 with the sandbox's WeChat Pay key). Usage: bench_notify.py [postgres admin URL].
+payments belong to BENCH_GUESTS guests in turn (1,000 by default, 30 orders each: a forum's
+morning has many guests with a few orders each), so consecutive notifies are for different guests,
+as in a real storm; BENCH_GUESTS=1 gives every order to one guest (the bench before 2026-12-02),
+whose leaderboard refreshes then sum up to all of the run's retirements. The notifications are
+built here the way WeChat Pay builds them (AES-256-GCM with the APIv3 key, RSA-SHA256 with the
+sandbox's WeChat Pay key). Usage: bench_notify.py [postgres admin URL].
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ import statistics
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 
@@ -58,6 +63,7 @@ ORDERS = 30_000  # enough for 3 × 5 s of (a) and 8 s of (b) at 1,500 notifies/s
 # of each on this 2-core machine; BENCH_WORKERS="inbox,default;default@5" (lanes, @ a nice) overrides.
 JOB_WORKERS: list[tuple[str, ...]] = [("-q", "inbox")] * 2 + [("-q", "default")] * 2
 OUTBOX_DRAIN_LIMIT_SECONDS = float(os.environ.get("BENCH_DRAIN_SECONDS", "1200"))
+GUESTS = int(os.environ.get("BENCH_GUESTS", "1000"))  # 30 orders each
 
 
 if os.environ.get("BENCH_WORKERS"):
@@ -67,8 +73,14 @@ APIV3_KEY = b"diandian-sandbox-apiv3-key-00001"
 PUBLIC_KEY_ID = "PUB_KEY_ID_0114232020220520000000000000000001"
 
 
+def openid_of(n: int) -> str:
+    """The guest who pays order ``n``."""
+    return f"o_bench{n % GUESTS:05d}"
+
+
 def prepare(url: str) -> list[str]:
-    """Migrate; one guest, one project, ORDERS pending payments with their held serials."""
+    """Migrate; GUESTS guests, one project, ORDERS pending payments (order n is guest n mod GUESTS's)
+    with their held serials."""
     from flask_migrate import upgrade
 
     from app import create_app
@@ -84,17 +96,18 @@ def prepare(url: str) -> list[str]:
         upgrade()
         db.session.execute(text("CREATE TABLE bench_rows (id bigserial PRIMARY KEY, body bytea, "
                                 "created_at timestamptz DEFAULT now())"))
-        user = User(openid="o_bench")
+        db.session.execute(insert(User), [{"openid": openid_of(n)} for n in range(GUESTS)])
+        guests = dict(db.session.execute(text("SELECT openid, id FROM users")).all())
         project = Project(registry_name="CDCER", name_zh="基准项目", name_en="Bench project", methodology="-",
                           location="-", price_per_tonne=Decimal("60.00"), unit_kg=Decimal(1))
-        db.session.add_all([user, project])
+        db.session.add(project)
         db.session.commit()
         credits.add_block(project.public_id, "2021", 1, ORDERS * 10, Decimal("60.00"))
         block_id = db.session.scalar(text("SELECT id FROM serial_blocks"))
         expires = utcnow() + timedelta(hours=1)
         numbers = [f"BENCH{n:010d}" for n in range(ORDERS)]
         db.session.execute(insert(Order), [
-            {"public_id": f"ord_bench{n:07d}", "user_id": user.id, "project_id": project.id, "units": 10,
+            {"public_id": f"ord_bench{n:07d}", "user_id": guests[openid_of(n)], "project_id": project.id, "units": 10,
              "kg": Decimal(10), "amount": Decimal("1.00"), "status": "awaiting_payment",
              "beneficiary_name": "bench", "purpose": "bench", "expires_at": expires} for n in range(ORDERS)])
         order_ids = [row[0] for row in db.session.execute(text("SELECT id FROM orders ORDER BY id"))]
@@ -108,11 +121,11 @@ def prepare(url: str) -> list[str]:
     return numbers
 
 
-def notification(out_trade_no: str, key) -> tuple[bytes, dict[str, str]]:
+def notification(n: int, out_trade_no: str, key) -> tuple[bytes, dict[str, str]]:
     transaction = {"appid": APPID, "mchid": MCHID, "out_trade_no": out_trade_no,
                    "transaction_id": "42000" + "".join(secrets.choice("0123456789") for _ in range(23)),
                    "trade_type": "JSAPI", "trade_state": "SUCCESS", "trade_state_desc": "支付成功",
-                   "success_time": "2026-11-26T12:00:00+08:00", "payer": {"openid": "o_bench"},
+                   "success_time": "2026-11-26T12:00:00+08:00", "payer": {"openid": openid_of(n)},
                    "amount": {"total": 100, "payer_total": 100, "currency": "CNY", "payer_currency": "CNY"}}
     nonce = secrets.token_hex(6)
     sealed = AESGCM(APIV3_KEY).encrypt(nonce.encode(), json.dumps(transaction).encode(), b"transaction")
@@ -135,7 +148,7 @@ def main(seconds: float = 5.0, rounds: int = 3, sustained_seconds: float = 8.0) 
         (ROOT / "wechat" / "sandbox" / "keys" / "wechatpay_private_key.pem").read_bytes(), password=None)
     with fresh_postgres(admin_url) as url:
         numbers = prepare(url)
-        prepared = [notification(number, key) for number in numbers]  # signed now: within the 5-minute window
+        prepared = [notification(n, number, key) for n, number in enumerate(numbers)]  # signed now: within the 5-minute window
         cursor = itertools.count()
 
         def next_notify(_i: int):
@@ -167,7 +180,8 @@ def main(seconds: float = 5.0, rounds: int = 3, sustained_seconds: float = 8.0) 
         with contextlib.ExitStack() as servers:
             sandbox_url = servers.enter_context(wechat_sandbox())
             env = {"DIANDIAN_DATABASE_URL": url, "BENCH_DATABASE_URL": url, "DIANDIAN_JOBS": "workers",
-                   "DIANDIAN_WECHAT_API_BASE": sandbox_url, "DIANDIAN_WECHATPAY_API_BASE": sandbox_url}
+                   "DIANDIAN_WECHAT_API_BASE": sandbox_url, "DIANDIAN_WECHATPAY_API_BASE": sandbox_url,
+                   "DIANDIAN_LOGIN_RATE_PER_MINUTE_CLIENT": "1000000"}  # every guest logs in from loopback
             service = servers.enter_context(gunicorn(env, **served))
             baseline = servers.enter_context(gunicorn(env, app_spec="bare_insert:app", cwd=ROOT / "bench", **served))
             groups = {"load client": lambda: [os.getpid()],
@@ -177,9 +191,14 @@ def main(seconds: float = 5.0, rounds: int = 3, sustained_seconds: float = 8.0) 
                       "workers (default)": lambda: [p for p in lane_pids("default") if p not in lane_pids("inbox")],
                       "wechat sandbox": lambda: pids_matching("wechat.sandbox", sandbox_url.rsplit(":", 1)[1])}
             meters = {phase: CpuMeter(groups) for phase in ("bare", "(a)", "(b)", "drain")}
-            code = requests.post(f"{sandbox_url}/__sandbox__/login-code", json={"openid": "o_bench"},
-                                 timeout=10).json()["code"]
-            assert requests.post(f"{service}/api/v1/auth/login", json={"code": code}, timeout=10).ok
+
+            def log_in(openid: str) -> bool:
+                code = requests.post(f"{sandbox_url}/__sandbox__/login-code", json={"openid": openid},
+                                     timeout=10).json()["code"]
+                return requests.post(f"{service}/api/v1/auth/login", json={"code": code}, timeout=10).ok
+
+            with ThreadPoolExecutor(8) as pool:  # every guest has logged in once, as a paying guest has
+                assert all(pool.map(log_in, sorted({openid_of(n) for n in range(GUESTS)})))
             for _ in range(rounds):
                 with meters["bare"].span():
                     results["bare insert route"].append(load("bare insert route", baseline, bare, seconds=seconds,
@@ -201,7 +220,7 @@ def main(seconds: float = 5.0, rounds: int = 3, sustained_seconds: float = 8.0) 
                 first = next(cursor)
                 need = min(len(numbers) - first, int(3 * sustained_seconds * max(r.rps for r in
                                                                                  results["(a) notify acknowledged"])))
-                prepared[first:first + need] = [notification(number, key) for number in numbers[first:first + need]]
+                prepared[first:first + need] = [notification(n, numbers[n], key) for n in range(first, first + need)]
                 cursor = itertools.count(first)
                 started = time.monotonic()
                 with meters["(b)"].span():
