@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 
 from flask import Flask
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, PendingRollbackError
 
 from carbon import jobs
 from carbon.core import extensions as ext
@@ -40,7 +40,7 @@ def run_events(event_ids: list[int]) -> dict[int, str]:
     the events pending, untouched, for the sweep: a warning, not a failed job kept in Redis."""
     try:
         return jobs.dispatch_batch(event_ids)
-    except SQLAlchemyError as exc:
+    except (OperationalError, InterfaceError, PendingRollbackError) as exc:  # the connection, not our SQL
         log.warning("outbox batch deferred", extra={"fields": {"events": len(event_ids), "error": type(exc).__name__}})
         return {}
     finally:
