@@ -39,7 +39,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 
-import requests
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -47,6 +46,7 @@ from harness import (
     ROOT,
     CpuMeter,
     fresh_postgres,
+    guest_token,
     gunicorn,
     job_worker,
     load,
@@ -191,14 +191,9 @@ def main(seconds: float = 5.0, rounds: int = 3, sustained_seconds: float = 8.0) 
                       "workers (default)": lambda: [p for p in lane_pids("default") if p not in lane_pids("inbox")],
                       "wechat sandbox": lambda: pids_matching("wechat.sandbox", sandbox_url.rsplit(":", 1)[1])}
             meters = {phase: CpuMeter(groups) for phase in ("bare", "(a)", "(b)", "drain")}
-
-            def log_in(openid: str) -> bool:
-                code = requests.post(f"{sandbox_url}/__sandbox__/login-code", json={"openid": openid},
-                                     timeout=10).json()["code"]
-                return requests.post(f"{service}/api/v1/auth/login", json={"code": code}, timeout=10).ok
-
             with ThreadPoolExecutor(8) as pool:  # every guest has logged in once, as a paying guest has
-                assert all(pool.map(log_in, sorted({openid_of(n) for n in range(GUESTS)})))
+                list(pool.map(lambda openid: guest_token(service, sandbox_url, openid),
+                              sorted({openid_of(n) for n in range(GUESTS)})))
             for _ in range(rounds):
                 with meters["bare"].span():
                     results["bare insert route"].append(load("bare insert route", baseline, bare, seconds=seconds,

@@ -25,7 +25,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import requests
-from harness import ROOT, calibration_ms, free_port, gunicorn, scratch_database
+from harness import ROOT, calibration_ms, free_port, guest_token, gunicorn, scratch_database
 
 VIEWERS = 500
 FEW = 50
@@ -86,9 +86,7 @@ class Viewer:
 
 def pay(base: str, sandbox_url: str, openid: str) -> tuple[float, str]:
     """One guest's whole payment through the public API and the sandbox: the time of the tap on 支付, the order."""
-    code = requests.post(f"{sandbox_url}/__sandbox__/login-code", json={"openid": openid}, timeout=30).json()["code"]
-    token = requests.post(f"{base}/api/v1/auth/login", json={"code": code, "scene": f"s={SCENE}"},
-                          timeout=30).json()["token"]
+    token = guest_token(base, sandbox_url, openid, scene=f"s={SCENE}")
     headers = {"Authorization": f"Bearer {token}"}
     footprint = requests.post(f"{base}/api/v1/footprints", headers=headers, timeout=30, json={
         "scene": f"s={SCENE}", "activities": [{"type": "rail", "distance_km": 300}]}).json()

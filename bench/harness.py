@@ -176,6 +176,17 @@ def wechat_sandbox() -> Iterator[str]:
         process.wait(60)
 
 
+def guest_token(service_url: str, sandbox_url: str, openid: str, scene: str | None = None) -> str:
+    """A guest's session token: wx.login's code from the sandbox, then the service's login."""
+    import requests
+
+    code = requests.post(f"{sandbox_url}/__sandbox__/login-code", json={"openid": openid}, timeout=30).json()["code"]
+    body = {"code": code} if scene is None else {"code": code, "scene": scene}
+    answer = requests.post(f"{service_url}/api/v1/auth/login", json=body, timeout=30)
+    answer.raise_for_status()
+    return answer.json()["token"]
+
+
 @contextmanager
 def job_worker(env: dict[str, str], cwd: Path = ROOT, args: tuple[str, ...] = ()) -> Iterator[subprocess.Popen]:
     """``flask worker [args]`` (inbox confirmations and outbox events) as its own process; stopped on exit."""

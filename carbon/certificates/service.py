@@ -410,16 +410,14 @@ def chain() -> Iterator[str]:
     Read in pages by ``seq`` (each a short query, no transaction held open for the whole export; the
     chain only grows at its end, so the pages join up). The first page is read here, not at the first
     line: a database that is away fails the caller (a 503 in the envelope) before the answer begins."""
-    page = _chain_page(after=0)
+    return _chain_lines(_chain_page(after=0))
 
-    def lines() -> Iterator[str]:
-        nonlocal page
-        while page:
-            for seq, record, hash_ in page:
-                yield json.dumps({"seq": seq, "record": record, "hash": hash_}, ensure_ascii=False) + "\n"
-            page = _chain_page(after=page[-1][0]) if len(page) == CHAIN_PAGE else []
 
-    return lines()
+def _chain_lines(page: list[tuple[int, str, str]]) -> Iterator[str]:
+    while page:
+        for seq, record, hash_ in page:
+            yield json.dumps({"seq": seq, "record": record, "hash": hash_}, ensure_ascii=False) + "\n"
+        page = _chain_page(after=page[-1][0]) if len(page) == CHAIN_PAGE else []
 
 
 def _chain_page(after: int) -> list[tuple[int, str, str]]:

@@ -12,6 +12,7 @@ import requests
 from sqlalchemy import delete
 from werkzeug.serving import make_server
 
+from bench import harness
 from bench.harness import free_port
 from tests.conftest import dispose_app, make_config
 
@@ -86,10 +87,9 @@ def seed_project(app, *, units: int = 10_000, price: str = "60.00", first: int =
 
 
 def guest_token(service_url_or_client, sandbox, openid: str) -> str:
-    code = requests.post(f"{sandbox.url}/__sandbox__/login-code", json={"openid": openid}, timeout=5).json()["code"]
     if isinstance(service_url_or_client, str):
-        response = requests.post(f"{service_url_or_client}/api/v1/auth/login", json={"code": code}, timeout=10)
-        return response.json()["token"]
+        return harness.guest_token(service_url_or_client, sandbox.url, openid)
+    code = requests.post(f"{sandbox.url}/__sandbox__/login-code", json={"openid": openid}, timeout=5).json()["code"]
     return service_url_or_client.post("/api/v1/auth/login", json={"code": code}).get_json()["token"]
 
 
