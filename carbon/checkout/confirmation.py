@@ -97,6 +97,9 @@ CONFIRM_PAYMENT = update(PAYMENTS).where(PAYMENTS.c.id == bindparam("payment")).
     confirmed_at=bindparam("at"))
 PAY_ORDER = update(ORDERS).where(ORDERS.c.id == bindparam("order")).values(status=bindparam("status"),
                                                                             paid_at=bindparam("at"))
+CLOSE_PAYMENT = update(PAYMENTS).where(PAYMENTS.c.id == bindparam("payment")).values(status=bindparam("status"))
+CLOSE_ORDER = update(ORDERS).where(ORDERS.c.id == bindparam("order")).values(status=bindparam("status"),
+                                                                              closed_at=bindparam("at"))
 
 
 def confirm_many(transactions: list[Transaction]) -> list[Receipt]:
@@ -116,7 +119,7 @@ def confirm_many(transactions: list[Transaction]) -> list[Receipt]:
                 allowed(ORDER_TRANSITIONS, payment.order_status, OrderStatus.PAID):
             candidates[transaction.out_trade_no] = transaction
     retired = credits.retire([_RetireFacts(payments[no]) for no in candidates]) if candidates else {}
-    now, outcomes, applied = utcnow(), [], []
+    now, outcomes, applied, given_up = utcnow(), [], [], []
     for transaction, problem in zip(transactions, problems, strict=True):
         payment = payments.get(transaction.out_trade_no)
         if problem:
@@ -135,8 +138,12 @@ def confirm_many(transactions: list[Transaction]) -> list[Receipt]:
             outcomes.append(Receipt(Outcome.CONFIRMED))
         else:  # given up, or its holds expired and went to someone else
             outcomes.append(Receipt(_book_for_refund(payment, transaction, "late_payment")))
+            if allowed(PAYMENT_TRANSITIONS, payment.status, PaymentStatus.CANCELED):
+                given_up.append(payment)
     if applied:
         _apply(applied, retired, now)
+    if given_up:
+        _give_up(given_up, now)
     return outcomes
 
 
@@ -153,6 +160,26 @@ def _apply(applied: list[tuple[LockedPayment, Transaction]], retired: dict[int, 
         "order": p.order_public_id, "retirements": retired[p.order_id], "scene_id": p.scene_id,
         "channel": p.channel or "", "grams": kg_to_grams(p.kg), "amount": str(p.amount), "day": day}
         for p, _ in applied])
+
+
+def _give_up(payments: list[LockedPayment], now) -> None:
+    """Orders still open whose money came too late to apply (their holds went to someone else): the
+    payment is canceled and the order closed as expiry would close it, its remaining holds released;
+    the money itself is already booked for refund."""
+    closed = []
+    for payment in payments:
+        move(payment, PAYMENT_TRANSITIONS, PaymentStatus.CANCELED)
+        order = _Status(payment.order_status)
+        target = OrderStatus.EXPIRED if order.status == OrderStatus.AWAITING_PAYMENT else OrderStatus.CANCELED
+        if allowed(ORDER_TRANSITIONS, order.status, target):
+            move(order, ORDER_TRANSITIONS, target)
+            payment.order_status = order.status
+            closed.append(payment)
+    sql = db.session.connection()
+    sql.execute(CLOSE_PAYMENT, [{"payment": p.id, "status": p.status} for p in payments])
+    if closed:
+        sql.execute(CLOSE_ORDER, [{"order": p.order_id, "status": p.order_status, "at": now} for p in closed])
+    credits.release([p.order_id for p in payments])
 
 
 def _payment_postings(payment: LockedPayment, fee_rate: Decimal) -> list[tuple[str, str, Decimal]]:
@@ -209,9 +236,15 @@ def settle_refund(notice: RefundNotice) -> Outcome:
         log.error("refund notification for an unknown refund", extra={"fields": {
             "out_refund_no": notice.out_refund_no, "out_trade_no": notice.out_trade_no}})
         return Outcome.IGNORED
-    if refund.status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED):
+    abnormal = notice.status == "ABNORMAL"  # not final: WeChat Pay reports the refund's end later
+    if refund.status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED) or \
+            (abnormal and refund.status == RefundStatus.ABNORMAL):
         return Outcome.DUPLICATE
     refund.refund_id = notice.refund_id
+    if abnormal:
+        move(refund, REFUND_TRANSITIONS, RefundStatus.ABNORMAL)
+        log.error("refund abnormal at WeChat Pay", extra={"fields": {"refund": refund.public_id}})
+        return Outcome.REFUND_ABNORMAL
     refund.completed_at = utcnow()
     if notice.status != "SUCCESS":
         move(refund, REFUND_TRANSITIONS, RefundStatus.FAILED)

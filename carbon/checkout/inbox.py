@@ -61,7 +61,8 @@ def _receive_refund(notice: RefundNotice, event_id: str) -> Receipt:
     if notice.mchid != ext.settings().WECHATPAY_MCHID:
         log.warning("refund notify mismatch", extra={"fields": {"reason": "mchid", "out_refund_no": notice.out_refund_no}})
         return Receipt(Outcome.MISMATCH, "mchid")
-    return _record_and_run("refund", notice.refund_id, notice.out_trade_no, event_id, "notify",
+    # One entry per refund and status: an ABNORMAL refund is reported again when it ends.
+    return _record_and_run("refund", f"{notice.refund_id}:{notice.status}", notice.out_trade_no, event_id, "notify",
                            dataclasses.asdict(notice))
 
 

@@ -32,14 +32,17 @@ from carbon.ledger.models import LedgerTransaction
 from payments.provider import ProviderError, ProviderRefused
 
 log = logging.getLogger("diandian.checkout")
-SETTLED = {Outcome.CONFIRMED: "confirmed", Outcome.DUPLICATE: "confirmed"}
+# What WeChat Pay's answer about a payment led to (see ``_settle_from_query``).
+SETTLED = {Outcome.CONFIRMED: "confirmed", Outcome.DUPLICATE: "confirmed", Outcome.ORPHANED: "refunded",
+           Outcome.DOUBLE_CHARGE: "refunded"}
 
 
 def expire_orders() -> dict[str, int]:
     """Close unpaid orders past their reservation at WeChat Pay and release their serials.
-    An order WeChat says was paid meanwhile is confirmed instead. Orders left ``created`` (the
-    process died before WeChat Pay answered) are canceled the same way."""
-    counts = {"expired": 0, "confirmed": 0, "deferred": 0}
+    An order WeChat says was paid meanwhile is confirmed instead (or, when its holds went to someone
+    else, closed and its money refunded). Orders left ``created`` (the process died before WeChat
+    Pay answered) are canceled the same way."""
+    counts = {"expired": 0, "confirmed": 0, "refunded": 0, "deferred": 0}
     due = list(db.session.scalars(select(Order.id).where(
         Order.status.in_((OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT)), Order.expires_at <= utcnow())))
     for order_id in due:
@@ -50,8 +53,9 @@ def expire_orders() -> dict[str, int]:
             if payment is not None:
                 ext.payments().close(payment.out_trade_no)
         except ProviderRefused as exc:
-            if exc.code == "ORDERPAID":
-                counts[_settle_from_query(payment)] += 1
+            if exc.code == "ORDERPAID":  # paid, says WeChat Pay; a query that does not say so waits a round
+                settled = _settle_from_query(payment)
+                counts["deferred" if settled == "pending" else settled] += 1
                 continue
             if exc.code != "ORDER_NOT_EXIST":
                 counts["deferred"] += 1
@@ -64,7 +68,7 @@ def expire_orders() -> dict[str, int]:
         move(order, ORDER_TRANSITIONS,
              OrderStatus.EXPIRED if order.status == OrderStatus.AWAITING_PAYMENT else OrderStatus.CANCELED)
         order.closed_at = utcnow()
-        credits.release(order)
+        credits.release([order.id])
         db.session.commit()
         counts["expired"] += 1
     return counts
@@ -73,7 +77,7 @@ def expire_orders() -> dict[str, int]:
 def reconcile_payments(older_than_minutes: int = 10) -> dict[str, int]:
     """Finish what notifications left: inbox entries still pending after a while are processed, and
     WeChat Pay is asked about payments still pending (a notification may have been lost)."""
-    counts = {"confirmed": 0, "pending": 0, "deferred": 0}
+    counts = {"confirmed": 0, "refunded": 0, "pending": 0, "deferred": 0}
     cutoff = utcnow() - timedelta(minutes=older_than_minutes)
     stale = list(db.session.scalars(select(InboxEntry.id).where(InboxEntry.status == "pending",
                                                                 InboxEntry.received_at <= cutoff)))

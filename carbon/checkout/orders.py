@@ -314,7 +314,7 @@ def _abandon(order: Order, payment: Payment, reason: str) -> None:
     payment.provider_data = {"error": reason}
     move(order, ORDER_TRANSITIONS, OrderStatus.CANCELED)
     order.closed_at = utcnow()
-    credits.release(order)
+    credits.release([order.id])
     db.session.commit()
 
 

@@ -15,6 +15,7 @@ class Outcome(StrEnum):
     ORPHANED = "orphaned"  # money for an order we had given up: booked as refund due, refunded
     DOUBLE_CHARGE = "double_charge"  # a second transaction for a paid order: booked, refunded
     REFUND_SETTLED = "refund_settled"
+    REFUND_ABNORMAL = "refund_abnormal"  # WeChat Pay could not pay it back yet: an operator must act
     REFUND_FAILED = "refund_failed"  # WeChat Pay closed the refund: an operator must act
     # not acknowledged: WeChat Pay sends it again
     MALFORMED = "malformed"  # 400: the body is not even text

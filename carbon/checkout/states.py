@@ -31,7 +31,9 @@ class RefundStatus(StrEnum):
     REQUESTED = "requested"  # decided and booked; WeChat Pay not yet asked
     PROCESSING = "processing"  # WeChat Pay accepted it
     SUCCEEDED = "succeeded"  # WeChat Pay's refund notification (or query) says the money went back
-    FAILED = "failed"  # WeChat Pay closed it or it went abnormal: an operator must act
+    ABNORMAL = "abnormal"  # WeChat Pay could not pay it back (e.g. the account is closed): not final, an
+    # operator completes it at WeChat Pay, which then reports its end
+    FAILED = "failed"  # WeChat Pay closed it: an operator must act
 
 
 O, P, R = OrderStatus, PaymentStatus, RefundStatus
@@ -53,8 +55,9 @@ PAYMENT_TRANSITIONS: dict[str, set[str]] = {
     P.REFUNDED: set(),
 }
 REFUND_TRANSITIONS: dict[str, set[str]] = {
-    R.REQUESTED: {R.PROCESSING, R.SUCCEEDED, R.FAILED},
-    R.PROCESSING: {R.SUCCEEDED, R.FAILED},
+    R.REQUESTED: {R.PROCESSING, R.ABNORMAL, R.SUCCEEDED, R.FAILED},
+    R.PROCESSING: {R.ABNORMAL, R.SUCCEEDED, R.FAILED},
+    R.ABNORMAL: {R.SUCCEEDED, R.FAILED},
     R.SUCCEEDED: set(),
     R.FAILED: set(),
 }

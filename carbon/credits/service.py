@@ -165,13 +165,12 @@ def retire(orders: list) -> dict[int, list[str] | None]:
     return result
 
 
-def release(order) -> int:
-    """Return the order's held serials to inventory; how many units were released."""
-    held = list(db.session.scalars(select(Reservation).where(Reservation.order_id == order.id,
-                                                             Reservation.status == "active")))
-    for reservation in held:
-        reservation.status = "released"
-    return sum(reservation.quantity for reservation in held)
+def release(order_ids: list[int]) -> None:
+    """Return these orders' held serials to inventory, in the caller's transaction (after its pending
+    changes, so the order's rows are written before its holds: the confirmation's lock order)."""
+    db.session.flush()
+    db.session.connection().execute(update(Reservation).where(
+        Reservation.order_id.in_(order_ids), Reservation.status == "active").values(status="released"))
 
 
 def add_block(project_public_id: str, vintage_label: str, first_serial: int, last_serial: int,

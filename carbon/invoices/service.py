@@ -30,7 +30,8 @@ from carbon.organizers.service import Principal
 PAID_STATES = (OrderStatus.PAID, OrderStatus.FULFILLED, OrderStatus.REFUNDED)  # a receipt exists
 INVOICEABLE_STATES = (OrderStatus.PAID, OrderStatus.FULFILLED)  # a new request may be made
 REFUND_NAMES = {"requested": "退款处理中 / Refund requested", "processing": "退款处理中 / Refund processing",
-                "succeeded": "已退款 / Refunded", "failed": "退款失败 / Refund failed"}
+                "abnormal": "退款处理中 / Refund delayed", "succeeded": "已退款 / Refunded",
+                "failed": "退款失败 / Refund failed"}
 
 
 class OrderNotPaid(Conflict):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from carbon.core.db import db
@@ -56,6 +56,9 @@ def record_payout(project_public_id: str, amount: Decimal, reference: str) -> Le
     amount = cny(amount)
     if amount <= 0 or not reference.strip():
         raise ValidationError(details={"amount": ["需为正数并注明转账凭证 / positive, with a reference"]})
+    # The project's row lock (PostgreSQL; on SQLite the database's write lock) before reading what is
+    # owed: two payouts recorded at once are checked one after the other.
+    db.session.execute(update(Project).where(Project.id == project.id).values(status=Project.status))
     owed = -ledger.balance(payable_account(project.public_id), "CNY")
     if amount > owed:
         raise Conflict(code="settlement.overpayment", message="超过应付金额 / More than is owed",

@@ -1,6 +1,7 @@
 """Jobs: expiring unpaid orders, refunds, settlement and payouts."""
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from decimal import Decimal
 
@@ -36,9 +37,9 @@ def test_unpaid_orders_expire_close_at_wechat_pay_and_release_their_credits(live
     with live.app.app_context():
         project = db.session.scalar(select(Project).where(Project.public_id == project_id))
         assert credits.available_units(project) == 60
-        assert expire_orders() == {"expired": 0, "confirmed": 0, "deferred": 0}  # not yet due
+        assert expire_orders() == {"expired": 0, "confirmed": 0, "refunded": 0, "deferred": 0}  # not yet due
         advance_both(sandbox, 16 * 60)
-        assert expire_orders() == {"expired": 1, "confirmed": 0, "deferred": 0}
+        assert expire_orders() == {"expired": 1, "confirmed": 0, "refunded": 0, "deferred": 0}
         assert credits.available_units(project) == 100
         order = db.session.scalar(select(Order).where(Order.public_id == created["order"]["id"]))
         assert order.status == "expired" and order.payments[0].status == "canceled"
@@ -48,6 +49,39 @@ def test_unpaid_orders_expire_close_at_wechat_pay_and_release_their_credits(live
     assert refused.status_code == 400  # nobody can pay a closed order
 
 
+def test_money_that_comes_after_the_holds_went_to_someone_else_closes_the_order_and_is_refunded(live, sandbox):
+    """Paid in time but notified late: meanwhile another guest's order took the expired holds. Expiry
+    asks WeChat Pay, books the money for refund, and closes the order and its payment (it never stays
+    awaiting payment); once the refund is done, later rounds expire other orders as usual."""
+    project_id = seed_project(live.app, units=5)
+    first = guest_token(live.url, sandbox, "o_late_a")
+    created = place_order(live, first, {"kg": "5"}, key="a").json()
+    assert hook(sandbox, "request-payment", {**created["request_payment"], "deliver": False}).status_code == 200
+    advance_both(sandbox, 16 * 60)
+    second = guest_token(live.url, sandbox, "o_late_b")
+    other = place_order(live, second, {"kg": "5"}, key="b")
+    assert other.status_code == 201, other.json()  # the expired holds' serials, taken
+    with live.app.app_context():
+        assert expire_orders() == {"expired": 0, "confirmed": 0, "refunded": 1, "deferred": 0}
+        order = db.session.scalar(select(Order).where(Order.public_id == created["order"]["id"]))
+        assert (order.status, order.payments[0].status) == ("expired", "canceled") and order.closed_at is not None
+        refund = db.session.scalar(select(Refund))
+        assert (refund.cause, refund.amount) == ("late_payment", Decimal("1.00"))
+        assert db.session.scalar(select(func.count()).select_from(Retirement)) == 0
+        project = db.session.scalar(select(Project).where(Project.public_id == project_id))
+        assert credits.available_units(project) == 0  # the other guest's holds stand
+        assert ledger.unbalanced_transactions() == []
+    requests.post(f"{sandbox.url}/__sandbox__/pay/notifications/run-due", json={}, timeout=30)  # the refund's notify
+    with live.app.app_context():
+        assert db.session.scalar(select(Refund.status)) == "succeeded"
+        assert ledger.balances().get(("refund_due:wechatpay", "CNY"), Decimal(0)) == 0
+    advance_both(sandbox, 16 * 60)
+    with live.app.app_context():
+        assert expire_orders() == {"expired": 1, "confirmed": 0, "refunded": 0, "deferred": 0}
+        assert db.session.scalar(select(Order.status).where(Order.public_id == other.json()["order"]["id"])) == \
+            "expired"
+
+
 def test_an_order_paid_just_before_expiry_is_confirmed_not_expired(live, sandbox):
     seed_project(live.app, units=100)
     token = guest_token(live.url, sandbox, "o_late")
@@ -55,7 +89,7 @@ def test_an_order_paid_just_before_expiry_is_confirmed_not_expired(live, sandbox
     assert hook(sandbox, "request-payment", {**created["request_payment"], "deliver": False}).status_code == 200
     with live.app.app_context():
         advance_both(sandbox, 16 * 60)
-        assert expire_orders() == {"expired": 0, "confirmed": 1, "deferred": 0}
+        assert expire_orders() == {"expired": 0, "confirmed": 1, "refunded": 0, "deferred": 0}
         order = db.session.scalar(select(Order).where(Order.public_id == created["order"]["id"]))
         assert order.status == "fulfilled"  # paid, and its certificate issued
         assert db.session.scalar(select(func.sum(Retirement.quantity))) == 5
@@ -115,6 +149,35 @@ def test_refund_reverses_the_money_and_keeps_the_credits_retired(live, sandbox):
                                  .where(LedgerTransaction.kind == "refund_paid")) == 1
 
 
+def test_an_abnormal_refund_waits_and_its_later_success_moves_the_cash(live, sandbox):
+    """REFUND.ABNORMAL is not final: the refund waits (the cash is still owed back) until WeChat Pay
+    reports its end for the same refund, which then settles it once."""
+    seed_project(live.app, units=1000, price="60.00")
+    order_id = _paid_order(live, sandbox, "o_abnormal", "50")  # 3.00 CNY
+    assert requests.post(f"{sandbox.url}/__sandbox__/pay/refund-outcome", json={"status": "ABNORMAL"},
+                         timeout=5).status_code == 200
+    with live.app.app_context():
+        refund_order(order_id, "重复购买 / bought twice")
+        out_refund_no = db.session.scalar(select(Refund.out_refund_no))
+    assert [(d["event_type"], d["status"]) for d in run_due(sandbox)] == [("REFUND.ABNORMAL", 204)]
+    with live.app.app_context():
+        assert db.session.scalar(select(Refund.status)) == "abnormal"
+        assert ledger.balance("refund_due:wechatpay", "CNY") == Decimal("-3.00")  # still owed back
+        assert ledger.balance("cash:wechatpay", "CNY") == Decimal("3.00")
+    resolved = requests.post(f"{sandbox.url}/__sandbox__/pay/refunds/{out_refund_no}/resolve",
+                             json={"status": "SUCCESS"}, timeout=5)
+    assert resolved.status_code == 200, resolved.text
+    assert [(d["event_type"], d["status"]) for d in run_due(sandbox)] == [("REFUND.SUCCESS", 204)]
+    with live.app.app_context():
+        refund = db.session.scalar(select(Refund))
+        assert refund.status == "succeeded" and refund.completed_at is not None
+        assert ledger.balance("refund_due:wechatpay", "CNY") == 0
+        assert ledger.balance("cash:wechatpay", "CNY") == 0
+        assert db.session.scalar(select(func.count()).select_from(LedgerTransaction)
+                                 .where(LedgerTransaction.kind == "refund_paid")) == 1
+        assert ledger.unbalanced_transactions() == []
+
+
 def test_settlement_report_and_payouts(live, sandbox):
     project_id = seed_project(live.app, units=10_000, price="60.00")
     start = utcnow() - timedelta(days=1)
@@ -138,6 +201,46 @@ def test_settlement_report_and_payouts(live, sandbox):
                                  .where(Reservation.status == "active")) == 0
 
 
+def test_two_payouts_recorded_at_once_never_pay_more_than_is_owed(app, monkeypatch):
+    """Operator B records a transfer while A's is between its check of what is owed and its posting:
+    B waits for A's lock, then sees A's payout and is refused."""
+    project_id = seed_project(app, units=10)
+    account = settlement.payable_account(project_id)
+    with app.app_context():
+        ledger.post("payment", "ord_x", [("cash:wechatpay", "CNY", Decimal("9.00")), (account, "CNY", Decimal("-8.55")),
+                                         ("revenue:platform_fee", "CNY", Decimal("-0.45"))])
+        db.session.commit()
+    balance, outcome = ledger.balance, {}
+
+    def operator_b() -> None:
+        with app.app_context():
+            try:
+                settlement.record_payout(project_id, Decimal("8.00"), "BANK-B")
+                outcome["b"] = "recorded"
+            except DomainError as exc:
+                outcome["b"] = exc.code
+            finally:
+                db.session.remove()
+
+    other = threading.Thread(target=operator_b)
+
+    def balance_while_b_records(*args):
+        owed = balance(*args)
+        if not other.is_alive() and "b" not in outcome:
+            other.start()
+            other.join(1.5)  # B would finish now if nothing held it back
+        return owed
+
+    monkeypatch.setattr(settlement.ledger, "balance", balance_while_b_records)
+    with app.app_context():
+        settlement.record_payout(project_id, Decimal("8.00"), "BANK-A")
+    other.join(30)
+    monkeypatch.setattr(settlement.ledger, "balance", balance)
+    assert outcome == {"b": "settlement.overpayment"}
+    with app.app_context():
+        assert -ledger.balance(account, "CNY") == Decimal("0.55")
+
+
 def test_money_for_an_order_we_gave_up_is_booked_and_refunded_automatically(live, sandbox):
     """If WeChat Pay reports a payment for an order we already closed, nothing is retired; the cash
     is booked against refund_due, the notify is acknowledged (no endless retries), the refund is
@@ -150,7 +253,7 @@ def test_money_for_an_order_we_gave_up_is_booked_and_refunded_automatically(live
     with live.app.app_context():
         order = db.session.scalar(select(Order).where(Order.public_id == created["order"]["id"]))
         order.payments[0].status, order.status = "canceled", "expired"
-        credits.release(order)
+        credits.release([order.id])
         db.session.commit()
     sent = hook(sandbox, "notify", {"out_trade_no": out_trade_no, "variant": "normal"}).json()
     assert sent[0]["status"] == 204
@@ -188,7 +291,7 @@ def test_an_order_stuck_before_wechat_pay_answered_is_cancelled_and_released(liv
         order.payments[0].out_trade_no = "DDNEVERSENT0001"  # as if WeChat Pay never heard of it
         db.session.commit()
         advance_both(sandbox, 16 * 60)
-        assert expire_orders() == {"expired": 1, "confirmed": 0, "deferred": 0}
+        assert expire_orders() == {"expired": 1, "confirmed": 0, "refunded": 0, "deferred": 0}
         order = db.session.scalar(select(Order).where(Order.public_id == created["order"]["id"]))
         assert order.status == "canceled"
         assert db.session.scalar(select(Payment.status).where(Payment.out_trade_no == "DDNEVERSENT0001")) == "canceled"

@@ -32,8 +32,9 @@ PAYMENT_ALLOWED = {("created", "pending"), ("created", "failed"), ("created", "c
                    ("pending", "failed"), ("pending", "canceled"), ("confirmed", "refunded")}
 
 
-REFUND_ALLOWED = {("requested", "processing"), ("requested", "succeeded"), ("requested", "failed"),
-                  ("processing", "succeeded"), ("processing", "failed")}
+REFUND_ALLOWED = {("requested", "processing"), ("requested", "abnormal"), ("requested", "succeeded"),
+                  ("requested", "failed"), ("processing", "abnormal"), ("processing", "succeeded"),
+                  ("processing", "failed"), ("abnormal", "succeeded"), ("abnormal", "failed")}
 
 
 MACHINES = {"order": (ORDER_TRANSITIONS, ORDER_ALLOWED), "payment": (PAYMENT_TRANSITIONS, PAYMENT_ALLOWED),

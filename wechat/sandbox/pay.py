@@ -435,6 +435,7 @@ def create_refund() -> Response:
             created_at=now,
             success_time=now,
             params=params,
+            status=pay.next_refund_status,
         )
         pay.refunds[(mch.mchid, out_refund_no)] = refund
         order.refunded += refund.refund

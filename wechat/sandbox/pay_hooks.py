@@ -20,6 +20,7 @@ from wechat.sandbox.pay_notify import (
     CraftError,
     claim,
     craft,
+    queue_refund_event,
     queue_transaction_event,
     run_due,
     send_claimed,
@@ -205,6 +206,39 @@ def scan_and_pay() -> Response:
 
 
 # ---- playing WeChat Pay -------------------------------------------------------------------
+
+
+@bp.post("/refund-outcome")
+def set_refund_outcome() -> Response:
+    """``{"status": "ABNORMAL"}``: refunds created from now on go abnormal (e.g. the payer's account is
+    closed), until ``{"status": "SUCCESS"}``; an abnormal refund is ended by ``/refunds/<no>/resolve``."""
+    status = payload().get("status")
+    if status not in ("SUCCESS", "ABNORMAL"):
+        raise HookError(400, "status must be SUCCESS or ABNORMAL")
+    state = sandbox_state()
+    with state.lock:
+        state.pay.next_refund_status = status
+    return jsonify(status=status)
+
+
+@bp.post("/refunds/<out_refund_no>/resolve")
+def resolve_refund(out_refund_no: str) -> Response:
+    """End an abnormal refund as the merchant's operator would at WeChat Pay: ``{"status": "SUCCESS"}``
+    (paid back another way) or ``"CLOSED"``; its notification is queued (sent by run-due)."""
+    status = payload().get("status", "SUCCESS")
+    if status not in ("SUCCESS", "CLOSED"):
+        raise HookError(400, "status must be SUCCESS or CLOSED")
+    state = sandbox_state()
+    with state.lock:
+        refund = next((r for (_, no), r in state.pay.refunds.items() if no == out_refund_no), None)
+        if refund is None:
+            raise HookError(404, f"unknown out_refund_no {out_refund_no}")
+        if refund.status != "ABNORMAL":
+            raise HookError(409, f"refund {out_refund_no} is {refund.status}, not ABNORMAL")
+        refund.status, refund.success_time = status, state.now()
+        if refund.notify_url is not None:
+            queue_refund_event(state, refund)
+    return jsonify(out_refund_no=out_refund_no, status=status)
 
 
 @bp.post("/notifications/run-due")

@@ -92,7 +92,8 @@ def paid_transaction_object(order: PayOrder, now: float) -> dict[str, Any]:
 
 
 def refund_object(refund: PayRefund) -> dict[str, Any]:
-    """What the refund API answers (the sandbox refunds at once: status SUCCESS)."""
+    """What the refund API answers (the sandbox refunds at once: status SUCCESS, unless a hook made
+    refunds go ABNORMAL)."""
     return {
         "refund_id": refund.refund_id,
         "out_refund_no": refund.out_refund_no,
@@ -102,7 +103,7 @@ def refund_object(refund: PayRefund) -> dict[str, Any]:
         "user_received_account": RECEIVED_ACCOUNT,
         "success_time": rfc3339(refund.success_time),
         "create_time": rfc3339(refund.created_at),
-        "status": "SUCCESS",
+        "status": refund.status,
         "funds_account": "AVAILABLE",
         "amount": {
             "total": refund.total,
@@ -119,14 +120,14 @@ def refund_object(refund: PayRefund) -> dict[str, Any]:
 
 
 def refund_notification_object(refund: PayRefund) -> dict[str, Any]:
-    """The decrypted resource of a REFUND.SUCCESS notification."""
+    """The decrypted resource of a REFUND.SUCCESS (or .ABNORMAL, .CLOSED) notification."""
     return {
         "mchid": refund.mchid,
         "out_trade_no": refund.out_trade_no,
         "transaction_id": refund.transaction_id,
         "out_refund_no": refund.out_refund_no,
         "refund_id": refund.refund_id,
-        "refund_status": "SUCCESS",
+        "refund_status": refund.status,
         "success_time": rfc3339(refund.success_time),
         "user_received_account": RECEIVED_ACCOUNT,
         "amount": {

@@ -38,6 +38,8 @@ SIGNTEST_PREFIX = "WECHATPAY/SIGNTEST/"
 UNKNOWN_SERIAL = "PUB_KEY_ID_UNKNOWN"
 TRANSACTION = ("TRANSACTION.SUCCESS", "支付成功", "transaction")
 REFUND = ("REFUND.SUCCESS", "退款成功", "refund")
+REFUND_KINDS = {"SUCCESS": REFUND, "ABNORMAL": ("REFUND.ABNORMAL", "退款异常", "refund"),
+                "CLOSED": ("REFUND.CLOSED", "退款关闭", "refund")}
 VARIANTS = (
     "normal",
     "stale",
@@ -129,7 +131,8 @@ def queue_transaction_event(state: SandboxState, order: PayOrder) -> PayEvent:
 
 def queue_refund_event(state: SandboxState, refund: PayRefund) -> PayEvent:
     return queue_event(
-        state, REFUND, refund.mchid, refund.out_trade_no, refund.notify_url, refund_notification_object(refund)
+        state, REFUND_KINDS[refund.status], refund.mchid, refund.out_trade_no, refund.notify_url,
+        refund_notification_object(refund)
     )
 
 

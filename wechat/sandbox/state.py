@@ -155,6 +155,7 @@ class PayRefund:
     created_at: float
     success_time: float
     params: dict[str, Any]
+    status: str = "SUCCESS"  # SUCCESS, ABNORMAL (not final: ended by a hook), CLOSED
 
 
 @dataclass
@@ -184,6 +185,7 @@ class PayState:
     prepays: dict[str, Prepay] = field(default_factory=dict)
     code_urls: dict[str, tuple[str, str]] = field(default_factory=dict)  # NATIVE code_url -> order key
     refunds: dict[tuple[str, str], PayRefund] = field(default_factory=dict)  # (mchid, out_refund_no)
+    next_refund_status: str = "SUCCESS"  # what refunds created from now on end in (a hook sets ABNORMAL)
     events: list[PayEvent] = field(default_factory=list)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
 
