@@ -21,6 +21,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     configure_logging(settings.LOG_LEVEL)
 
     app = Flask(__name__, instance_path=str(ROOT / "var"))
+    app.url_map.merge_slashes = False  # ``/api/v1//me`` is a 404 in the envelope, not werkzeug's HTML redirect
     app.config.update(
         SECRET_KEY=settings.SECRET_KEY,
         TESTING=settings.is_testing,

@@ -6,7 +6,7 @@ from flask import Response, render_template_string, request, stream_with_context
 from carbon.accounts.auth import current_user, optional_user, public
 from carbon.certificates import service
 from carbon.core.errors import DomainError
-from carbon.core.openapi import Blueprint
+from carbon.core.openapi import Blueprint, answers
 from schemas.certificates import CertificateOut, CertificatesOut, VerificationOut
 
 blp = Blueprint("certificates", __name__, url_prefix="/api/v1/certificates",
@@ -39,6 +39,9 @@ def get(number):
     return service.view(number, viewer_id=viewer.id if viewer else None)
 
 
+NOT_MODIFIED = "未变化 / Not modified: the ``If-None-Match`` names the picture's ``ETag``"
+
+
 def _picture(number: str, kind: str):
     etag, media_type, content = service.picture(number, kind)
     response = Response(content, mimetype=media_type)
@@ -48,7 +51,9 @@ def _picture(number: str, kind: str):
 
 
 @blp.route("/<string:number>/card.jpg", methods=["GET"])
+@answers(412)  # If-Match that does not hold
 @blp.response(200, content_type="image/jpeg")
+@blp.alt_response(304, description=NOT_MODIFIED)
 @public
 def card(number):
     """The share card (1000×800, WeChat's 5:4 share ratio); ``ETag`` and ``If-None-Match`` → 304."""
@@ -56,7 +61,9 @@ def card(number):
 
 
 @blp.route("/<string:number>/poster.png", methods=["GET"])
+@answers(412)  # If-Match that does not hold
 @blp.response(200, content_type="image/png")
+@blp.alt_response(304, description=NOT_MODIFIED)
 @public
 def poster(number):
     """The Moments poster (750 px wide) with the mini-program code that opens the certificate."""

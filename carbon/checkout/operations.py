@@ -108,7 +108,9 @@ def refund_order(order_public_id: str, reason: str) -> Order:
     """Refund a paid order in full. Retired credits stay retired (a retirement is final); what the
     project and the platform were credited moves to ``refund_due`` now, the cash when WeChat Pay
     reports the refund done. WeChat Pay is asked by the ``payment.needs_refund`` handler."""
-    order = db.session.scalar(select(Order).where(Order.public_id == order_public_id))
+    # Locked: a second refund of the same order (a double click) waits, then finds it refunded (409).
+    order = db.session.scalar(select(Order).where(Order.public_id == order_public_id).with_for_update()
+                              .execution_options(populate_existing=True))
     if order is None:
         raise OrderNotFound()
     if not reason.strip():

@@ -420,18 +420,23 @@ def invoice_csv():
 
 def _period() -> tuple[date, date, datetime, datetime]:
     today = clock.now().astimezone(CHINA_TZ).date()
-    try:
-        start = date.fromisoformat(request.args.get("start", ""))
-    except ValueError:
-        start = today.replace(day=1)
-    try:
-        end = date.fromisoformat(request.args.get("end", ""))
-    except ValueError:
-        end = today + timedelta(days=1)
+    start = _day("start") or today.replace(day=1)
+    end = _day("end") or today + timedelta(days=1)
     if end <= start:
         end = start + timedelta(days=1)
     as_time = lambda day: datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ)
     return start, end, as_time(start), as_time(end)
+
+
+REPORT_YEARS = range(2000, 2100)  # a day outside is a typing slip: the default period instead
+
+
+def _day(name: str) -> date | None:
+    try:
+        day = date.fromisoformat(request.args.get(name, ""))
+    except ValueError:
+        return None
+    return day if day.year in REPORT_YEARS else None
 
 
 @bp.route("/settlement")

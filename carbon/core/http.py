@@ -61,6 +61,7 @@ HTTP_CODES = {
     404: ("request.not_found", "接口或资源不存在 / No such route or resource"),
     405: ("request.method_not_allowed", "不支持该请求方法 / Method not allowed"),
     409: ("request.conflict", "请求冲突 / Conflict"),
+    412: ("request.precondition_failed", "前提条件不成立 / A precondition (If-Match, If-Unmodified-Since) failed"),
     413: ("request.too_large", "请求体过大 / Request body too large"),
     415: ("request.unsupported_media_type", "不支持的内容类型 / Unsupported media type"),
     422: ("validation_error", "输入有误 / Invalid input"),
@@ -455,6 +456,8 @@ def install(app: Flask, *, log_requests: bool) -> None:
 
     @app.after_request
     def _finish(response: Response) -> Response:
+        if response.status_code == 412:  # werkzeug's conditional answer (If-Match) keeps the resource's body
+            response = error_response(412, *HTTP_CODES[412])
         response.headers["X-Request-ID"] = request_id()
         _answer_headers(response)
         if log_requests:

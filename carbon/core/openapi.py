@@ -191,8 +191,9 @@ class StatusesPlugin(BasePlugin):
             if rule.arguments:
                 statuses.add(404)
             if self.requires_json(view, method.upper(), rule.rule):
-                statuses.add(415)
-            if "requestBody" in operation:
+                # any body sent is checked (``http._check_body``), whether or not the view reads one
+                statuses.update({415, *WITH_JSON_BODY})
+            elif "requestBody" in operation:
                 statuses.update(WITH_JSON_BODY)
             operation["security"] = [] if audience == "public" else [{audience: []}]
             responses = operation.setdefault("responses", {})

@@ -107,7 +107,10 @@ class WeChatPayV3:
             if exc.code == "ORDER_NOT_EXIST":
                 return None
             raise
-        return _transaction(answer)
+        try:
+            return _transaction(answer)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ProviderError("WeChat Pay's answer is malformed") from exc
 
     def close(self, out_trade_no: str) -> None:
         self._call("POST", f"/v3/pay/transactions/out-trade-no/{quote(out_trade_no)}/close",
@@ -194,7 +197,7 @@ class WeChatPayV3:
         if public_key is None:
             raise refuse("unknown_serial")
         timestamp = headers.get("Wechatpay-Timestamp", "")
-        if not (timestamp.isascii() and timestamp.isdigit()) or \
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12) or \
                 abs(clock.timestamp() - int(timestamp)) > TIMESTAMP_WINDOW_SECONDS:
             raise refuse("stale")
         signature = headers.get("Wechatpay-Signature", "")
@@ -206,16 +209,37 @@ class WeChatPayV3:
 
 def _transaction(data: dict[str, Any]) -> Transaction:
     amount = data.get("amount") or {}
-    return Transaction(out_trade_no=data["out_trade_no"], trade_state=data["trade_state"], appid=data["appid"],
-                       mchid=data["mchid"], total_fen=int(amount["total"]), currency=amount.get("currency", "CNY"),
-                       transaction_id=data.get("transaction_id"), payer_openid=(data.get("payer") or {}).get("openid"),
-                       success_time=data.get("success_time"), raw=data)
+    return Transaction(out_trade_no=_text(data["out_trade_no"]), trade_state=_text(data["trade_state"]),
+                       appid=_text(data["appid"]), mchid=_text(data["mchid"]), total_fen=_fen(amount["total"]),
+                       currency=_text(amount.get("currency", "CNY")), transaction_id=_text(data.get("transaction_id"), None),
+                       payer_openid=_text((data.get("payer") or {}).get("openid"), None),
+                       success_time=_text(data.get("success_time"), None), raw=data)
 
 
 def _refund_notice(data: dict[str, Any]) -> RefundNotice:
-    return RefundNotice(out_trade_no=data["out_trade_no"], out_refund_no=data["out_refund_no"],
-                        refund_id=data["refund_id"], status=data["refund_status"], mchid=data["mchid"],
-                        refund_fen=int(data["amount"]["refund"]), transaction_id=data.get("transaction_id"), raw=data)
+    return RefundNotice(out_trade_no=_text(data["out_trade_no"]), out_refund_no=_text(data["out_refund_no"]),
+                        refund_id=_text(data["refund_id"]), status=_text(data["refund_status"]),
+                        mchid=_text(data["mchid"]), refund_fen=_fen(data["amount"]["refund"]),
+                        transaction_id=_text(data.get("transaction_id"), None), raw=data)
+
+
+_ABSENT = object()
+
+
+def _text(value: Any, absent: Any = _ABSENT) -> Any:
+    """A string field of WeChat Pay's JSON (``absent`` stands for a missing or null optional one)."""
+    if value is None and absent is not _ABSENT:
+        return absent
+    if not isinstance(value, str) or len(value) > 256:
+        raise TypeError("not a string field")
+    return value
+
+
+def _fen(value: Any) -> int:
+    """An amount in fen: WeChat Pay sends whole numbers."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 10**12:
+        raise TypeError("not an amount in fen")
+    return value
 
 
 def sandbox_key(name: str) -> bytes:

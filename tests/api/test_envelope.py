@@ -79,6 +79,12 @@ def test_unknown_route_and_wrong_method(client, auth):
     assert "POST" in response.headers["Allow"]
 
 
+@pytest.mark.parametrize("method, path", [("GET", "/api/v1//me"), ("POST", "/api/v1//footprints/preview"),
+                                          ("POST", "/api/v1/payments//wechatpay/notify"), ("GET", "//healthz")])
+def test_a_doubled_slash_is_a_404_in_the_envelope_not_a_redirect_page(client, auth, method, path):
+    assert_envelope(client.open(path, method=method, headers=auth, json={}), 404, "request.not_found")
+
+
 def test_request_id_is_echoed_or_made(client):
     response = client.get("/healthz", headers={"X-Request-ID": "trace-abc.123"})
     assert response.headers["X-Request-ID"] == "trace-abc.123"

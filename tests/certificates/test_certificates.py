@@ -226,6 +226,9 @@ def test_the_share_card_and_poster_render_once_with_chinese_text_and_a_code_that
     assert Image.open(io.BytesIO(card.content)).size == (1000, 800)  # 5:4, as onShareAppMessage shows it
     again = live.get(f"/api/v1/certificates/{number}/card.jpg", headers={"If-None-Match": card.headers["ETag"]})
     assert again.status_code == 304 and not again.content
+    refused = live.get(f"/api/v1/certificates/{number}/card.jpg", headers={"If-Match": '"another"'})
+    assert refused.status_code == 412 and refused.json()["error"]["code"] == "request.precondition_failed"
+    assert "public" not in refused.headers.get("Cache-Control", "")  # neither the picture nor cacheable
     poster = live.get(f"/api/v1/certificates/{number}/poster.png")
     image = Image.open(io.BytesIO(poster.content))
     assert poster.status_code == 200 and image.size == (750, 1334)

@@ -36,6 +36,8 @@ VALUES = st.one_of(TEXT, DEEP, st.integers(-10**30, 10**30).map(str), st.sampled
     ["2021-09-07", "9999-99-99", "1e400", "NaN", "live", "closed", "draft", "door", "SC", "conference", "custom",
      '{"activities": [{"type": "hotel", "defaults": {"nights": "x"}}]}', '[]', '{"activities": 5}']))
 
+DAYS = st.sampled_from(["0001-01-01", "9999-12-31", "2026-02-30", "2026-12-01"]) | st.dates().map(str)
+
 
 @st.composite
 def requests_for(draw, rule: str, ids: dict):
@@ -50,8 +52,8 @@ def requests_for(draw, rule: str, ids: dict):
         return quote(draw(ANY_TEXT.filter(bool)), safe="", errors="surrogatepass")
 
     path = re.sub(r"<(?:[^:>]+:|any\([^)]*\):)?([^>]+)>", value, rule)
-    query = draw(st.dictionaries(st.sampled_from(["next", "status", "start", "end", "channel", "source"]), TEXT,
-                                 max_size=3))
+    query = draw(st.dictionaries(st.sampled_from(["next", "status", "start", "end", "channel", "source"]),
+                                 TEXT | DAYS, max_size=3))
     if query:
         path += "?" + "&".join(f"{key}={quote(item, safe='', errors='surrogatepass')}" for key, item in query.items())
     if draw(st.integers(0, 5)) == 0:
@@ -81,3 +83,10 @@ def test_no_console_input_is_a_5xx(app, client, signed_in, method, rule):
         assert response.status_code < 500, (method, path, body[:300], response.get_data(as_text=True)[:500])
 
     check()
+
+
+@pytest.mark.parametrize("query", ["start=0001-01-01&end=0001-01-02", "start=9999-12-31", "end=9999-12-31",
+                                   "start=2026-02-30"])
+@pytest.mark.parametrize("path", ["/console/settlement", "/console/settlement.csv"])
+def test_a_report_day_at_the_calendars_edge_gives_the_default_period(client, signed_in, path, query):
+    assert client.get(f"{path}?{query}").status_code == 200

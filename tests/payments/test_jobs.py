@@ -149,6 +149,36 @@ def test_refund_reverses_the_money_and_keeps_the_credits_retired(live, sandbox):
                                  .where(LedgerTransaction.kind == "refund_paid")) == 1
 
 
+def test_two_refunds_of_one_order_at_once_refund_it_once(live, sandbox, database_url):
+    """A double-clicked refund: one refunds, the other waits for the order's lock and is refused (409)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("row locks: PostgreSQL (SQLite has one writer at a time)")
+    seed_project(live.app, units=1000, price="60.00")
+    order_id = _paid_order(live, sandbox, "o_twice", "50")
+    barrier, outcomes = threading.Barrier(2), []
+
+    def refund() -> None:
+        with live.app.app_context():
+            barrier.wait()
+            try:
+                refund_order(order_id, "双击 / double click")
+                outcomes.append("refunded")
+            except DomainError as exc:
+                outcomes.append(exc.code)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=refund) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(outcomes) == ["order.transition_refused", "refunded"]
+    with live.app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Refund)) == 1
+        assert ledger.unbalanced_transactions() == []
+
+
 def test_an_abnormal_refund_waits_and_its_later_success_moves_the_cash(live, sandbox):
     """REFUND.ABNORMAL is not final: the refund waits (the cash is still owed back) until WeChat Pay
     reports its end for the same refund, which then settles it once."""

@@ -12,7 +12,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
@@ -118,7 +118,7 @@ def test_notify_answers_are_wechat_pays_format_even_for_size_and_content_type(cl
     assert as_text.status_code == 401 and as_text.get_json()["code"] == "FAIL"  # checked like any other
 
 
-@pytest.mark.parametrize("timestamp", ["１７９６１１４０２３", "١٧٩٦١١٤٠٢٣", "²", "-1", "1e9", ""])
+@pytest.mark.parametrize("timestamp", ["１７９６１１４０２３", "١٧٩٦١١٤٠٢٣", "²", "-1", "1e9", "", "9" * 5000])
 def test_a_timestamp_of_other_digits_is_rejected_not_a_500(client, timestamp):
     body = b'{"id": "x"}'
     response = client.post(NOTIFY, data=body, headers={**_signed(body), "Wechatpay-Timestamp": timestamp})
@@ -157,6 +157,45 @@ def test_properly_signed_nonsense_is_rejected_in_wechat_pays_format(client, enve
         assert response.get_json()["code"] == "FAIL"
     with client.application.app_context():
         assert db.session.scalar(select(func.count()).select_from(InboxEntry)) == 0
+
+
+def _sealed(resource: dict, event_type: str = "TRANSACTION.SUCCESS") -> bytes:
+    """A notification as WeChat Pay builds it (signed, the resource encrypted with the APIv3 key)."""
+    import json
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from carbon.core.settings import SANDBOX_APIV3_KEY
+
+    nonce = secrets.token_hex(6)
+    sealed = AESGCM(SANDBOX_APIV3_KEY.encode()).encrypt(nonce.encode(), json.dumps(resource).encode(), b"transaction")
+    return json.dumps({"id": f"EV-{secrets.token_hex(8)}", "event_type": event_type, "resource_type": "encrypt-resource",
+                       "resource": {"algorithm": "AEAD_AES_256_GCM", "ciphertext": base64.b64encode(sealed).decode(),
+                                    "associated_data": "transaction", "nonce": nonce}}).encode()
+
+
+field_values = json_values | st.floats(allow_nan=True, allow_infinity=True) | st.text(min_size=300, max_size=400)
+PLAUSIBLE = {"out_trade_no": "DD20261202X", "transaction_id": "4200000000000000000000000001", "trade_state": "SUCCESS",
+             "appid": "wxd1a2b3c4d5e6f7a8", "mchid": "1900000109", "payer": {"openid": "o_x"},
+             "success_time": "2026-12-02T10:00:00+08:00", "out_refund_no": "R1", "refund_id": "5030000001",
+             "refund_status": "SUCCESS"}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fields=st.fixed_dictionaries({name: st.just(value) | field_values for name, value in PLAUSIBLE.items()}),
+       total=st.just(100) | field_values,
+       event_type=st.sampled_from(["TRANSACTION.SUCCESS", "REFUND.SUCCESS", "REFUND.ABNORMAL"]))
+@example(fields=PLAUSIBLE, total=float("inf"), event_type="TRANSACTION.SUCCESS")
+@example(fields={**PLAUSIBLE, "out_trade_no": ["DD1"]}, total=100, event_type="TRANSACTION.SUCCESS")
+@example(fields={**PLAUSIBLE, "refund_id": {"a": 1}}, total=100, event_type="REFUND.SUCCESS")
+def test_signed_and_sealed_nonsense_is_rejected_in_wechat_pays_format(client, fields, total, event_type):
+    """Even what only WeChat Pay could send (signed, encrypted) is checked field by field: a 4xx in its
+    format, never a 500 (e.g. an amount of 1e999, an order number that is a list)."""
+    body = _sealed({**fields, "amount": {"total": total, "refund": total}}, event_type)
+    response = client.post(NOTIFY, data=body, headers=_signed(body))
+    assert response.status_code in (204, 400, 401), response.data
+    if response.status_code != 204:
+        assert response.get_json()["code"] == "FAIL"
 
 
 def test_an_answer_from_wechat_pay_that_fails_its_check_is_named_as_such(database_url, sandbox, tmp_path):

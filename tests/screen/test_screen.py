@@ -51,6 +51,8 @@ def test_a_payment_shows_on_the_stream_and_the_snapshot_without_a_reload(live, s
     assert first.status_code == 200 and first.headers["ETag"]
     assert first.json()["kg_neutralized"] == "0.000" and first.json()["participants"] == 0
     assert live.get("/screen/scrn21/snapshot.json", headers={"If-None-Match": first.headers["ETag"]}).status_code == 304
+    refused = live.get("/screen/scrn21/snapshot.json", headers={"If-Match": '"another"'})
+    assert refused.status_code == 412 and refused.json()["error"]["code"] == "request.precondition_failed"
 
     stream = requests.get(f"{live.url}/screen/{forum}/events", stream=True, timeout=30)
     assert stream.headers["Content-Type"].startswith("text/event-stream")
