@@ -88,11 +88,12 @@ def register(app: Flask) -> None:
     app.cli.add_command(outbox)
 
     @outbox.command("failed")
-    def outbox_failed() -> None:
+    @click.option("--limit", default=1000, show_default=True, help="list at most this many, oldest first")
+    def outbox_failed(limit: int) -> None:
         """Events that ran out of attempts, with their last error."""
         from carbon import jobs
 
-        for event in jobs.failed():
+        for event in jobs.failed(limit):
             click.echo(f"{event.id}\t{event.queue}\t{event.kind}\t{event.handler}\t{event.attempts}\t"
                        f"{event.last_error}")
 
@@ -110,10 +111,17 @@ def register(app: Flask) -> None:
     @outbox.command("run")
     @click.option("-q", "--queue", "queues", multiple=True, metavar="NAME", help="only this queue (repeatable)")
     def outbox_run(queues: tuple[str, ...]) -> None:
-        """Dispatch every due event (of the queues given, or all) here and now."""
+        """Dispatch every due event (of the queues given, or all) here and now, batch after batch."""
         from carbon import jobs
 
-        click.echo(jobs.run_due(queues=list(queues) or None))
+        total: dict[str, int] = {}
+        while True:
+            counts = jobs.run_due(queues=list(queues) or None)
+            for outcome, count in counts.items():
+                total[outcome] = total.get(outcome, 0) + count
+            if sum(counts.values()) < jobs.DISPATCH_BATCH:  # a short batch: nothing more is due
+                break
+        click.echo(total)
 
     pii = AppGroup("pii", help="Personal data (PIPL): retention and the phone-number key.")
     app.cli.add_command(pii)
@@ -132,7 +140,7 @@ def register(app: Flask) -> None:
 
         done = rotate()
         click.echo(f"phone numbers: {done['rotated']} re-encrypted, {done['current']} already under the first key, "
-                   f"{done['failed']} under no configured key")
+                   f"{done['changed']} bound again or erased meanwhile, {done['failed']} under no configured key")
         if done["failed"]:
             raise click.ClickException("some numbers are under a key DIANDIAN_PHONE_KEYS no longer holds")
 

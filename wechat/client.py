@@ -85,8 +85,9 @@ class DiandianWeChatClient(WeChatClient):
             res.raise_for_status()
             result = res.json()
         except (requests.RequestException, ValueError) as exc:
-            raise WeChatClientException(errcode=None, errmsg=f"token fetch failed: {exc}",
-                                        client=self, request=res.request, response=res) from exc
+            # Never the exception's text: it names the URL, whose query holds the AppSecret (classic mode).
+            raise WeChatClientException(errcode=None, errmsg=f"token fetch failed: HTTP {res.status_code}, "
+                                        f"{type(exc).__name__}", client=self, request=None, response=None) from None
         if result.get("errcode"):
             raise WeChatClientException(result["errcode"], result.get("errmsg"), client=self,
                                         request=res.request, response=res)

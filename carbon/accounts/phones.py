@@ -16,7 +16,7 @@ import os
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from carbon.core import extensions as ext
 from carbon.core.db import db
@@ -71,25 +71,30 @@ def masked(user) -> str | None:
 
 def rotate(batch: int = 500) -> dict[str, int]:
     """Re-encrypt under the first key every number stored under another; counts per outcome.
-    A number under an unknown key (or that fails its tag) is left as it is and counted as ``failed``."""
+    A number under an unknown key (or that fails its tag) is left as it is and counted as ``failed``;
+    one bound again or erased (account deleted) since it was read is left as it now is (``changed``):
+    each row is written only if it still holds what was read."""
     from carbon.accounts.models import User
 
     current, _ = _keyring()
-    done = {"rotated": 0, "current": 0, "failed": 0}
+    done = {"rotated": 0, "current": 0, "failed": 0, "changed": 0}
     last_id = 0
     while True:
-        users = list(db.session.scalars(select(User).where(User.id > last_id, User.phone_ciphertext.is_not(None))
-                                        .order_by(User.id).limit(batch)))
-        if not users:
+        rows = db.session.execute(select(User.id, User.public_id, User.phone_ciphertext).where(
+            User.id > last_id, User.phone_ciphertext.is_not(None)).order_by(User.id).limit(batch)).all()
+        if not rows:
             return done
-        for user in users:
-            if user.phone_ciphertext.split(".", 2)[1] == current:
+        for user_id, public_id, stored in rows:
+            if stored.split(".", 2)[1] == current:
                 done["current"] += 1
                 continue
             try:
-                user.phone_ciphertext = seal(unseal(user.phone_ciphertext, user.public_id), user.public_id)
-                done["rotated"] += 1
+                sealed = seal(unseal(stored, public_id), public_id)
             except (PhoneKeyMissing, InvalidTag, ValueError):
                 done["failed"] += 1
-        last_id = users[-1].id
+                continue
+            written = db.session.execute(update(User).where(User.id == user_id, User.phone_ciphertext == stored)
+                                         .values(phone_ciphertext=sealed)).rowcount
+            done["rotated" if written else "changed"] += 1
+        last_id = rows[-1].id
         db.session.commit()

@@ -119,7 +119,9 @@ IMAGES = {"card": "image/jpeg", "poster": "image/png"}
 
 
 def image(number: str, kind: str) -> CertificateImage:
-    """The stored card or poster, rendered (and stored) if it is missing or shows something else now.
+    """The stored card or poster, rendered (and stored) if it is missing or shows something else now
+    (a poster drawn with a stand-in QR code, WeChat's code unavailable then, is drawn again: at most
+    once per process per ``PICTURES_SECONDS``, as ``picture`` keeps what it read).
     Pictures are drawn on their first request, not ahead (decision 0015, amended): a guest asks for
     the card a moment after the certificate appears, so a lane drawing it ahead saved that guest
     little, and under load it drew most cards a second time beside the guest's own request."""
@@ -130,7 +132,13 @@ def image(number: str, kind: str) -> CertificateImage:
                                                               CertificateImage.kind == kind))
     if stored is not None and stored.etag == etag:
         return stored
-    content = cards.render_card(record) if kind == "card" else cards.render_poster(record, _code_for(number))
+    if kind == "card":
+        content = cards.render_card(record)
+    else:
+        code, from_wechat = _code_for(number)
+        content = cards.render_poster(record, code)
+        if not from_wechat:  # a QR code stands in: stored as not current, so drawn again on a later look
+            etag = digest({"kind": kind, "record": record, "layout": cards.LAYOUT_VERSION, "code": "qr"})
     if stored is None:
         try:
             with db.session.begin_nested():  # two first looks (a guest, a friend it was shared with) may draw it at once
@@ -210,13 +218,14 @@ def picture(number: str, kind: str) -> tuple[str, str, bytes]:
     return found[:3]
 
 
-def _code_for(number: str) -> bytes:
-    """The mini-program code opening the certificate (scene = its number), or a QR code of its page."""
+def _code_for(number: str) -> tuple[bytes, bool]:
+    """The mini-program code opening the certificate (scene = its number), or a QR code of its page;
+    and whether it is WeChat's code."""
     settings = ext.settings()
     try:
-        return ext.wechat().wxa_code(number, page=settings.WECHAT_CERTIFICATE_PAGE, width=430)
-    except DomainError:  # WeChat unreachable, refusing, or the page not yet published
-        return qr_png(f"{settings.PUBLIC_BASE_URL.rstrip('/')}/c/{number}")
+        return ext.wechat().wxa_code(number, page=settings.WECHAT_CERTIFICATE_PAGE, width=430), True
+    except DomainError:  # WeChat unreachable, refusing (45009 in a burst), or the page not yet published
+        return qr_png(f"{settings.PUBLIC_BASE_URL.rstrip('/')}/c/{number}"), False
 
 
 def shorten(text: str, limit: int) -> str:

@@ -19,6 +19,7 @@ REAL_WECHAT_API_BASE = "https://api.weixin.qq.com"
 SANDBOX_APPID = "wxd1a2b3c4d5e6f7a8"
 SANDBOX_SECRET = "diandian-sandbox-app-secret-0001"
 SANDBOX_APIV3_KEY = "diandian-sandbox-apiv3-key-00001"
+SANDBOX_PUBLIC_KEY_ID = "PUB_KEY_ID_0114232020220520000000000000000001"  # the sandbox's WeChat Pay key
 REAL_WECHATPAY_API_BASE = "https://api.mch.weixin.qq.com"
 
 
@@ -45,7 +46,7 @@ class Settings:
     WECHATPAY_SERIAL_NO: str = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1"  # the merchant key's serial
     WECHATPAY_PRIVATE_KEY_PATH: str = ""  # empty: the bundled sandbox key
     WECHATPAY_APIV3_KEY: str = SANDBOX_APIV3_KEY
-    WECHATPAY_PUBLIC_KEY_ID: str = "PUB_KEY_ID_0114232020220520000000000000000001"
+    WECHATPAY_PUBLIC_KEY_ID: str = SANDBOX_PUBLIC_KEY_ID
     WECHATPAY_PUBLIC_KEY_PATH: str = ""  # empty: the bundled sandbox key
     # a key switch: the APIv3 key and the WeChat Pay public key being replaced, accepted until unset
     WECHATPAY_APIV3_KEY_PREVIOUS: str = ""
@@ -145,6 +146,9 @@ class Settings:
         if self.WECHATPAY_APIV3_KEY == SANDBOX_APIV3_KEY:
             raise SettingsError("DIANDIAN_WECHATPAY_APIV3_KEY is the sandbox default")
         sandbox_pay = self.WECHATPAY_API_BASE.rstrip("/") != REAL_WECHATPAY_API_BASE
+        if self.WECHATPAY_PUBLIC_KEY_ID == SANDBOX_PUBLIC_KEY_ID and not sandbox_pay:
+            raise SettingsError("DIANDIAN_WECHATPAY_PUBLIC_KEY_ID is the sandbox's: every notification would be "
+                                "refused (set the PUB_KEY_ID_… of the merchant console)")
         if sandbox_pay and not self.ALLOW_SANDBOX:
             raise SettingsError(f"DIANDIAN_WECHATPAY_API_BASE points at {self.WECHATPAY_API_BASE}, not WeChat Pay; "
                                 "set DIANDIAN_ALLOW_SANDBOX=1 to allow this in production")

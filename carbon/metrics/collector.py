@@ -12,8 +12,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import case, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from carbon.checkout.models import InboxEntry, Order
-from carbon.checkout.states import OrderStatus
+from carbon.checkout.models import InboxEntry, Order, Refund
+from carbon.checkout.states import OrderStatus, RefundStatus
 from carbon.core.clock import as_utc, utcnow
 from carbon.core.db import db
 from carbon.credits.models import Project, Reservation, SerialBlock, Vintage
@@ -21,6 +21,7 @@ from carbon.jobs.models import OutboxEvent
 
 log = logging.getLogger("diandian.metrics")
 WAITING = ("pending", "failed")  # inbox and outbox rows not done
+REFUND_CAUSES = ("operator", "late_payment", "double_charge")  # Refund.cause
 
 
 class DatabaseCollector(Collector):
@@ -78,6 +79,17 @@ class DatabaseCollector(Collector):
         for state in OrderStatus:
             orders.add_metric([state.value], counted.get(state.value, 0))
 
+        refunds = GaugeMetricFamily("diandian_refunds_open", "Refunds whose money has not gone back yet, by status "
+                                    "(abnormal, failed: an operator must act) and cause (operator, late_payment, "
+                                    "double_charge)", labels=["status", "cause"])
+        open_refunds = {(status, cause): count for status, cause, count in session.execute(
+            select(Refund.status, Refund.cause, func.count()).where(Refund.status != RefundStatus.SUCCEEDED)
+            .group_by(Refund.status, Refund.cause))}
+        for status in RefundStatus:
+            if status != RefundStatus.SUCCEEDED:
+                for cause in REFUND_CAUSES:
+                    refunds.add_metric([status.value, cause], open_refunds.get((status.value, cause), 0))
+
         held = GaugeMetricFamily("diandian_credits_held_kg", "Credits held for unpaid orders (active reservations)")
         overdue = GaugeMetricFamily("diandian_credits_holds_overdue",
                                     "Active holds past their expiry (expire-orders has not run)")
@@ -91,7 +103,7 @@ class DatabaseCollector(Collector):
         held.add_metric([], float(Decimal(kg)))
         overdue.add_metric([], int(late))
         session.rollback()  # a read: end the transaction so the connection holds no snapshot
-        yield from (inbox_depth, inbox_age, outbox_depth, outbox_age, retrying, orders, held, overdue)
+        yield from (inbox_depth, inbox_age, outbox_depth, outbox_age, retrying, orders, refunds, held, overdue)
 
 
 def _age(now, oldest) -> float:

@@ -195,6 +195,11 @@ def _checked_preset(preset: dict) -> dict:
         if schema is None:
             errors[f"preset.activities.{index}.type"] = [f"需为 / Must be one of: {', '.join(schemas)}"]
             continue
+        if item["type"] == "venue_share":
+            errors[f"preset.activities.{index}.type"] = [
+                ("场馆分摊由场馆用电与预计人数自动加入 / The venue's share is added from the venue's kWh and "
+                "expected attendance, not listed in the preset")]
+            continue
         for name, value in item.get("defaults", {}).items():
             if name == "type" or name not in schema.fields:
                 errors[f"preset.activities.{index}.defaults.{name}"] = ["未知字段 / Unknown field"]
@@ -367,7 +372,8 @@ def _public_view(code: str, slug: str) -> dict:
         raise SceneClosed(details={"scene": [code]})
     if scene.channel_slug is None:
         raise ChannelNotFound(details={"channel": [slug]})
-    preset = list(scene.preset["activities"])
+    # The venue's share is the scene's to add (from its venue figures), never a preset's own item.
+    preset = [item for item in scene.preset["activities"] if item.get("type") != "venue_share"]
     shared = venue_share_offered(scene)
     if shared:
         preset.append({"type": "venue_share", "defaults": {}})

@@ -241,7 +241,7 @@ def test_phone_numbers_are_encrypted_at_rest_never_logged_and_the_key_rotates(ap
         with rotated.app_context():
             again = raw_phone("o_pipl_phone")
             assert again.startswith(f"v1.{phones.key_id(base64.b64decode(KEY_2))}.") and again != stored
-            assert phones.rotate() == {"rotated": 0, "current": 1, "failed": 0}
+            assert phones.rotate() == {"rotated": 0, "current": 1, "failed": 0, "changed": 0}
     finally:
         with rotated.app_context():
             db.session.remove()
@@ -252,6 +252,49 @@ def test_phone_numbers_are_encrypted_at_rest_never_logged_and_the_key_rotates(ap
             "139****5678"
     finally:
         with only_new.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+def test_rotation_never_writes_back_a_number_erased_or_bound_again_meanwhile(app, app_config, monkeypatch):
+    """``pii rotate`` reads a batch, then re-encrypts: an account deleted (its number erased) between
+    the two keeps no number; only rows still holding what was read are written."""
+    import threading
+
+    from app import create_app
+
+    with app.app_context():
+        user = User(openid="o_rotate_race")
+        db.session.add(user)
+        db.session.flush()
+        user.phone_ciphertext, user.phone_country_code = phones.seal("13912345678", user.public_id), "86"
+        db.session.commit()
+        user_id = user.id
+    rotated = create_app({**app_config, "PHONE_KEYS": f"{KEY_2},{KEY_1}"})
+    unseal = phones.unseal
+
+    def delete_meanwhile(stored, owner):  # DELETE /me, served by another worker while the batch is open
+        monkeypatch.setattr(phones, "unseal", unseal)
+
+        def delete() -> None:
+            with rotated.app_context():
+                privacy.delete_account(db.session.get(User, user_id))
+                db.session.remove()
+        worker = threading.Thread(target=delete)
+        worker.start()
+        worker.join(30)
+        return unseal(stored, owner)
+
+    monkeypatch.setattr(phones, "unseal", delete_meanwhile)
+    try:
+        with rotated.app_context():
+            assert phones.rotate() == {"rotated": 0, "current": 0, "failed": 0, "changed": 1}
+            db.session.remove()
+            deleted_at, stored = db.session.execute(text("SELECT deleted_at, phone_ciphertext FROM users WHERE id = :i"),
+                                                    {"i": user_id}).one()
+            assert deleted_at is not None and stored is None
+    finally:
+        with rotated.app_context():
             db.session.remove()
             db.engine.dispose()
 

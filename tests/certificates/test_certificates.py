@@ -343,3 +343,39 @@ def test_a_card_drawn_meanwhile_by_another_process_is_kept_not_a_500(live, sandb
         assert (etag, media_type, content) == (row["etag"], "image/jpeg", row["content"])
         assert db.session.scalar(select(func.count()).select_from(CertificateImage)
                                  .where(CertificateImage.kind == "card")) == 1
+
+
+def test_a_poster_drawn_while_wechat_refused_its_code_gets_the_code_once_wechat_answers(live, sandbox, monkeypatch):
+    """A stand-in QR code (WeChat refusing, e.g. 45009 in a burst) is not kept for good: the poster is
+    drawn again on a later look, with the mini-program code."""
+    import io
+
+    import zxingcpp
+    from PIL import Image
+
+    from carbon.core import extensions as ext
+    from carbon.core.errors import DomainError
+
+    def codes_in(png: bytes) -> list[str]:
+        return [found.text for found in zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))]
+
+    seed_project(live.app, units=1000)
+    paid_order(live, sandbox, "o_poster_later", {"kg": "5"})
+    with live.app.app_context():
+        number = db.session.scalar(select(ChainEntry.number))
+        gateway = type(ext.wechat())
+        answering = gateway.wxa_code
+
+        def refusing(self, *args, **kwargs):
+            raise DomainError(code="wechat.rate_limited", message="45009")
+
+        monkeypatch.setattr(gateway, "wxa_code", refusing)
+        first = certificates.image(number, "poster")
+        db.session.commit()
+        assert codes_in(first.content) == [f"{ext.settings().PUBLIC_BASE_URL.rstrip('/')}/c/{number}"]
+        monkeypatch.setattr(gateway, "wxa_code", answering)
+        later = certificates.image(number, "poster")
+        db.session.commit()
+        [code] = codes_in(later.content)
+        assert "wxacode" in code and f"scene={number}" in code
+        assert certificates.image(number, "poster").etag == later.etag  # current now: not drawn again

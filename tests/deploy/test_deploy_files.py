@@ -231,6 +231,16 @@ def test_the_systemd_units(unit, command):
 ONE_SHOT = {"diandian-migrate.service", "diandian-payment-jobs.service", "diandian-purge.service"}
 
 
+def test_env_example_sets_nothing_a_unit_sets_for_itself():
+    """/etc/diandian/env (from env.example) overrides a unit's own ``Environment=`` (systemd reads
+    EnvironmentFile= last), so a setting both name would make e.g. every gunicorn instance bind 8000."""
+    active = dict(re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", (DEPLOY / "env.example").read_text(encoding="utf-8"),
+                             re.MULTILINE))
+    for unit in (DEPLOY / "systemd").glob("*.service"):
+        own = dict(re.findall(r"^Environment=([A-Z][A-Z0-9_]*)=(.*)$", unit.read_text(encoding="utf-8"), re.MULTILINE))
+        assert {name: value for name, value in own.items() if active.get(name, value) != value} == {}, unit.name
+
+
 def test_every_one_shot_job_but_the_migration_has_a_timer_and_its_commands_exist():
     """The timers start units that exist, and every command a unit runs is one the CLI has."""
     from app import create_app

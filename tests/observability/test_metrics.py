@@ -82,6 +82,14 @@ def test_a_guest_walk_moves_the_counters_and_the_gauges(live, sandbox):
     assert value(after, "diandian_credits_holds_overdue") == 0
     assert value(after, "diandian_inbox_entries", status="pending") == 0
     assert value(after, "diandian_outbox_events", status="pending") == 0
+    assert value(after, "diandian_refunds_open", status="abnormal", cause="operator") == 0  # every pair is listed
+    with live.app.app_context():  # a refund asked for: open until WeChat Pay reports the money back
+        from carbon.checkout.operations import refund_order
+
+        refund_order(walk.order_id, "测试 / test")
+    refunded = scrape(live.get)
+    assert value(refunded, "diandian_refunds_open", status="processing", cause="operator") == 1
+    assert value(refunded, "diandian_orders", state="refunded") == 1
 
 
 def test_unmatched_paths_share_one_label(client):

@@ -127,6 +127,20 @@ def test_the_cli_lists_and_replays_failed_events(app, consumers):
     assert runner.invoke(args=["outbox", "replay", "999999"]).exit_code != 0
 
 
+def test_the_cli_runs_every_due_event_of_a_backlog_larger_than_a_batch(app, monkeypatch):
+    """After the workers were down: ``flask outbox run`` dispatches batch after batch until none is due."""
+    seen: list[int] = []
+    monkeypatch.setitem(jobs.HANDLERS, "test.backlog", {"tests.count": lambda payload: seen.append(payload["n"])})
+    backlog = jobs.DISPATCH_BATCH + jobs.DISPATCH_BATCH // 2
+    with app.app_context():
+        jobs.emit_many("test.backlog", [{"n": n} for n in range(backlog)])
+        db.session.commit()
+        db.session.info.pop(jobs.COMMITTED, None)  # not handed on: the workers were down
+    result = app.test_cli_runner().invoke(args=["outbox", "run"])
+    assert result.exit_code == 0 and f"'done': {backlog}" in result.output, result.output
+    assert sorted(seen) == list(range(backlog))
+
+
 @pytest.fixture
 def lanes(monkeypatch):
     """Two consumers of a test kind on two queues: ``quick`` (default) counts, ``slow`` (render)

@@ -195,6 +195,7 @@ def test_stats_by_channel_and_day_and_csv(app, client, admin, login, sandbox):
     ({"preset": {"activities": [{"type": "rocket"}]}}, "preset.activities.0.type"),
     ({"preset": {"activities": [{"type": "hotel", "defaults": {"nights": -2}}]}}, "preset.activities.0.defaults.nights"),
     ({"preset": {"activities": [{"type": "hotel", "defaults": {"stars": 5}}]}}, "preset.activities.0.defaults.stars"),
+    ({"preset": {"activities": [{"type": "rail"}, {"type": "venue_share"}]}}, "preset.activities.1.type"),
     ({"project_ids": ["prj_unknown"]}, "project_ids"),
     ({"province": "ZZ"}, "province"),
     ({"starts_on": "2021-09-08", "ends_on": "2021-09-07"}, "ends_on"),
@@ -206,6 +207,24 @@ def test_scene_validation_names_the_field(client, admin, patch, field):
     response = client.patch(f"/api/v1/admin/scenes/{scene['id']}", json=patch, headers=admin)
     assert response.status_code == 422, response.get_json()
     assert field in response.get_json()["error"]["details"]
+
+
+def test_the_venue_share_is_offered_once_even_if_a_stored_preset_names_it(app, client, admin):
+    """The scene adds the venue's share from its venue figures; a preset stored before such an item
+    was refused does not make guests count the venue twice."""
+    from sqlalchemy import update
+
+    from carbon.core.db import db
+    from carbon.scenes.models import Scene
+
+    scene = make_scene(client, admin, code="venue21", venue_kwh="10000", expected_attendance=100)
+    with app.app_context():
+        db.session.execute(update(Scene).where(Scene.public_id == scene["id"]).values(preset={"activities": [
+            {"type": "rail", "defaults": {}}, {"type": "venue_share", "defaults": {}}]}))
+        db.session.commit()
+    assert client.patch(f"/api/v1/admin/scenes/{scene['id']}", json={"status": "live"}, headers=admin).status_code == 200
+    shown = client.get("/api/v1/scenes/resolve", query_string={"scene": "s=venue21"}).get_json()
+    assert [item["type"] for item in shown["preset"]["activities"]] == ["rail", "venue_share"]
 
 
 def test_codes_slugs_and_channels_are_unique_and_within_rules(client, admin):

@@ -59,7 +59,7 @@
       text("progress-text", "预计排放待计算 / the estimated footprint comes with the first footprints");
     }
     list("newest", snapshot.newest, function (c) {
-      return {key: c.number, cells: [["name", c.name], ["kg", c.kg + " kg"], ["time", c.issued_at]]};
+      return {key: c.key, cells: [["name", c.name], ["kg", c.kg + " kg"], ["time", c.issued_at]]};
     }, "等待第一张证书 / Waiting for the first certificate");
     list("top", snapshot.top, function (e) {
       return {key: e.rank + e.name, cells: [["name", e.rank + ". " + e.name], ["kg", e.kg + " kg"]]};
