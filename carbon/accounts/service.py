@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from carbon.accounts import phones
 from carbon.accounts.models import AuthSession, User
@@ -61,8 +62,13 @@ def login(code: str, client_ip: str | None) -> LoginResult:
     user = db.session.scalar(select(User).where(User.openid == wx_session.openid))
     created = user is None
     if user is None:
-        user = User(openid=wx_session.openid)
-        db.session.add(user)
+        try:
+            with db.session.begin_nested():
+                user = User(openid=wx_session.openid)
+                db.session.add(user)
+        except IntegrityError:  # the same guest's other first login (a double launch) created it just now
+            created = False
+            user = db.session.scalar(select(User).where(User.openid == wx_session.openid))
     if wx_session.unionid:
         user.unionid = wx_session.unionid
     user.session_key = wx_session.session_key

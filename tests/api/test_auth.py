@@ -51,6 +51,38 @@ def test_second_login_finds_the_same_user(app, client, sandbox, login):
         assert count(AuthSession) == 2
 
 
+def test_two_first_logins_of_one_guest_at_once_find_one_user(app, client, sandbox, database_url, monkeypatch):
+    """The mini-program launched twice: the other login creates the guest between this one's read and
+    its insert. This one finds that guest (200, not created), instead of a 500."""
+    import pytest
+    from sqlalchemy import create_engine, event, insert
+
+    if not database_url.startswith("postgresql"):
+        pytest.skip("two writers at once: PostgreSQL (SQLite has one writer at a time)")
+    other = create_engine(database_url)
+
+    raced: list[str] = []
+
+    def the_other_login_first(mapper, connection, target) -> None:
+        if raced:
+            return
+        raced.append(target.openid)
+        with other.begin() as elsewhere:
+            elsewhere.execute(insert(User.__table__).values(public_id="usr_other_login", openid=target.openid,
+                                                            leaderboard_hidden=False, created_at=clock.now()))
+
+    event.listen(User, "before_insert", the_other_login_first)
+    try:
+        answer = client.post("/api/v1/auth/login", json={"code": sandbox_code(sandbox, "o_double_launch")})
+    finally:
+        event.remove(User, "before_insert", the_other_login_first)
+        other.dispose()
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["created"] is False and answer.get_json()["user"]["id"] == "usr_other_login"
+    with app.app_context():
+        assert count(User) == 1 and count(AuthSession) == 1
+
+
 def test_reused_code_is_invalid_code_and_writes_nothing(app, client, sandbox):
     code = sandbox_code(sandbox, "o_carol")
     assert client.post("/api/v1/auth/login", json={"code": code}).status_code == 200
