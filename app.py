@@ -126,14 +126,12 @@ def _payment_provider(settings):
     def key(path: str, sandbox_name: str) -> bytes:
         return Path(path).read_bytes() if path else sandbox_key(sandbox_name)
 
-    notify_url = settings.WECHATPAY_NOTIFY_URL or \
-        f"{settings.PUBLIC_BASE_URL.rstrip('/')}/api/v1/payments/wechatpay/notify"
     return WeChatPayV3(WeChatPayConfig(
         mchid=settings.WECHATPAY_MCHID, appid=settings.WECHAT_APPID, serial_no=settings.WECHATPAY_SERIAL_NO,
         private_key_pem=key(settings.WECHATPAY_PRIVATE_KEY_PATH, "merchant_private_key.pem"),
         apiv3_key=settings.WECHATPAY_APIV3_KEY, public_key_id=settings.WECHATPAY_PUBLIC_KEY_ID,
         public_key_pem=key(settings.WECHATPAY_PUBLIC_KEY_PATH, "wechatpay_public_key.pem"),
-        api_base=settings.WECHATPAY_API_BASE, notify_url=notify_url,
+        api_base=settings.WECHATPAY_API_BASE, notify_url=settings.notify_url,
         timeout_seconds=settings.WECHAT_TIMEOUT_SECONDS, previous_apiv3_key=settings.WECHATPAY_APIV3_KEY_PREVIOUS,
         previous_public_key=(settings.WECHATPAY_PUBLIC_KEY_ID_PREVIOUS,
                              Path(settings.WECHATPAY_PUBLIC_KEY_PATH_PREVIOUS).read_bytes())

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 
+from carbon import rendering
 from carbon.accounts.models import User
 from carbon.certificates.models import Certificate
 from carbon.checkout.models import IdempotencyKey, Order, Payment
@@ -66,6 +67,13 @@ class BeneficiaryNameRejected(DomainError):
     http_status = 422
     code = "order.beneficiary_name_rejected"
     message = "受益人名称未通过内容安全检查，请修改 / The beneficiary name did not pass WeChat's content check"
+
+
+class BeneficiaryNameUnprintable(DomainError):
+    http_status = 422
+    code = "order.beneficiary_name_unprintable"
+    message = ("受益人名称含有证书无法印出的字符（如表情符号） / The beneficiary name holds characters the "
+               "certificate cannot print (e.g. emoji)")
 
 
 class PaymentUnavailable(UpstreamError):
@@ -199,6 +207,9 @@ def _check_beneficiary(user: User, name: str | None) -> None:
     """The beneficiary's name is printed on certificates and share cards: WeChat's text check first."""
     if name is None:
         return
+    missing = rendering.unprintable(name)
+    if missing:  # the card, the poster and the receipt would drop them or draw boxes
+        raise BeneficiaryNameUnprintable(details={"beneficiary_name": [missing]})
     verdict = ext.wechat().check_text(name, openid=user.openid, scene=1, nickname=name)
     if not verdict.passed:
         verdict_text = f"suggest={verdict.suggest}, label={verdict.label}"
@@ -214,7 +225,7 @@ def _reserve_and_record(user: User, body: dict, claim: IdempotencyKey) -> tuple[
     return _record(Buyer(user=user), claim, Wanted(
         kg=wanted_kg, footprint_id=footprint.id if footprint else None, scene=scene,
         project_public_id=body.get("project_id"),
-        beneficiary_name=body.get("beneficiary_name") or user.nickname or "点点用户",
+        beneficiary_name=body.get("beneficiary_name") or rendering.printable(user.nickname or "") or "点点用户",
         purpose=body.get("purpose") or _purpose(scene)))
 
 

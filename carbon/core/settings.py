@@ -104,6 +104,11 @@ class Settings:
         return keys
 
     @property
+    def notify_url(self) -> str:
+        """Where WeChat Pay sends payment and refund notifications."""
+        return self.WECHATPAY_NOTIFY_URL or f"{self.PUBLIC_BASE_URL.rstrip('/')}/api/v1/payments/wechatpay/notify"
+
+    @property
     def uses_wechat_sandbox(self) -> bool:
         return self.WECHAT_API_BASE.rstrip("/") != REAL_WECHAT_API_BASE
 
@@ -152,6 +157,9 @@ class Settings:
         if sandbox_pay and not self.ALLOW_SANDBOX:
             raise SettingsError(f"DIANDIAN_WECHATPAY_API_BASE points at {self.WECHATPAY_API_BASE}, not WeChat Pay; "
                                 "set DIANDIAN_ALLOW_SANDBOX=1 to allow this in production")
+        if not self.notify_url.startswith("https://") and not self.ALLOW_SANDBOX:
+            raise SettingsError(f"WeChat Pay sends its notifications to https only, not {self.notify_url}: set "
+                                "DIANDIAN_PUBLIC_BASE_URL (or DIANDIAN_WECHATPAY_NOTIFY_URL) to the https address")
         if self.uses_wechat_sandbox and not self.ALLOW_SANDBOX:
             raise SettingsError(
                 f"DIANDIAN_WECHAT_API_BASE points at {self.WECHAT_API_BASE}, not WeChat; "

@@ -233,6 +233,8 @@ def _decide(principal: Principal, public_id: str, errors: dict, status: InvoiceS
     if errors:
         raise ValidationError(details=errors)
     found = get_request(principal, public_id, lock=True)
+    if status == InvoiceStatus.ISSUED and found.order.status not in INVOICEABLE_STATES:  # refunded meanwhile
+        raise InvoiceNotAllowed(details={"status": [str(found.order.status)]})
     move(found, INVOICE_TRANSITIONS, status)
     for name, value in outcome.items():
         setattr(found, name, value)

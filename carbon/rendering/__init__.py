@@ -65,8 +65,19 @@ def _glyph(char: str) -> tuple:
 
 def font_covers(text: str) -> bool:
     """True when the font draws every non-space character of ``text`` (none falls back to .notdef)."""
+    return not unprintable(text)
+
+
+def unprintable(text: str) -> str:
+    """The characters of ``text`` the font cannot draw (emoji, CJK Extension B …), each once, in order."""
     notdef = _glyph("\uffff")  # a noncharacter: never in any font's cmap
-    return all(_glyph(c) != notdef for c in set(text) if not c.isspace())
+    return "".join(dict.fromkeys(c for c in text if not c.isspace() and _glyph(c) == notdef))
+
+
+def printable(text: str) -> str:
+    """``text`` without the characters the font cannot draw, its spaces tidied."""
+    missing = set(unprintable(text))
+    return " ".join("".join(c for c in text if c not in missing).split())
 
 
 def wrap(text: str, face: ImageFont.FreeTypeFont, width: int) -> list[str]:

@@ -256,3 +256,24 @@ def test_staff_see_ask_and_export_but_owners_decide(app, client, owner_a):
                        ).status_code == 400  # no CSRF token
     with app.app_context():
         assert db.session.get(InvoiceRequest, request.id).status == "requested"
+
+
+def test_a_request_whose_order_was_refunded_meanwhile_cannot_be_marked_issued(app, client, owner_a):
+    """A fapiao is for money kept: once the order is refunded its open request can only be rejected."""
+    from carbon.checkout.models import Order
+
+    seed_project(app)
+    with app.app_context():
+        order_id = organization_paid_order(_org_id(app, "a@forum.example"))
+    _post(client, "/console/invoices/profile", "/console/invoices/profile", title="甲组委会有限公司", tax_id=VALID_USCC)
+    _post(client, "/console/invoices/request", order=order_id)
+    with app.app_context():
+        db.session.scalar(select(Order).where(Order.public_id == order_id)).status = "refunded"  # as refund_order leaves it
+        db.session.commit()
+        request_id = db.session.scalar(select(InvoiceRequest.public_id))
+    _post(client, f"/console/invoices/{request_id}/issue", fapiao_number="26512000000012345678")
+    with app.app_context():
+        assert db.session.scalar(select(InvoiceRequest.status)) == "requested"
+    _post(client, f"/console/invoices/{request_id}/reject", reason="订单已退款 / refunded")
+    with app.app_context():
+        assert db.session.scalar(select(InvoiceRequest.status)) == "rejected"

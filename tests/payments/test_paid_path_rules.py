@@ -294,6 +294,20 @@ def test_a_beneficiary_name_must_pass_wechats_content_check(live, sandbox):
     assert fine.status_code == 201 and fine.json()["order"]["beneficiary_name"] == "张三一家"
 
 
+def test_a_certificate_name_is_one_its_pictures_and_receipt_can_print(live, sandbox):
+    """Emoji or CJK Extension B in a name would be boxes on the card and missing from the receipt: a
+    name given is refused (naming the characters); a nickname taken as the name loses them."""
+    seed_project(live.app)
+    token = guest_token(live.url, sandbox, "o_emoji")
+    refused = place_order(live, token, {"kg": "2", "beneficiary_name": "绿色小王🌱 𠮷野家"}, key="emoji")
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "order.beneficiary_name_unprintable"
+    assert refused.json()["error"]["details"]["beneficiary_name"] == ["🌱𠮷"]
+    assert requests.patch(f"{live.url}/api/v1/me", json={"nickname": "绿色小王🌱"}, headers=bearer(token),
+                          timeout=30).status_code == 200
+    by_nickname = place_order(live, token, {"kg": "2"}, key="nickname")
+    assert by_nickname.status_code == 201 and by_nickname.json()["order"]["beneficiary_name"] == "绿色小王"
+
+
 
 def test_one_bad_entry_never_blocks_the_rest_of_a_batch(live, sandbox, monkeypatch):
     import dataclasses

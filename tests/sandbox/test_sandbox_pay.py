@@ -363,6 +363,7 @@ def beijing(seconds_from_now: float, pay: PayClient) -> str:
         ({"out_trade_no": "O" * 33}, "/out_trade_no"),
         ({"attach": "a" * 129}, "/attach"),
         ({"notify_url": "ftp://example.com/notify"}, "/notify_url"),
+        ({"notify_url": "http://pay.example.com:8000/notify"}, "/notify_url"),  # https only, but on loopback
         ({"notify_url": "https://example.com/notify?order=1"}, "/notify_url"),
         ({"notify_url": None}, "/notify_url"),
         ({"amount": {"total": 0, "currency": "CNY"}}, "/amount/total"),

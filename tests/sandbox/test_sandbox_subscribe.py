@@ -121,6 +121,8 @@ def test_acceptance_is_per_template(api):
         ({"data": None}, 47003),
         ({"page": "pages/nowhere/index"}, 41030),
         ({"page": "/pages/index/index"}, 41030),
+        ({"page": "pages/dev/index"}, 41030),  # formal (the default): only the released version's pages
+        ({"page": "pages/dev/index", "miniprogram_state": "formal"}, 41030),
         ({"miniprogram_state": "release"}, 47003),
         ({"lang": "fr_FR"}, 47003),
     ],

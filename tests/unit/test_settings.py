@@ -14,6 +14,7 @@ GOOD_PRODUCTION = {
     "DIANDIAN_WECHATPAY_APIV3_KEY": "k" * 32,
     "DIANDIAN_WECHATPAY_API_BASE": "https://api.mch.weixin.qq.com",
     "DIANDIAN_PHONE_KEYS": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    "DIANDIAN_PUBLIC_BASE_URL": "https://diandian.example.com",
 }
 
 
@@ -47,6 +48,8 @@ def test_production_accepts_a_complete_configuration():
      "DIANDIAN_WECHATPAY_PUBLIC_KEY_ID"),
     ("DIANDIAN_WECHATPAY_API_BASE", "http://127.0.0.1:8090", "DIANDIAN_ALLOW_SANDBOX"),
     ("DIANDIAN_PHONE_KEYS", "", "DIANDIAN_PHONE_KEYS"),
+    ("DIANDIAN_PUBLIC_BASE_URL", "http://diandian.example.com", "DIANDIAN_PUBLIC_BASE_URL"),
+    ("DIANDIAN_WECHATPAY_NOTIFY_URL", "http://diandian.example.com/notify", "DIANDIAN_PUBLIC_BASE_URL"),
     ("DIANDIAN_PHONE_KEYS", "c2hvcnQ=", "DIANDIAN_PHONE_KEYS"),
     ("DIANDIAN_PHONE_KEYS", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=,not base64!", "DIANDIAN_PHONE_KEYS"),
 ])

@@ -390,12 +390,13 @@ def send_subscribe_message(appid: str) -> Response:
         if keywords is None:
             raise WeChatError(40037)
         check_message_data(body.get("data"), keywords)
-        page = body.get("page") or None
-        if page is not None and (not isinstance(page, str) or page.split("?", 1)[0] not in config["ALL_PAGES"]):
-            raise WeChatError(41030)
         miniprogram_state = body.get("miniprogram_state", "formal")
         if miniprogram_state not in MINIPROGRAM_STATES:
             raise WeChatError(47003, "argument invalid! miniprogram_state must be developer, trial or formal")
+        page = body.get("page") or None
+        pages = config["PUBLISHED_PAGES"] if miniprogram_state == "formal" else config["ALL_PAGES"]
+        if page is not None and (not isinstance(page, str) or page.split("?", 1)[0] not in pages):
+            raise WeChatError(41030)  # formal: a page of the released version
         lang = body.get("lang", "zh_CN")
         if lang not in LANGS:
             raise WeChatError(47003, "argument invalid! lang is invalid")
