@@ -128,7 +128,8 @@ def login():
 def _next_page() -> str:
     target = request.args.get("next", "")
     parts = urlsplit(target)
-    if target.startswith("/console/") and not parts.scheme and not parts.netloc and "\\" not in target:
+    if target.startswith("/console/") and not parts.scheme and not parts.netloc and "\\" not in target \
+            and target.isprintable():  # no control character (CR, LF …): a header cannot carry it
         return target
     return url_for("console.scene_list")
 

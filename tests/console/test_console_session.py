@@ -223,7 +223,8 @@ def test_downloads_are_real_images_and_pdfs(app, client, owner_a):
 
 
 @pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/console/", "/api/v1/me",
-                                    "/console\\@evil.example"])
+                                    "/console\\@evil.example", "/console/scenes\r\nSet-Cookie: evil=1",
+                                    "/console/scenes\nX: y", "/console/scenes\r"])
 def test_sign_in_never_sends_the_browser_elsewhere(app, client, target):
     organization(app, "甲", "a@forum.example")
     token = csrf_of(client.get("/console/login"))
