@@ -46,3 +46,70 @@ def test_flask_db_commands_run_through_the_app_cli(tmp_path):
         assert "users" in inspect(db.engine).get_table_names()
         with db.engine.connect() as conn:
             assert conn.scalar(text("SELECT version_num FROM alembic_version")) == head
+
+
+def test_a_sqlite_database_with_rows_keeps_them_through_the_table_rebuilds(tmp_path):
+    """SQLite rebuilds a table for some changes (copy, drop, rename): with foreign keys enforced, the
+    drop deleted the rows pointing at it (a guest's sessions and footprints at 9e86211314dc, an
+    order's holds and idempotency keys at 6f3a9c2e8b17) or refused the migration (a payment)."""
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path}/rows.sqlite3"
+    app = create_app({"ENV": "testing", "DATABASE_URL": url, "LOG_REQUESTS": False})
+    now = "2026-12-01 10:00:00.000000"
+    rows = [
+        "INSERT INTO users (id, public_id, openid, created_at) VALUES (1, 'usr_1', 'o1', :now)",
+        "INSERT INTO auth_sessions (token_id, user_id, created_at, expires_at) VALUES ('t1', 1, :now, :now)",
+        ("INSERT INTO footprints (id, public_id, user_id, kind, dataset_version, total_grams, request, result, "
+        "created_at) VALUES (1, 'fp_1', 1, 'trip', 'v1', 1000, '{}', '{}', :now)"),
+        ("INSERT INTO projects (id, public_id, registry, name_zh, name_en, methodology, location, description, "
+        "price_per_tonne, unit_kg, status, created_at) VALUES (1, 'prj_1', 'CCER', 'z', 'e', 'm', 'l', '', 50, 1, "
+        "'active', :now)"),
+        "INSERT INTO vintages (id, project_id, label) VALUES (1, 1, '2021')",
+        ("INSERT INTO serial_blocks (id, vintage_id, first_serial, last_serial, price_per_tonne, registry_reference, "
+        "lock_version, created_at) VALUES (1, 1, 1, 1000, 50, '', 0, :now)"),
+        ("INSERT INTO orders (id, public_id, user_id, project_id, footprint_id, units, kg, amount, currency, status, "
+        "beneficiary_name, purpose, created_at, expires_at) VALUES (1, 'ord_1', 1, 1, 1, 10, 10, 0.5, 'CNY', "
+        "'created', 'Li', 'p', :now, :now)"),
+        ("INSERT INTO reservations (block_id, order_id, first_serial, last_serial, status, expires_at, created_at) "
+        "VALUES (1, 1, 1, 10, 'active', :now, :now)"),
+        "INSERT INTO idempotency_keys (user_id, key, request_hash, order_id, created_at) VALUES (1, 'k1', 'h', 1, :now)",
+        ("INSERT INTO payments (order_id, provider, out_trade_no, amount, currency, status, created_at) "
+        "VALUES (1, 'wechatpay', 'otn1', 0.5, 'CNY', 'created', :now)"),
+    ]
+    counted = ("auth_sessions", "footprints", "reservations", "idempotency_keys", "payments")
+    with app.app_context():
+        upgrade(revision="c12a3051e1fe")  # before the first of those rebuilds
+        with db.engine.begin() as connection:
+            for statement in rows:
+                connection.execute(text(statement), {"now": now})
+        upgrade()
+        with db.engine.connect() as connection:
+            assert {table: connection.scalar(text(f"SELECT count(*) FROM {table}")) for table in counted} == \
+                dict.fromkeys(counted, 1)
+            assert connection.scalar(text("SELECT footprint_id FROM orders")) == 1
+            assert connection.scalar(text("PRAGMA foreign_keys")) == 1  # enforced again on the pooled connection
+        db.engine.dispose()
+
+
+def test_events_queued_before_the_outbox_had_handlers_are_settled_not_left_pending(tmp_path):
+    """Events from before 9d2e4b7c1a05 got no handler: none can run them. An order.paid was counted
+    by the confirmation of then (done); any other waits for an operator (failed, saying what to do)."""
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path}/events.sqlite3"
+    app = create_app({"ENV": "testing", "DATABASE_URL": url, "LOG_REQUESTS": False})
+    with app.app_context():
+        upgrade(revision="5c1e0a7d9b3f")
+        with db.engine.begin() as connection:
+            for kind in ("order.paid", "payment.needs_refund"):
+                connection.execute(text("INSERT INTO outbox_events (kind, payload, created_at) "
+                                        "VALUES (:kind, '{}', '2026-11-30 10:00:00')"), {"kind": kind})
+        upgrade()
+        with db.engine.connect() as connection:
+            settled = dict(connection.execute(text("SELECT kind, status FROM outbox_events")).all())
+            refund_note = connection.scalar(text("SELECT last_error FROM outbox_events "
+                                                 "WHERE kind = 'payment.needs_refund'"))
+        assert settled == {"order.paid": "done", "payment.needs_refund": "failed"}
+        assert "refund it by hand" in refund_note
+        db.engine.dispose()

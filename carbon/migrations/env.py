@@ -37,9 +37,27 @@ def run_migrations_online() -> None:
     conf_args.setdefault("render_item", render_item)
     conf_args.setdefault("render_as_batch", True)
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=db.metadata, **conf_args)
-        with context.begin_transaction():
-            context.run_migrations()
+        # SQLite: a batch operation copies a table and drops the old one; with foreign keys enforced
+        # (app._sqlite_pragmas) that DROP deletes, nulls or refuses the rows pointing at it. Off for the
+        # migration (outside any transaction, where the pragma takes effect), checked after, and on
+        # again before the connection goes back to the pool.
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            context.configure(connection=connection, target_metadata=db.metadata, **conf_args)
+            with context.begin_transaction():
+                context.run_migrations()
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise RuntimeError(f"the migration broke foreign keys: {broken[:5]}")
+        finally:
+            if sqlite:
+                connection.rollback()  # nothing is open after a commit; after a failure, end it
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 if context.is_offline_mode():
