@@ -86,12 +86,13 @@ def test_a_guest_walks_the_whole_path_to_a_certificate_and_a_rank(live_server, p
     number = phone.locator("#cert-number").inner_text()
     assert number.startswith("DD-")
     expect(phone.locator("#cert-line")).to_contain_text("李雷")
-    phone.wait_for_function("document.getElementById('card').naturalWidth === 1000")
+    # a property read, polled by Playwright: a string predicate would be eval'd, which the page's CSP refuses
+    expect(phone.locator("#card")).to_have_js_property("naturalWidth", 1000, timeout=20_000)
     keep(phone, "simulator-certificate")
 
     phone.click('[data-page="certificate"] button[data-go="share"]')
     expect(phone.locator("#share-title")).to_contain_text("首届中国数字碳中和高峰论坛")
-    phone.wait_for_function("document.getElementById('share-image').naturalWidth === 1000")
+    expect(phone.locator("#share-image")).to_have_js_property("naturalWidth", 1000, timeout=20_000)
     keep(phone, "simulator-share")
 
     phone.click('[data-page="share"] button[data-go="leaderboard"]')
