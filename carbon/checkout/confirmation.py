@@ -26,6 +26,7 @@ from carbon.checkout.states import (
     PaymentStatus,
     RefundStatus,
     allowed,
+    closed_status,
     move,
 )
 from carbon.core import extensions as ext
@@ -170,7 +171,7 @@ def _give_up(payments: list[LockedPayment], now) -> None:
     for payment in payments:
         move(payment, PAYMENT_TRANSITIONS, PaymentStatus.CANCELED)
         order = _Status(payment.order_status)
-        target = OrderStatus.EXPIRED if order.status == OrderStatus.AWAITING_PAYMENT else OrderStatus.CANCELED
+        target = closed_status(order.status)
         if allowed(ORDER_TRANSITIONS, order.status, target):
             move(order, ORDER_TRANSITIONS, target)
             payment.order_status = order.status

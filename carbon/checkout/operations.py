@@ -18,6 +18,7 @@ from carbon.checkout.states import (
     OrderStatus,
     PaymentStatus,
     RefundStatus,
+    closed_status,
     move,
 )
 from carbon.core import extensions as ext
@@ -65,8 +66,7 @@ def expire_orders() -> dict[str, int]:
             continue
         if payment is not None:
             move(payment, PAYMENT_TRANSITIONS, PaymentStatus.CANCELED)
-        move(order, ORDER_TRANSITIONS,
-             OrderStatus.EXPIRED if order.status == OrderStatus.AWAITING_PAYMENT else OrderStatus.CANCELED)
+        move(order, ORDER_TRANSITIONS, closed_status(order.status))
         order.closed_at = utcnow()
         credits.release([order.id])
         db.session.commit()

@@ -71,6 +71,11 @@ class TransitionRefused(Conflict):
 move = partial(states.move, refused=TransitionRefused)
 
 
+def closed_status(order_status: str) -> OrderStatus:
+    """What an order that will not be paid becomes: expired once it awaited payment, else canceled."""
+    return OrderStatus.EXPIRED if order_status == OrderStatus.AWAITING_PAYMENT else OrderStatus.CANCELED
+
+
 def allowed(table: dict[str, set[str]], current: str, new: str) -> bool:
     return new in table.get(current, set())
 
