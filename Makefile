@@ -61,8 +61,8 @@ soak: $(STAMP)
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-# ruff, then pip-audit (deploy/audit_dependencies.py: fails on a known vulnerability; says so loudly and
-# passes when the advisory service cannot be reached, unless AUDIT_STRICT=1)
+# ruff, then pip-audit (deploy/audit_dependencies.py: fails on a known vulnerability; where the advisory
+# service cannot be reached, audits against the dated snapshot deploy/advisories.json and says so)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) deploy/audit_dependencies.py
