@@ -105,6 +105,14 @@ class Buyer:
         return IdempotencyKey.user_id == self.user.id if self.user else \
             IdempotencyKey.organization_id == self.organization.id
 
+    def lock(self) -> None:
+        """Take the buyer's row (PostgreSQL ``FOR NO KEY UPDATE``: inserting rows that reference it
+        takes only a key share, so they are not blocked): one buyer's orders are made one at a
+        time, and a limit counted over them holds under concurrent requests. (SQLite has no row
+        locks: there the check is as good as its development use needs.)"""
+        model, key = (User, self.user.id) if self.user else (Organization, self.organization.id)
+        db.session.execute(select(model.id).where(model.id == key).with_for_update(key_share=True))
+
 
 @dataclass(frozen=True)
 class Wanted:
@@ -262,6 +270,7 @@ def _check_holds(buyer: Buyer, wanted_kg: Decimal, now) -> None:
     """One buyer may not hold more than a few unpaid orders, or more than so many kg, at once
     (holds past their expiry do not count: they block nobody). An organization has a guest's limits."""
     settings = ext.settings()
+    buyer.lock()  # first in this transaction's lock order: buyer, then the credit blocks (credits.reserve)
     count, held = db.session.execute(select(func.count(), func.coalesce(func.sum(Order.kg), 0)).where(
         buyer.orders(), Order.status.in_(OPEN), Order.expires_at > now)).one()
     if count >= settings.MAX_OPEN_ORDERS_PER_GUEST or Decimal(held) + wanted_kg > settings.MAX_HELD_KG_PER_GUEST:

@@ -51,6 +51,30 @@ def test_two_hundred_concurrent_orders_never_oversell(app, pg, sandbox):
         assert db.session.scalar(select(func.count()).select_from(Order).where(Order.status == "canceled")) == 0
 
 
+def test_one_guests_simultaneous_orders_stay_within_the_hold_limit(app, pg, sandbox):
+    """The open-order limit is counted under the buyer's row lock: ten orders at once by one guest
+    (four server processes) make exactly the limit's worth, the rest are refused."""
+    from threading import Barrier
+
+    seed_project(app, units=1000)
+    with gunicorn_service(pg, sandbox.url, extra_env={"DIANDIAN_MAX_OPEN_ORDERS_PER_GUEST": "2"}) as base:
+        token = login(base, sandbox, "o_hoarder")
+        barrier = Barrier(10)
+
+        def at_once(i: int) -> requests.Response:
+            barrier.wait()
+            return order(base, token, "1", f"hoard-{i}")
+
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            answers = list(pool.map(at_once, range(10)))
+    outcomes = Counter((a.status_code, a.json().get("error", {}).get("code")) for a in answers)
+    assert outcomes == {(201, None): 2, (409, "order.hold_limit"): 8}, outcomes
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Reservation)
+                                 .where(Reservation.status == "active")) == 2
+        db.session.rollback()
+
+
 def test_the_same_notify_twenty_times_at_once_confirms_once(app, pg, sandbox):
     seed_project(app, units=1000)
     with gunicorn_service(pg, sandbox.url, workers=4) as base:
