@@ -44,10 +44,13 @@ def expire_orders() -> dict[str, int]:
     else, closed and its money refunded). Orders left ``created`` (the process died before WeChat
     Pay answered) are canceled the same way."""
     counts = {"expired": 0, "confirmed": 0, "refunded": 0, "deferred": 0}
-    due = list(db.session.scalars(select(Order.id).where(
-        Order.status.in_((OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT)), Order.expires_at <= utcnow())))
+    due = list(db.session.scalars(select(Order.id).where(Order.status.in_(UNPAID), Order.expires_at <= utcnow())
+                                  .order_by(Order.id)))
     for order_id in due:
+        db.session.rollback()  # read it afresh: since the list was read it may have been paid or closed
         order = db.session.get(Order, order_id)
+        if order.status not in UNPAID:
+            continue
         payment = next((p for p in reversed(order.payments)
                         if p.status in (PaymentStatus.CREATED, PaymentStatus.PENDING)), None)
         try:
@@ -64,6 +67,9 @@ def expire_orders() -> dict[str, int]:
         except ProviderError:
             counts["deferred"] += 1
             continue
+        if not _lock_unpaid(order):  # paid or closed by another process while WeChat Pay was asked
+            db.session.rollback()
+            continue
         if payment is not None:
             move(payment, PAYMENT_TRANSITIONS, PaymentStatus.CANCELED)
         move(order, ORDER_TRANSITIONS, closed_status(order.status))
@@ -72,6 +78,19 @@ def expire_orders() -> dict[str, int]:
         db.session.commit()
         counts["expired"] += 1
     return counts
+
+
+UNPAID = (OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT)
+
+
+def _lock_unpaid(order: Order) -> bool:
+    """Lock the order's payments, then the order (the confirmation's lock order), reloaded: True when
+    it is still unpaid, so closing it cannot cross a confirmation or another expiry run."""
+    db.session.execute(select(Payment).where(Payment.order_id == order.id).order_by(Payment.id)
+                       .with_for_update().execution_options(populate_existing=True)).all()
+    db.session.execute(select(Order).where(Order.id == order.id).with_for_update()
+                       .execution_options(populate_existing=True)).one()
+    return order.status in UNPAID
 
 
 def reconcile_payments(older_than_minutes: int = 10) -> dict[str, int]:

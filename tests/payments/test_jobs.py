@@ -95,6 +95,32 @@ def test_an_order_paid_just_before_expiry_is_confirmed_not_expired(live, sandbox
         assert db.session.scalar(select(func.sum(Retirement.quantity))) == 5
 
 
+def test_an_order_paid_while_the_expiry_run_is_under_way_is_left_paid(live, sandbox, monkeypatch):
+    """The run reads the due orders first; one of them is paid (its late notify arrives) while the run
+    is closing another at WeChat Pay. The run leaves it paid and goes on: no refused transition."""
+    from carbon.core import extensions as ext
+
+    seed_project(live.app, units=100)
+    early = place_order(live, guest_token(live.url, sandbox, "o_run_a"), {"kg": "2"}, key="a").json()
+    late = place_order(live, guest_token(live.url, sandbox, "o_run_b"), {"kg": "3"}, key="b").json()
+    assert hook(sandbox, "request-payment", {**late["request_payment"], "deliver": False}).status_code == 200
+    advance_both(sandbox, 16 * 60)
+    with live.app.app_context():
+        provider, close = ext.payments(), ext.payments().close
+
+        def close_while_the_notify_lands(out_trade_no: str) -> None:
+            close(out_trade_no)
+            if out_trade_no == early["order"]["payments"][0]["out_trade_no"]:  # the late notify arrives now
+                requests.post(f"{sandbox.url}/__sandbox__/pay/notifications/run-due", json={}, timeout=30)
+
+        monkeypatch.setattr(provider, "close", close_while_the_notify_lands)
+        assert expire_orders() == {"expired": 1, "confirmed": 0, "refunded": 0, "deferred": 0}
+        statuses = dict(db.session.execute(select(Order.public_id, Order.status)).all())
+        assert statuses == {early["order"]["id"]: "expired", late["order"]["id"]: "fulfilled"}
+        assert db.session.scalar(select(func.sum(Retirement.quantity))) == 3
+        assert ledger.unbalanced_transactions() == []
+
+
 def _paid_order(live, sandbox, openid: str, kg: str) -> str:
     token = guest_token(live.url, sandbox, openid)
     created = place_order(live, token, {"kg": kg}, key=f"k-{openid}").json()
