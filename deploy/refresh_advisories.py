@@ -18,17 +18,17 @@ import os
 import re
 import subprocess
 import sys
-from importlib.metadata import distributions
 from pathlib import Path
 
 import yaml
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from audit_dependencies import EVENTS, installed_versions  # the audit's own reading of the venv
+
 OUT = Path(__file__).resolve().parent / "advisories.json"
-PROJECT = "diandian"  # this project itself: not a PyPI dependency
 RANGE_TYPES = {"ECOSYSTEM", "SEMVER"}
-EVENTS = ("introduced", "fixed", "last_affected")
 
 
 def git(git_dir: Path, *args: str, data: bytes | None = None) -> bytes:
@@ -90,11 +90,6 @@ def entries(advisory: dict, wanted: set[str]) -> dict[str, dict]:
     return found
 
 
-def installed() -> set[str]:
-    names = {canonicalize_name(d.metadata["Name"]) for d in distributions() if d.metadata["Name"]}
-    return names - {PROJECT}
-
-
 def write(path: Path, snapshot: dict) -> None:
     """Sorted keys, one line per advisory: small, and its diffs readable."""
     lines = []
@@ -118,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     date = git(git_dir, "show", "-s", "--format=%cd", "--date=format-local:%Y-%m-%d", "HEAD").decode().strip()  # UTC
     if not re.fullmatch(r"\d{4}-\d\d-\d\d", date):
         raise SystemExit(f"unexpected commit date {date!r}")
-    wanted = installed()
+    wanted = set(installed_versions())
     try:
         wanted |= set(json.loads(args.out.read_text(encoding="utf-8"))["advisories"])
     except (OSError, ValueError, KeyError, TypeError):

@@ -15,6 +15,7 @@ from carbon.checkout.states import (
     ORDER_TRANSITIONS,
     PAYMENT_TRANSITIONS,
     REFUND_TRANSITIONS,
+    UNPAID,
     OrderStatus,
     PaymentStatus,
     RefundStatus,
@@ -78,9 +79,6 @@ def expire_orders() -> dict[str, int]:
         db.session.commit()
         counts["expired"] += 1
     return counts
-
-
-UNPAID = (OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT)
 
 
 def _lock_unpaid(order: Order) -> bool:

@@ -21,7 +21,7 @@ from carbon import rendering
 from carbon.accounts.models import User
 from carbon.certificates.models import Certificate
 from carbon.checkout.models import IdempotencyKey, Order, Payment
-from carbon.checkout.states import ORDER_TRANSITIONS, PAYMENT_TRANSITIONS, OrderStatus, PaymentStatus, move
+from carbon.checkout.states import ORDER_TRANSITIONS, PAYMENT_TRANSITIONS, UNPAID, OrderStatus, PaymentStatus, move
 from carbon.core import extensions as ext
 from carbon.core.clock import CHINA_TZ, utcnow
 from carbon.core.db import db
@@ -34,7 +34,6 @@ from carbon.organizers.models import Organization
 from carbon.scenes import service as scenes
 from payments.provider import ProviderError
 
-OPEN = (OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT)
 RESUME_AFTER_SECONDS = 10  # far longer than a request takes to hear from WeChat Pay
 
 
@@ -272,7 +271,7 @@ def _check_holds(buyer: Buyer, wanted_kg: Decimal, now) -> None:
     settings = ext.settings()
     buyer.lock()  # first in this transaction's lock order: buyer, then the credit blocks (credits.reserve)
     count, held = db.session.execute(select(func.count(), func.coalesce(func.sum(Order.kg), 0)).where(
-        buyer.orders(), Order.status.in_(OPEN), Order.expires_at > now)).one()
+        buyer.orders(), Order.status.in_(UNPAID), Order.expires_at > now)).one()
     if count >= settings.MAX_OPEN_ORDERS_PER_GUEST or Decimal(held) + wanted_kg > settings.MAX_HELD_KG_PER_GUEST:
         raise HoldLimitReached(details={"open_orders": count, "held_kg": str(kg(Decimal(held))),
                                         "max_open_orders": settings.MAX_OPEN_ORDERS_PER_GUEST,

@@ -71,6 +71,9 @@ class TransitionRefused(Conflict):
 move = partial(states.move, refused=TransitionRefused)
 
 
+UNPAID = (OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT)  # an order's holds count; it may still be paid
+
+
 def closed_status(order_status: str) -> OrderStatus:
     """What an order that will not be paid becomes: expired once it awaited payment, else canceled."""
     return OrderStatus.EXPIRED if order_status == OrderStatus.AWAITING_PAYMENT else OrderStatus.CANCELED

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from threading import Barrier
 
 import pytest
 import requests
@@ -54,8 +55,6 @@ def test_two_hundred_concurrent_orders_never_oversell(app, pg, sandbox):
 def test_one_guests_simultaneous_orders_stay_within_the_hold_limit(app, pg, sandbox):
     """The open-order limit is counted under the buyer's row lock: ten orders at once by one guest
     (four server processes) make exactly the limit's worth, the rest are refused."""
-    from threading import Barrier
-
     seed_project(app, units=1000)
     with gunicorn_service(pg, sandbox.url, extra_env={"DIANDIAN_MAX_OPEN_ORDERS_PER_GUEST": "2"}) as base:
         token = login(base, sandbox, "o_hoarder")
