@@ -1,12 +1,45 @@
 """Command-line tasks: ``flask --app app:create_app <command>``."""
 from __future__ import annotations
 
+import functools
+import json
+
 import click
+import marshmallow
 from flask import Flask
 from flask.cli import AppGroup
 
+from carbon.core.errors import DomainError
+
+
+def _refusal(exc: DomainError | marshmallow.ValidationError) -> click.ClickException:
+    """The one-line message (exit status 1) a command prints for a refused input, instead of a traceback."""
+    if isinstance(exc, marshmallow.ValidationError):
+        return click.ClickException(f"validation_error: {json.dumps(exc.messages, ensure_ascii=False)}")
+    details = f" {json.dumps(exc.details, ensure_ascii=False, default=str)}" if exc.details else ""
+    return click.ClickException(f"{exc.code}: {exc.message}{details}")
+
+
+def _answer_refusals(command: click.Command) -> None:
+    """Wrap a command (each of a group's) so the services' refusals reach the operator as ``_refusal``."""
+    for sub in getattr(command, "commands", {}).values():
+        _answer_refusals(sub)
+    if command.callback is None:
+        return
+    callback = command.callback
+
+    @functools.wraps(callback)
+    def answered(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except (DomainError, marshmallow.ValidationError) as exc:
+            raise _refusal(exc) from exc
+
+    command.callback = answered
+
 
 def register(app: Flask) -> None:
+    builtin = set(app.cli.commands)
     @app.cli.command("seed-demo")
     def seed_demo() -> None:
         """Create the demo data (idempotent: a second run changes nothing)."""
@@ -28,11 +61,15 @@ def register(app: Flask) -> None:
     @click.option("--name", "display_name", required=True, help="the owner's display name")
     @click.password_option()
     def create_organizer(organization: str, email: str, display_name: str, password: str) -> None:
-        """Create an organization and its first owner."""
+        """Create an organization and its first owner (the console's rules for a member's email,
+        password and name)."""
         from carbon.organizers.service import create_organization
+        from schemas.organizers import NewOrganizationIn
 
-        member = create_organization(organization, owner_email=email, owner_password=password,
-                                     owner_name=display_name)
+        given = NewOrganizationIn().load({"organization": organization, "email": email, "password": password,
+                                          "display_name": display_name})
+        member = create_organization(given["organization"], owner_email=given["email"],
+                                     owner_password=given["password"], owner_name=given["display_name"])
         click.echo(f"organizer {member.email} ({member.public_id}) owns {member.organization.public_id}")
 
     @app.cli.command("expire-orders")
@@ -88,7 +125,8 @@ def register(app: Flask) -> None:
     app.cli.add_command(outbox)
 
     @outbox.command("failed")
-    @click.option("--limit", default=1000, show_default=True, help="list at most this many, oldest first")
+    @click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 100_000),
+                  help="list at most this many, oldest first")
     def outbox_failed(limit: int) -> None:
         """Events that ran out of attempts, with their last error."""
         from carbon import jobs
@@ -114,6 +152,10 @@ def register(app: Flask) -> None:
         """Dispatch every due event (of the queues given, or all) here and now, batch after batch."""
         from carbon import jobs
 
+        unknown = sorted(set(queues) - set(jobs.queue_names()))
+        if unknown:
+            raise click.BadParameter(f"unknown queue {unknown[0]!r} (known: {', '.join(jobs.queue_names())})",
+                                     param_hint="-q")
         total: dict[str, int] = {}
         while True:
             counts = jobs.run_due(queues=list(queues) or None)
@@ -159,12 +201,10 @@ def register(app: Flask) -> None:
     @click.argument("amount")
     @click.option("--reference", required=True, help="the bank transfer's reference")
     def record_payout(project_id: str, amount: str, reference: str) -> None:
-        """Record money paid to a project owner."""
-        from decimal import Decimal
-
+        """Record money paid to a project owner (AMOUNT in CNY, e.g. 1234.50)."""
         from carbon.ledger.settlement import record_payout as run
 
-        click.echo(run(project_id, Decimal(amount), reference).public_id)
+        click.echo(run(project_id, amount, reference).public_id)
 
     @app.cli.command("add-serial-block")
     @click.argument("project_id")
@@ -175,11 +215,9 @@ def register(app: Flask) -> None:
     def add_serial_block(project_id: str, vintage: str, first_serial: int, last_serial: int,
                          price_per_tonne: str) -> None:
         """Add a block of unit serials (global positions, never overlapping) to a project's vintage."""
-        from decimal import Decimal
-
         from carbon.credits.service import add_block
 
-        block = add_block(project_id, vintage, first_serial, last_serial, Decimal(price_per_tonne))
+        block = add_block(project_id, vintage, first_serial, last_serial, price_per_tonne)
         click.echo(f"block {block.id}: {block.size} units")
 
     leaderboards = AppGroup("leaderboards", help="Ranks by kilograms retired: rebuild the indexes.")
@@ -193,3 +231,6 @@ def register(app: Flask) -> None:
 
         boards = rebuild()
         click.echo(f"{len(boards)} boards rebuilt, {sum(boards.values())} places")
+
+    for name in set(app.cli.commands) - builtin:
+        _answer_refusals(app.cli.commands[name])

@@ -45,6 +45,12 @@ class MemberIn(Schema):
     role = Text(load_default="staff", validate=validate.OneOf(ROLES))
 
 
+class NewOrganizationIn(MemberIn):
+    """``flask create-organizer``: an organization and its first owner."""
+    organization = Text(required=True, validate=validate.Length(1, 128))
+    role = Text(load_default="owner", validate=validate.OneOf(["owner"]))
+
+
 class MembersOut(Schema):
     items = fields.List(fields.Nested(OrganizerOut))
 

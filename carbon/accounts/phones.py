@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import logging
 import os
 
 from cryptography.exceptions import InvalidTag
@@ -23,9 +24,15 @@ from carbon.core.db import db
 
 VERSION = "v1"
 NONCE_BYTES = 12
+log = logging.getLogger("diandian.phones")
 
 
-class PhoneKeyMissing(RuntimeError):
+class PhoneUnreadable(RuntimeError):
+    """A stored number that does not open: malformed, altered, copied from another row, or under a key
+    that is no longer configured."""
+
+
+class PhoneKeyMissing(PhoneUnreadable):
     """A stored number names a key that is no longer configured (rotate before dropping a key)."""
 
 
@@ -52,20 +59,38 @@ def seal(phone: str, owner_public_id: str) -> str:
     return f"{VERSION}.{current}.{base64.urlsafe_b64encode(nonce + sealed).decode().rstrip('=')}"
 
 
+def _key_of(stored: str) -> str | None:
+    parts = stored.split(".", 2)
+    return parts[1] if len(parts) == 3 and parts[0] == VERSION else None
+
+
 def unseal(stored: str, owner_public_id: str) -> str:
-    version, kid, body = stored.split(".", 2)
+    """The number; PhoneUnreadable (PhoneKeyMissing for an unknown key) when it does not open."""
+    kid = _key_of(stored)
+    if kid is None:
+        raise PhoneUnreadable("stored phone number is not in the v1 form")
     _, ciphers = _keyring()
-    if version != VERSION or kid not in ciphers:
+    if kid not in ciphers:
         raise PhoneKeyMissing(f"phone number under key {kid!r}, which DIANDIAN_PHONE_KEYS no longer holds")
-    raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-    return ciphers[kid].decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], owner_public_id.encode()).decode()
+    body = stored.split(".", 2)[2]
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        return ciphers[kid].decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], owner_public_id.encode()).decode()
+    except (InvalidTag, ValueError) as exc:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise PhoneUnreadable("stored phone number fails its check (altered, or not this row's)") from exc
 
 
 def masked(user) -> str | None:
-    """``138****8000``: all the API ever says of a number."""
+    """``138****8000``: all the API ever says of a number. A number that does not open (its key
+    dropped before ``pii rotate`` ran, or the row altered) reads as none, and is logged by account,
+    never by value, so the guest's requests keep working while an operator restores the key."""
     if not user.phone_ciphertext:
         return None
-    phone = unseal(user.phone_ciphertext, user.public_id)
+    try:
+        phone = unseal(user.phone_ciphertext, user.public_id)
+    except PhoneUnreadable as exc:
+        log.error("phone number unreadable", extra={"fields": {"user": user.public_id, "reason": type(exc).__name__}})
+        return None
     return phone[:3] + "****" + phone[-4:]
 
 
@@ -85,12 +110,12 @@ def rotate(batch: int = 500) -> dict[str, int]:
         if not rows:
             return done
         for user_id, public_id, stored in rows:
-            if stored.split(".", 2)[1] == current:
+            if _key_of(stored) == current:
                 done["current"] += 1
                 continue
             try:
                 sealed = seal(unseal(stored, public_id), public_id)
-            except (PhoneKeyMissing, InvalidTag, ValueError):
+            except PhoneUnreadable:
                 done["failed"] += 1
                 continue
             written = db.session.execute(update(User).where(User.id == user_id, User.phone_ciphertext == stored)

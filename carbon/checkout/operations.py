@@ -121,6 +121,9 @@ def _settle_from_query(payment: Payment) -> str:
     return SETTLED.get(receipt.outcome, "pending")
 
 
+MAX_REFUND_REASON = 200  # the ledger memo holds "refund of <transaction>: " and the reason
+
+
 def refund_order(order_public_id: str, reason: str) -> Order:
     """Refund a paid order in full. Retired credits stay retired (a retirement is final); what the
     project and the platform were credited moves to ``refund_due`` now, the cash when WeChat Pay
@@ -130,8 +133,10 @@ def refund_order(order_public_id: str, reason: str) -> Order:
                               .execution_options(populate_existing=True))
     if order is None:
         raise OrderNotFound()
-    if not reason.strip():
-        raise ValidationError(details={"reason": ["需要理由 / A reason is required"]})
+    reason = reason.strip()
+    if not 1 <= len(reason) <= MAX_REFUND_REASON:
+        raise ValidationError(details={"reason": [(f"需要 1 至 {MAX_REFUND_REASON} 字的理由 / a reason of 1 to "
+                                                  f"{MAX_REFUND_REASON} characters is required")]})
     move(order, ORDER_TRANSITIONS, OrderStatus.REFUNDED)  # only a paid order: refused otherwise
     payment = next(p for p in order.payments if p.status == PaymentStatus.CONFIRMED)
     move(payment, PAYMENT_TRANSITIONS, PaymentStatus.REFUNDED)
@@ -143,7 +148,7 @@ def refund_order(order_public_id: str, reason: str) -> Order:
                 + [("refund_due:wechatpay", "CNY", -payment.amount)], memo=f"refund of {original.public_id}: {reason}")
     refund = Refund(public_id=new_public_id("rfd"), payment=payment, out_refund_no=f"R{payment.out_trade_no}",
                     charge_transaction_id=payment.transaction_id, amount=payment.amount, cause="operator",
-                    reason=reason.strip()[:80], status=RefundStatus.REQUESTED)
+                    reason=reason[:80], status=RefundStatus.REQUESTED)
     db.session.add(refund)
     db.session.flush()
     jobs.emit("payment.needs_refund", {"refund": refund.public_id})

@@ -10,12 +10,13 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import bindparam, func, insert, literal_column, select, union_all, update
+from sqlalchemy.exc import DBAPIError
 
 from carbon.core.clock import utcnow
 from carbon.core.db import db
-from carbon.core.errors import Conflict
+from carbon.core.errors import Conflict, NotFound, ValidationError
 from carbon.core.ids import new_public_id
-from carbon.core.units import ceil_to_unit
+from carbon.core.units import ceil_to_unit, to_decimal
 from carbon.credits.models import Project, Reservation, Retirement, SerialBlock, Vintage
 
 KG_PER_TONNE = Decimal(1000)
@@ -24,6 +25,20 @@ KG_PER_TONNE = Decimal(1000)
 class SoldOut(Conflict):
     code = "credits.sold_out"
     message = "该项目剩余减排量不足 / Not enough credits left in this project"
+
+
+class ProjectNotFound(NotFound):
+    code = "project.not_found"
+    message = "未找到该项目 / Project not found"
+
+
+class SerialsOverlap(Conflict):
+    code = "credits.serials_overlap"
+    message = "序列号与已有区块重叠 / These serials overlap an existing block"
+
+
+MAX_PRICE_PER_TONNE = Decimal("9999999999.99")  # the column's Numeric(12, 2)
+MAX_SERIAL = 2**63 - 1  # BIGINT
 
 
 def active_projects() -> list[Project]:
@@ -174,17 +189,38 @@ def release(order_ids: list[int]) -> None:
 
 
 def add_block(project_public_id: str, vintage_label: str, first_serial: int, last_serial: int,
-              price_per_tonne: Decimal) -> SerialBlock:
+              price_per_tonne: Decimal | int | str) -> SerialBlock:
+    """A block of serials [first, last] at a price: refused unless the price is a positive, finite
+    amount of whole fen and the range is a non-empty one of positive serials that overlaps no block
+    (the database's exclusion constraint or trigger decides overlap)."""
+    errors: dict[str, list[str]] = {}
+    try:
+        price = to_decimal(price_per_tonne)
+    except (TypeError, ValueError):
+        price = None
+    if price is None or not 0 < price <= MAX_PRICE_PER_TONNE or price != price.quantize(Decimal("0.01")):
+        errors["price_per_tonne"] = [(f"每吨价格需为 0.01 至 {MAX_PRICE_PER_TONNE} 元 / a price per tonne from 0.01 "
+                                     f"to {MAX_PRICE_PER_TONNE} CNY, in whole fen")]
+    if not 1 <= first_serial <= last_serial <= MAX_SERIAL:
+        errors["serials"] = ["需 1 ≤ 起始 ≤ 结束 / 1 <= first <= last <= 2^63-1"]
+    if not 1 <= len(vintage_label.strip()) <= 32:
+        errors["vintage"] = ["年份标签为 1 至 32 个字符 / a vintage label of 1 to 32 characters"]
+    if errors:
+        raise ValidationError(details=errors)
     project = db.session.scalar(select(Project).where(Project.public_id == project_public_id))
     if project is None:
-        raise LookupError(f"no project {project_public_id}")
+        raise ProjectNotFound(details={"project": [project_public_id]})
     vintage = db.session.scalar(select(Vintage).where(Vintage.project_id == project.id,
                                                       Vintage.label == vintage_label))
     if vintage is None:
         vintage = Vintage(project=project, label=vintage_label)
         db.session.add(vintage)
     block = SerialBlock(vintage=vintage, first_serial=first_serial, last_serial=last_serial,
-                        price_per_tonne=price_per_tonne)
+                        price_per_tonne=price)
     db.session.add(block)
-    db.session.commit()
+    try:
+        db.session.commit()
+    except DBAPIError as exc:  # IntegrityError on PostgreSQL's exclusion constraint, the trigger's abort on SQLite
+        db.session.rollback()
+        raise SerialsOverlap(details={"serials": [f"{first_serial}-{last_serial}"]}) from exc
     return block

@@ -8,10 +8,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from carbon.core.db import db
-from carbon.core.errors import Conflict, NotFound, ValidationError
+from carbon.core.errors import Conflict, ValidationError
 from carbon.core.spreadsheet import csv_text
 from carbon.core.units import cny
 from carbon.credits.models import Project
+from carbon.credits.service import ProjectNotFound
 from carbon.ledger import service as ledger
 from carbon.ledger.models import LedgerTransaction, Posting
 
@@ -48,14 +49,22 @@ def report_csv(start: datetime, end: datetime, owner_organization_id: int | None
     return csv_text(fields, ([row[name] for name in fields] for row in report(start, end, owner_organization_id)))
 
 
-def record_payout(project_public_id: str, amount: Decimal, reference: str) -> LedgerTransaction:
+def record_payout(project_public_id: str, amount: Decimal | str, reference: str) -> LedgerTransaction:
     """Money sent to the project owner: it leaves our WeChat Pay balance and reduces what is owed."""
     project = db.session.scalar(select(Project).where(Project.public_id == project_public_id))
     if project is None:
-        raise NotFound(code="project.not_found", message="未找到该项目 / Project not found")
-    amount = cny(amount)
-    if amount <= 0 or not reference.strip():
-        raise ValidationError(details={"amount": ["需为正数并注明转账凭证 / positive, with a reference"]})
+        raise ProjectNotFound(details={"project": [project_public_id]})
+    try:
+        amount = cny(amount)
+    except (TypeError, ValueError, ArithmeticError):  # not a finite number, or too many digits for the fen
+        amount = Decimal(0)
+    errors = {}
+    if amount <= 0:
+        errors["amount"] = ["需为正数 / a positive amount of CNY"]
+    if not 1 <= len(reference.strip()) <= 64 or reference != reference.strip():
+        errors["reference"] = ["转账凭证为 1 至 64 个字符 / the transfer's reference, 1 to 64 characters"]
+    if errors:
+        raise ValidationError(details=errors)
     # The project's row lock (PostgreSQL; on SQLite the database's write lock) before reading what is
     # owed: two payouts recorded at once are checked one after the other.
     db.session.execute(update(Project).where(Project.id == project.id).values(status=Project.status))

@@ -13,7 +13,6 @@ from decimal import Decimal
 
 import pytest
 import requests
-from cryptography.exceptions import InvalidTag
 from sqlalchemy import select, text
 
 from carbon.accounts import phones, privacy
@@ -228,7 +227,7 @@ def test_phone_numbers_are_encrypted_at_rest_never_logged_and_the_key_rotates(ap
         user = db.session.scalar(select(User).where(User.openid == "o_pipl_phone"))
         assert stored.startswith(f"v1.{phones.key_id(base64.b64decode(KEY_1))}.")
         assert "13912345678" not in stored and phones.unseal(stored, user.public_id) == "13912345678"
-        with pytest.raises(InvalidTag):  # bound to its row: copied to another user, it does not open
+        with pytest.raises(phones.PhoneUnreadable):  # bound to its row: copied to another user, it does not open
             phones.unseal(stored, "usr_someone_else")
     assert "13912345678" not in caplog.text
 
@@ -254,6 +253,44 @@ def test_phone_numbers_are_encrypted_at_rest_never_logged_and_the_key_rotates(ap
         with only_new.app_context():
             db.session.remove()
             db.engine.dispose()
+
+
+def test_a_number_under_a_dropped_key_reads_as_none_and_the_guest_keeps_working(app, app_config, client, login,
+                                                                                sandbox, caplog):
+    """The old key dropped before ``pii rotate`` ran (or the row altered): /me, a fresh login and the
+    export still answer 200, the number reads as none, and the log names the account, never a number."""
+    import requests
+
+    from app import create_app
+
+    token, _ = login("o_pipl_lost_key")
+    assert bind_phone(client, sandbox, token, "o_pipl_lost_key", "13912345678").status_code == 200
+    caplog.set_level(logging.INFO)
+    only_new = create_app({**app_config, "PHONE_KEYS": KEY_2})
+    try:
+        served = only_new.test_client()
+        me = served.get("/api/v1/me", headers=bearer(token))
+        assert me.status_code == 200 and me.get_json()["phone_number"] is None and me.get_json()["has_phone"]
+        code = requests.post(f"{sandbox.url}/__sandbox__/login-code", json={"openid": "o_pipl_lost_key"},
+                             timeout=5).json()["code"]
+        again = served.post("/api/v1/auth/login", json={"code": code})
+        assert again.status_code == 200 and again.get_json()["user"]["phone_number"] is None
+        exported = served.get("/api/v1/me/export", headers=bearer(token))
+        assert exported.status_code == 200 and exported.get_json()["profile"]["phone_number"] is None
+        with only_new.app_context():
+            assert phones.rotate() == {"rotated": 0, "current": 0, "failed": 1, "changed": 0}
+            db.session.execute(text("UPDATE users SET phone_ciphertext = 'v1' WHERE openid = 'o_pipl_lost_key'"))
+            db.session.commit()
+            assert phones.rotate() == {"rotated": 0, "current": 0, "failed": 1, "changed": 0}
+        assert served.get("/api/v1/me", headers=bearer(token)).get_json()["phone_number"] is None
+    finally:
+        with only_new.app_context():
+            db.session.remove()
+            db.engine.dispose()
+    unreadable = [r for r in caplog.records if r.getMessage() == "phone number unreadable"]
+    assert len(unreadable) >= 4 and all(r.levelno == logging.ERROR for r in unreadable)
+    assert {r.fields["reason"] for r in unreadable} == {"PhoneKeyMissing", "PhoneUnreadable"}
+    assert "13912345678" not in caplog.text and "5678" not in caplog.text
 
 
 def test_rotation_never_writes_back_a_number_erased_or_bound_again_meanwhile(app, app_config, monkeypatch):
