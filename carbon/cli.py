@@ -97,6 +97,15 @@ def register(app: Flask) -> None:
         order = run(order_id, reason)
         click.echo(f"{order.public_id} {order.status}")
 
+    @app.cli.command("refund-retry")
+    @click.argument("refund_id")
+    def refund_retry(refund_id: str) -> None:
+        """Ask WeChat Pay again for a refund it closed (status failed), under a new out_refund_no."""
+        from carbon.checkout.operations import retry_refund
+
+        retry = retry_refund(refund_id)
+        click.echo(f"{refund_id} retried as {retry.public_id} ({retry.out_refund_no}) {retry.status}")
+
     @app.cli.command("worker")
     @click.option("-q", "--queue", "queues", multiple=True, metavar="NAME",
                   help="serve this lane: inbox (payment confirmations) or an outbox queue (default); "

@@ -21,6 +21,7 @@ from carbon.checkout.outcomes import Outcome, Receipt
 from carbon.checkout.states import (
     ORDER_TRANSITIONS,
     PAYMENT_TRANSITIONS,
+    REFUND_ENDED,
     REFUND_TRANSITIONS,
     OrderStatus,
     PaymentStatus,
@@ -238,7 +239,7 @@ def settle_refund(notice: RefundNotice) -> Outcome:
             "out_refund_no": notice.out_refund_no, "out_trade_no": notice.out_trade_no}})
         return Outcome.IGNORED
     abnormal = notice.status == "ABNORMAL"  # not final: WeChat Pay reports the refund's end later
-    if refund.status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED) or \
+    if refund.status in REFUND_ENDED or \
             (abnormal and refund.status == RefundStatus.ABNORMAL):
         return Outcome.DUPLICATE
     refund.refund_id = notice.refund_id

@@ -115,6 +115,8 @@ class Refund(db.Model):
     refund_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The failed refund this one asks again for (``flask refund-retry``), with a new out_refund_no.
+    retry_of_id: Mapped[int | None] = mapped_column(ForeignKey("refunds.id"), unique=True)
 
     payment: Mapped[Payment] = relationship()
 

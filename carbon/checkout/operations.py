@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from carbon import jobs
 from carbon.checkout import inbox
@@ -25,7 +25,7 @@ from carbon.checkout.states import (
 from carbon.core import extensions as ext
 from carbon.core.clock import utcnow
 from carbon.core.db import db
-from carbon.core.errors import ValidationError
+from carbon.core.errors import NotFound, ValidationError
 from carbon.core.ids import new_public_id
 from carbon.core.units import to_fen
 from carbon.credits import service as credits
@@ -156,6 +156,34 @@ def refund_order(order_public_id: str, reason: str) -> Order:
     db.session.commit()
     jobs.kick()
     return order
+
+
+class RefundNotFound(NotFound):
+    code = "refund.not_found"
+    message = "未找到该退款 / Refund not found"
+
+
+def retry_refund(refund_public_id: str) -> Refund:
+    """Ask WeChat Pay again for a refund it closed (``failed``): a new refund of the same money under a
+    new ``out_refund_no`` (WeChat Pay takes a closed refund's amount back), queued like the first.
+    The ledger is untouched: the money is still owed back (``refund_due``) until the new one succeeds."""
+    failed = db.session.scalar(select(Refund).where(Refund.public_id == refund_public_id).with_for_update()
+                               .execution_options(populate_existing=True))
+    if failed is None:
+        raise RefundNotFound(details={"refund": [refund_public_id]})
+    move(failed, REFUND_TRANSITIONS, RefundStatus.RETRIED)  # only a failed one: refused otherwise
+    attempt = 1 + db.session.scalar(select(func.count()).select_from(Refund).where(
+        Refund.payment_id == failed.payment_id, Refund.charge_transaction_id == failed.charge_transaction_id))
+    first = failed.out_refund_no.rsplit("-", 1)[0] if failed.retry_of_id else failed.out_refund_no
+    retry = Refund(public_id=new_public_id("rfd"), payment_id=failed.payment_id, out_refund_no=f"{first}-{attempt}",
+                   charge_transaction_id=failed.charge_transaction_id, amount=failed.amount, cause=failed.cause,
+                   reason=failed.reason, status=RefundStatus.REQUESTED, retry_of_id=failed.id)
+    db.session.add(retry)
+    db.session.flush()
+    jobs.emit("payment.needs_refund", {"refund": retry.public_id})
+    db.session.commit()
+    jobs.kick()
+    return retry
 
 
 @jobs.handles("payment.needs_refund")

@@ -33,9 +33,12 @@ class RefundStatus(StrEnum):
     SUCCEEDED = "succeeded"  # WeChat Pay's refund notification (or query) says the money went back
     ABNORMAL = "abnormal"  # WeChat Pay could not pay it back (e.g. the account is closed): not final, an
     # operator completes it at WeChat Pay, which then reports its end
-    FAILED = "failed"  # WeChat Pay closed it: an operator must act
+    FAILED = "failed"  # WeChat Pay closed it: an operator must act (``flask refund-retry``)
+    RETRIED = "retried"  # failed, then asked again as a new refund (whose retry_of names this one)
 
 
+REFUND_ENDED = (RefundStatus.SUCCEEDED, RefundStatus.FAILED, RefundStatus.RETRIED)  # WeChat Pay said its end
+REFUND_DONE_WITH = (RefundStatus.SUCCEEDED, RefundStatus.RETRIED)  # nothing left to do for the row
 O, P, R = OrderStatus, PaymentStatus, RefundStatus
 ORDER_TRANSITIONS: dict[str, set[str]] = {
     O.CREATED: {O.AWAITING_PAYMENT, O.CANCELED},
@@ -59,7 +62,8 @@ REFUND_TRANSITIONS: dict[str, set[str]] = {
     R.PROCESSING: {R.ABNORMAL, R.SUCCEEDED, R.FAILED},
     R.ABNORMAL: {R.SUCCEEDED, R.FAILED},
     R.SUCCEEDED: set(),
-    R.FAILED: set(),
+    R.FAILED: {R.RETRIED},
+    R.RETRIED: set(),
 }
 
 

@@ -31,7 +31,7 @@ PAID_STATES = (OrderStatus.PAID, OrderStatus.FULFILLED, OrderStatus.REFUNDED)  #
 INVOICEABLE_STATES = (OrderStatus.PAID, OrderStatus.FULFILLED)  # a new request may be made
 REFUND_NAMES = {"requested": "退款处理中 / Refund requested", "processing": "退款处理中 / Refund processing",
                 "abnormal": "退款处理中 / Refund delayed", "succeeded": "已退款 / Refunded",
-                "failed": "退款失败 / Refund failed"}
+                "failed": "退款失败 / Refund failed", "retried": "退款重新发起 / Refund asked again"}
 
 
 class OrderNotPaid(Conflict):

@@ -13,7 +13,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from carbon.checkout.models import InboxEntry, Order, Refund
-from carbon.checkout.states import OrderStatus, RefundStatus
+from carbon.checkout.states import REFUND_DONE_WITH, OrderStatus, RefundStatus
 from carbon.core.clock import as_utc, utcnow
 from carbon.core.db import db
 from carbon.credits.models import Project, Reservation, SerialBlock, Vintage
@@ -80,13 +80,13 @@ class DatabaseCollector(Collector):
             orders.add_metric([state.value], counted.get(state.value, 0))
 
         refunds = GaugeMetricFamily("diandian_refunds_open", "Refunds whose money has not gone back yet, by status "
-                                    "(abnormal, failed: an operator must act) and cause (operator, late_payment, "
-                                    "double_charge)", labels=["status", "cause"])
+                                    "(abnormal: an operator completes it at WeChat Pay; failed: flask refund-retry) "
+                                    "and cause (operator, late_payment, double_charge)", labels=["status", "cause"])
         open_refunds = {(status, cause): count for status, cause, count in session.execute(
-            select(Refund.status, Refund.cause, func.count()).where(Refund.status != RefundStatus.SUCCEEDED)
+            select(Refund.status, Refund.cause, func.count()).where(Refund.status.not_in(REFUND_DONE_WITH))
             .group_by(Refund.status, Refund.cause))}
         for status in RefundStatus:
-            if status != RefundStatus.SUCCEEDED:
+            if status not in REFUND_DONE_WITH:
                 for cause in REFUND_CAUSES:
                     refunds.add_metric([status.value, cause], open_refunds.get((status.value, cause), 0))
 

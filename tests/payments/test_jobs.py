@@ -205,6 +205,63 @@ def test_two_refunds_of_one_order_at_once_refund_it_once(live, sandbox, database
         assert ledger.unbalanced_transactions() == []
 
 
+def test_a_refund_wechat_pay_closed_is_asked_again_and_the_cash_leaves_once(live, sandbox):
+    """REFUND.CLOSED ends a refund ``failed`` with the money still owed back; ``flask refund-retry``
+    asks again under a new out_refund_no, whose success moves the cash once. A late duplicate of
+    the closed one's notification changes nothing; only a failed refund can be retried."""
+    from tests.payments.test_cli import invoke
+
+    seed_project(live.app, units=1000, price="60.00")
+    order_id = _paid_order(live, sandbox, "o_closed_refund", "50")  # 3.00 CNY
+    assert requests.post(f"{sandbox.url}/__sandbox__/pay/refund-outcome", json={"status": "ABNORMAL"},
+                         timeout=5).status_code == 200
+    with live.app.app_context():
+        refund_order(order_id, "重复购买 / bought twice")
+        first = db.session.scalar(select(Refund))
+        first_id, first_no = first.public_id, first.out_refund_no
+    assert [d["event_type"] for d in run_due(sandbox)] == ["REFUND.ABNORMAL"]
+    assert requests.post(f"{sandbox.url}/__sandbox__/pay/refund-outcome", json={"status": "SUCCESS"},
+                         timeout=5).status_code == 200
+    refused = invoke(live.app, "refund-retry", first_id)  # abnormal is not final: nothing to retry yet
+    assert refused.exit_code == 1 and "abnormal → retried" in refused.output
+    assert requests.post(f"{sandbox.url}/__sandbox__/pay/refunds/{first_no}/resolve", json={"status": "CLOSED"},
+                         timeout=5).status_code == 200
+    assert [(d["event_type"], d["status"]) for d in run_due(sandbox)] == [("REFUND.CLOSED", 204)]
+    with live.app.app_context():
+        assert db.session.scalar(select(Refund.status)) == "failed"
+        assert ledger.balance("refund_due:wechatpay", "CNY") == Decimal("-3.00")  # still owed back
+    open_failed = 'diandian_refunds_open{cause="operator",status="failed"} 1.0'
+    assert open_failed in live.get("/metrics").text
+
+    retried = invoke(live.app, "refund-retry", first_id)
+    assert retried.exit_code == 0, retried.output
+    assert f"({first_no}-2)" in retried.output
+    assert invoke(live.app, "refund-retry", first_id).exit_code == 1  # retried once: now "retried"
+    assert [(d["event_type"], d["status"]) for d in run_due(sandbox)] == [("REFUND.SUCCESS", 204)]
+    with live.app.app_context():
+        rows = db.session.execute(select(Refund.out_refund_no, Refund.status, Refund.retry_of_id, Refund.amount)
+                                  .order_by(Refund.id)).all()
+        first_pk = db.session.scalar(select(Refund.id).where(Refund.public_id == first_id))
+        assert rows == [(first_no, "retried", None, Decimal("3.00")),
+                        (f"{first_no}-2", "succeeded", first_pk, Decimal("3.00"))]
+        assert ledger.balance("refund_due:wechatpay", "CNY") == 0
+        assert ledger.balance("cash:wechatpay", "CNY") == 0
+        assert db.session.scalar(select(func.count()).select_from(LedgerTransaction)
+                                 .where(LedgerTransaction.kind == "refund_paid")) == 1
+        assert ledger.unbalanced_transactions() == []
+    assert 'diandian_refunds_open{cause="operator",status="failed"} 0.0' in live.get("/metrics").text
+    assert 'status="retried"' not in live.get("/metrics").text
+    with live.app.app_context():  # the closed refund's notification, delivered again late
+        from carbon.checkout.confirmation import settle_refund
+        from carbon.checkout.outcomes import Outcome
+        from payments.provider import RefundNotice
+
+        late = RefundNotice(out_trade_no="", out_refund_no=first_no, refund_id="x", status="CLOSED", mchid="",
+                            refund_fen=300)
+        assert settle_refund(late) == Outcome.DUPLICATE
+        db.session.rollback()
+
+
 def test_an_abnormal_refund_waits_and_its_later_success_moves_the_cash(live, sandbox):
     """REFUND.ABNORMAL is not final: the refund waits (the cash is still owed back) until WeChat Pay
     reports its end for the same refund, which then settles it once."""

@@ -34,7 +34,8 @@ PAYMENT_ALLOWED = {("created", "pending"), ("created", "failed"), ("created", "c
 
 REFUND_ALLOWED = {("requested", "processing"), ("requested", "abnormal"), ("requested", "succeeded"),
                   ("requested", "failed"), ("processing", "abnormal"), ("processing", "succeeded"),
-                  ("processing", "failed"), ("abnormal", "succeeded"), ("abnormal", "failed")}
+                  ("processing", "failed"), ("abnormal", "succeeded"), ("abnormal", "failed"),
+                  ("failed", "retried")}
 
 
 MACHINES = {"order": (ORDER_TRANSITIONS, ORDER_ALLOWED), "payment": (PAYMENT_TRANSITIONS, PAYMENT_ALLOWED),

@@ -224,7 +224,8 @@ def set_refund_outcome() -> Response:
 @bp.post("/refunds/<out_refund_no>/resolve")
 def resolve_refund(out_refund_no: str) -> Response:
     """End an abnormal refund as the merchant's operator would at WeChat Pay: ``{"status": "SUCCESS"}``
-    (paid back another way) or ``"CLOSED"``; its notification is queued (sent by run-due)."""
+    (paid back another way) or ``"CLOSED"`` (nothing paid back: the amount may be refunded again under a
+    new out_refund_no); its notification is queued (sent by run-due)."""
     status = payload().get("status", "SUCCESS")
     if status not in ("SUCCESS", "CLOSED"):
         raise HookError(400, "status must be SUCCESS or CLOSED")
@@ -236,6 +237,8 @@ def resolve_refund(out_refund_no: str) -> Response:
         if refund.status != "ABNORMAL":
             raise HookError(409, f"refund {out_refund_no} is {refund.status}, not ABNORMAL")
         refund.status, refund.success_time = status, state.now()
+        if status == "CLOSED":  # a closed refund paid nothing back: its amount can be refunded anew
+            state.pay.orders[(refund.mchid, refund.out_trade_no)].refunded -= refund.refund
         if refund.notify_url is not None:
             queue_refund_event(state, refund)
     return jsonify(out_refund_no=out_refund_no, status=status)
