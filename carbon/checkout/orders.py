@@ -19,6 +19,7 @@ from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 
 from carbon import rendering
 from carbon.accounts.models import User
+from carbon.accounts.service import TokenInvalid
 from carbon.certificates.models import Certificate
 from carbon.checkout.models import IdempotencyKey, Order, Payment
 from carbon.checkout.states import ORDER_TRANSITIONS, PAYMENT_TRANSITIONS, UNPAID, OrderStatus, PaymentStatus, move
@@ -108,9 +109,17 @@ class Buyer:
         """Take the buyer's row (PostgreSQL ``FOR NO KEY UPDATE``: inserting rows that reference it
         takes only a key share, so they are not blocked): one buyer's orders are made one at a
         time, and a limit counted over them holds under concurrent requests. (SQLite has no row
-        locks: there the check is as good as its development use needs.)"""
-        model, key = (User, self.user.id) if self.user else (Organization, self.organization.id)
-        db.session.execute(select(model.id).where(model.id == key).with_for_update(key_share=True))
+        locks: there the check is as good as its development use needs.)
+        A guest's account deleted since the request was authenticated (its sessions are revoked by
+        then) ends the request here: no order is made for an erased payer."""
+        if self.user is None:
+            db.session.execute(select(Organization.id).where(Organization.id == self.organization.id)
+                               .with_for_update(key_share=True))
+            return
+        deleted_at = db.session.execute(select(User.deleted_at).where(User.id == self.user.id)
+                                        .with_for_update(key_share=True)).scalar_one()
+        if deleted_at is not None:
+            raise TokenInvalid()
 
 
 @dataclass(frozen=True)

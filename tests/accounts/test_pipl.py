@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import pytest
 import requests
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from carbon.accounts import phones, privacy
 from carbon.accounts.models import AuthSession, User
@@ -201,6 +201,43 @@ def test_an_account_with_an_open_order_is_not_deleted(live, sandbox):
     assert live.get("/api/v1/me", headers=bearer(token)).status_code == 200
     with live.app.app_context():
         assert db.session.scalar(select(User.deleted_at).where(User.openid == "o_pipl_open")) is None
+
+
+def test_an_order_in_flight_while_the_account_is_deleted_is_not_made(live, sandbox, monkeypatch):
+    """The order request authenticated before the deletion committed; the deletion found no open order
+    and erased the account. The order must not be made then (its payer's openid is erased: the money
+    would arrive for nobody): the buyer's lock re-reads the account and answers 401."""
+    import threading
+
+    from carbon.checkout import orders as orders_module
+
+    seed_project(live.app, units=1000)
+    token = guest_token(live.url, sandbox, "o_leaving")
+    authenticated, deleted = threading.Event(), threading.Event()
+    fingerprint = orders_module.request_fingerprint
+
+    def slow_after_auth(body):  # past authentication, nothing written yet: the deletion commits now
+        authenticated.set()
+        assert deleted.wait(10)
+        return fingerprint(body)
+
+    monkeypatch.setattr(orders_module, "request_fingerprint", slow_after_auth)
+    answer = {}
+    buyer = threading.Thread(target=lambda: answer.setdefault("order", live.post(
+        "/api/v1/orders", json={"kg": "5"}, headers={**bearer(token), "Idempotency-Key": "k1"})))
+    buyer.start()
+    assert authenticated.wait(10)
+    gone = requests.delete(live.url + "/api/v1/me", json=CONFIRM, headers=bearer(token), timeout=10)
+    deleted.set()
+    buyer.join(20)
+    assert gone.status_code == 204, gone.text
+    refused = answer["order"]
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "auth.invalid_token", refused.text
+    with live.app.app_context():
+        user_id = db.session.scalar(select(User.id).where(User.deleted_at.is_not(None)))
+        assert db.session.scalar(select(func.count()).select_from(Order).where(Order.user_id == user_id)) == 0
+        assert db.session.scalar(select(func.count()).select_from(Payment)) == 0
+        assert ledger.unbalanced_transactions() == []
 
 
 @pytest.fixture
