@@ -52,7 +52,7 @@ class RefundNotice:
     out_trade_no: str
     out_refund_no: str
     refund_id: str
-    status: str  # SUCCESS, CLOSED, ABNORMAL
+    status: str  # SUCCESS, CLOSED, ABNORMAL (and PROCESSING, from a query)
     mchid: str
     refund_fen: int
     transaction_id: str | None = None
@@ -102,3 +102,6 @@ class PaymentProvider(Protocol):
     def refund(self, *, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int,
                reason: str, transaction_id: str | None = None) -> Refund:
         """Ask for a refund (idempotent per ``out_refund_no``); its outcome arrives as a notification."""
+
+    def query_refund(self, out_refund_no: str) -> RefundNotice | None:
+        """A refund as WeChat Pay sees it now (status PROCESSING too), or None when it knows none."""

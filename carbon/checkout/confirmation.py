@@ -242,6 +242,8 @@ def settle_refund(notice: RefundNotice) -> Outcome:
     if refund.status in REFUND_ENDED or \
             (abnormal and refund.status == RefundStatus.ABNORMAL):
         return Outcome.DUPLICATE
+    if notice.status == "PROCESSING":  # a query's answer while WeChat Pay is still at it: nothing yet
+        return Outcome.IGNORED
     refund.refund_id = notice.refund_id
     if abnormal:
         move(refund, REFUND_TRANSITIONS, RefundStatus.ABNORMAL)

@@ -40,7 +40,7 @@ def handle_notify(headers: dict[str, str], body: bytes) -> Receipt:
         return Receipt(Outcome.MALFORMED if exc.reason == "notify.not_utf8" else Outcome.REJECTED, exc.reason)
     try:
         if notification.refund is not None:
-            return _receive_refund(notification.refund, notification.event_id)
+            return receive_refund(notification.refund, event_id=notification.event_id, source="notify")
         if notification.transaction is None or notification.event_type != "TRANSACTION.SUCCESS":
             return Receipt(Outcome.IGNORED, notification.event_type)
         return receive(notification.transaction, event_id=notification.event_id, source="notify")
@@ -57,12 +57,13 @@ def receive(transaction: Transaction, *, event_id: str | None, source: str) -> R
                            dataclasses.asdict(transaction))
 
 
-def _receive_refund(notice: RefundNotice, event_id: str) -> Receipt:
+def receive_refund(notice: RefundNotice, *, event_id: str | None, source: str) -> Receipt:
+    """Record a verified refund's end once (a notification, or a query's answer), and settle it."""
     if notice.mchid != ext.settings().WECHATPAY_MCHID:
         log.warning("refund notify mismatch", extra={"fields": {"reason": "mchid", "out_refund_no": notice.out_refund_no}})
         return Receipt(Outcome.MISMATCH, "mchid")
     # One entry per refund and status: an ABNORMAL refund is reported again when it ends.
-    return _record_and_run("refund", f"{notice.refund_id}:{notice.status}", notice.out_trade_no, event_id, "notify",
+    return _record_and_run("refund", f"{notice.refund_id}:{notice.status}", notice.out_trade_no, event_id, source,
                            dataclasses.asdict(notice))
 
 

@@ -93,7 +93,8 @@ def _lock_unpaid(order: Order) -> bool:
 
 def reconcile_payments(older_than_minutes: int = 10) -> dict[str, int]:
     """Finish what notifications left: inbox entries still pending after a while are processed, and
-    WeChat Pay is asked about payments still pending (a notification may have been lost)."""
+    WeChat Pay is asked about payments still pending and refunds not yet ended (a notification may
+    have been lost)."""
     counts = {"confirmed": 0, "refunded": 0, "pending": 0, "deferred": 0}
     cutoff = utcnow() - timedelta(minutes=older_than_minutes)
     stale = list(db.session.scalars(select(InboxEntry.id).where(InboxEntry.status == "pending",
@@ -104,7 +105,29 @@ def reconcile_payments(older_than_minutes: int = 10) -> dict[str, int]:
                                                             Payment.created_at <= cutoff)))
     for payment in pending:
         counts[_settle_from_query(payment)] += 1
+    counts |= {"refunds_settled": 0, "refunds_failed": 0, "refunds_waiting": 0, "refunds_deferred": 0}
+    asked = list(db.session.scalars(select(Refund).where(
+        Refund.status.in_((RefundStatus.PROCESSING, RefundStatus.ABNORMAL)), Refund.created_at <= cutoff)
+        .order_by(Refund.id)))
+    for refund in asked:
+        counts[_settle_refund_from_query(refund)] += 1
     return counts
+
+
+REFUND_SETTLED = {Outcome.REFUND_SETTLED: "refunds_settled", Outcome.REFUND_FAILED: "refunds_failed"}
+
+
+def _settle_refund_from_query(refund: Refund) -> str:
+    """Ask WeChat Pay about one refund whose end we have not heard (its notification lost); an ended
+    answer goes through the inbox like a refund notification."""
+    try:
+        notice = ext.payments().query_refund(refund.out_refund_no)
+    except ProviderError:
+        return "refunds_deferred"
+    if notice is None or notice.status == "PROCESSING":
+        return "refunds_waiting"
+    receipt = inbox.receive_refund(notice, event_id=None, source="query")
+    return REFUND_SETTLED.get(receipt.outcome, "refunds_waiting")
 
 
 def _settle_from_query(payment: Payment) -> str:
@@ -197,7 +220,18 @@ def request_refund(payload: dict) -> None:
                                        transaction_id=refund.charge_transaction_id, out_refund_no=refund.out_refund_no,
                                        refund_fen=to_fen(refund.amount), total_fen=to_fen(refund.amount),
                                        reason=refund.reason)
+    except ProviderRefused as exc:
+        if exc.status == 429:  # FREQUENCY_LIMITED: asked again by the outbox's retries
+            raise PaymentUnavailable(details={"provider": exc.code or "refused", "check": str(exc)}) from exc
+        # Refused for good (e.g. NOT_ENOUGH, INVALID_REQUEST, USER_ACCOUNT_ABNORMAL): the money is still
+        # owed back; the refund ends failed and alerts, for an operator to retry (flask refund-retry).
+        move(refund, REFUND_TRANSITIONS, RefundStatus.FAILED)
+        refund.completed_at = utcnow()
+        log.error("refund refused by WeChat Pay", extra={"fields": {"refund": refund.public_id, "code": exc.code,
+                                                                    "status": exc.status}})
+        return
     except ProviderError as exc:
         raise PaymentUnavailable(details={"provider": exc.code or "unreachable", "check": str(exc)}) from exc
     refund.refund_id = answer.refund_id
     move(refund, REFUND_TRANSITIONS, RefundStatus.PROCESSING)  # settled by WeChat Pay's refund notification
+    # (or, when that is lost, by reconcile-payments' query)

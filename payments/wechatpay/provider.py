@@ -126,6 +126,18 @@ class WeChatPayV3:
         return Refund(answer["out_refund_no"], answer["refund_id"], answer["status"],
                       int(answer["amount"]["refund"]))
 
+    def query_refund(self, out_refund_no: str) -> RefundNotice | None:
+        try:
+            answer = self._call("GET", f"/v3/refund/domestic/refunds/{quote(out_refund_no)}")
+        except ProviderRefused as exc:
+            if exc.code == "RESOURCE_NOT_EXISTS":
+                return None
+            raise
+        try:  # the query's answer names the status "status" (a notification: "refund_status") and no mchid
+            return _refund_notice({**answer, "refund_status": answer["status"], "mchid": self.config.mchid})
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ProviderError("WeChat Pay's answer is malformed") from exc
+
     def parse_notify(self, headers: dict[str, str], body: bytes) -> Notification:
         """Verify (signature, serial, 5-minute window, probes) and decrypt a payment or refund notification."""
         try:
@@ -175,8 +187,15 @@ class WeChatPayV3:
                                           timeout=self.config.timeout_seconds)
         except requests.RequestException as exc:
             raise ProviderError(f"WeChat Pay unreachable: {type(exc).__name__}") from exc
-        self._verify(response.headers, response.text, rejected=ProviderError, what="response")
-        data = response.json() if response.content else {}
+        try:  # signed are the bytes: decoded as UTF-8, never by the charset requests would guess
+            text = response.content.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProviderError("response.not_utf8", code=RESPONSE_UNVERIFIED) from exc
+        self._verify(response.headers, text, rejected=ProviderError, what="response")
+        try:
+            data = json.loads(text) if text else {}
+        except ValueError as exc:
+            raise ProviderError("WeChat Pay's answer is not JSON", status=response.status_code) from exc
         if response.status_code >= 400:
             error = ProviderRefused if response.status_code < 500 else ProviderError
             raise error(data.get("message", response.reason), code=data.get("code"), status=response.status_code)

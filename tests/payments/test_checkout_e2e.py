@@ -131,11 +131,13 @@ def test_a_lost_notification_is_completed_by_reconciliation(live, sandbox):
     assert live.get(f"/api/v1/orders/{order_id}", headers=bearer(token)).json()["order"]["status"] == \
         "awaiting_payment"
     with live.app.app_context():
-        assert reconcile_payments(10) == {"confirmed": 0, "refunded": 0, "pending": 0, "deferred": 0}  # too young to ask
+        nothing = {"confirmed": 0, "refunded": 0, "pending": 0, "deferred": 0, "refunds_settled": 0,
+                   "refunds_failed": 0, "refunds_waiting": 0, "refunds_deferred": 0}
+        assert reconcile_payments(10) == nothing  # too young to ask
         clock.advance(11 * 60)  # time passes for both sides
         requests.post(f"{sandbox.url}/__sandbox__/clock/advance", json={"seconds": 11 * 60}, timeout=5)
-        assert reconcile_payments(10) == {"confirmed": 1, "refunded": 0, "pending": 0, "deferred": 0}
-        assert reconcile_payments(10) == {"confirmed": 0, "refunded": 0, "pending": 0, "deferred": 0}
+        assert reconcile_payments(10) == nothing | {"confirmed": 1}
+        assert reconcile_payments(10) == nothing
         assert ledger.unbalanced_transactions() == []
     assert live.get(f"/api/v1/orders/{order_id}", headers=bearer(token)).json()["order"]["status"] == "fulfilled"
 

@@ -10,7 +10,7 @@ import requests
 from sqlalchemy import func, select
 
 from carbon.checkout.models import Order, Refund
-from carbon.checkout.operations import expire_orders, refund_order
+from carbon.checkout.operations import expire_orders, reconcile_payments, refund_order
 from carbon.core.clock import clock, utcnow
 from carbon.core.db import db
 from carbon.core.errors import DomainError
@@ -203,6 +203,92 @@ def test_two_refunds_of_one_order_at_once_refund_it_once(live, sandbox, database
     with live.app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Refund)) == 1
         assert ledger.unbalanced_transactions() == []
+
+
+def refund_outcome(sandbox, status: str) -> None:
+    assert requests.post(f"{sandbox.url}/__sandbox__/pay/refund-outcome", json={"status": status},
+                         timeout=5).status_code == 200
+
+
+def refund_counts(counts: dict) -> dict:
+    return {key: value for key, value in counts.items() if key.startswith("refunds_") and value}
+
+
+def test_a_refund_whose_notification_is_lost_is_settled_by_reconciliation(live, sandbox):
+    """WeChat Pay answers a refund PROCESSING and notifies its end; that notification lost, the
+    reconciliation's query settles it (through the inbox, once): the cash leaves once, and the late
+    notification, delivered after all, changes nothing."""
+    seed_project(live.app, units=1000, price="60.00")
+    order_id = _paid_order(live, sandbox, "o_lost_refund_notify", "50")  # 3.00 CNY
+    refund_outcome(sandbox, "PROCESSING")
+    with live.app.app_context():
+        refund_order(order_id, "lost notify")
+        out_refund_no = db.session.scalar(select(Refund.out_refund_no))
+        assert db.session.scalar(select(Refund.status)) == "processing"
+        assert refund_counts(reconcile_payments(0)) == {"refunds_waiting": 1}  # WeChat Pay: still PROCESSING
+    assert run_due(sandbox) == []  # nothing is notified while it is processing
+    resolved = requests.post(f"{sandbox.url}/__sandbox__/pay/refunds/{out_refund_no}/resolve",
+                             json={"status": "SUCCESS"}, timeout=5)
+    assert resolved.status_code == 200, resolved.text  # its REFUND.SUCCESS is queued, not delivered: lost
+    with live.app.app_context():
+        assert refund_counts(reconcile_payments(0)) == {"refunds_settled": 1}
+        assert db.session.scalar(select(Refund.status)) == "succeeded"
+        assert refund_counts(reconcile_payments(0)) == {}  # ended: not asked again
+    assert [(d["event_type"], d["status"]) for d in run_due(sandbox)] == [("REFUND.SUCCESS", 204)]
+    with live.app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(LedgerTransaction)
+                                 .where(LedgerTransaction.kind == "refund_paid")) == 1
+        assert ledger.balance("refund_due:wechatpay", "CNY") == 0
+        assert ledger.balance("cash:wechatpay", "CNY") == 0
+        assert ledger.unbalanced_transactions() == []
+    refund_outcome(sandbox, "SUCCESS")
+
+
+def test_a_refund_closed_while_its_notification_was_lost_ends_failed_by_reconciliation(live, sandbox):
+    seed_project(live.app, units=1000, price="60.00")
+    order_id = _paid_order(live, sandbox, "o_lost_closed", "50")
+    refund_outcome(sandbox, "PROCESSING")
+    with live.app.app_context():
+        refund_order(order_id, "lost notify")
+        out_refund_no = db.session.scalar(select(Refund.out_refund_no))
+    assert requests.post(f"{sandbox.url}/__sandbox__/pay/refunds/{out_refund_no}/resolve", json={"status": "CLOSED"},
+                         timeout=5).status_code == 200
+    refund_outcome(sandbox, "SUCCESS")
+    with live.app.app_context():
+        assert refund_counts(reconcile_payments(0)) == {"refunds_failed": 1}
+        assert db.session.scalar(select(Refund.status)) == "failed"
+        assert ledger.balance("refund_due:wechatpay", "CNY") == Decimal("-3.00")  # still owed back
+        refund_id = db.session.scalar(select(Refund.public_id))
+    from tests.payments.test_cli import invoke
+
+    assert invoke(live.app, "refund-retry", refund_id).exit_code == 0  # WeChat Pay took the closed amount back
+    assert [(d["event_type"], d["status"]) for d in run_due(sandbox)] == [("REFUND.CLOSED", 204), ("REFUND.SUCCESS", 204)]
+    with live.app.app_context():
+        assert db.session.scalars(select(Refund.status).order_by(Refund.id)).all() == ["retried", "succeeded"]
+        assert ledger.balance("refund_due:wechatpay", "CNY") == 0 and ledger.unbalanced_transactions() == []
+
+
+def test_a_refund_wechat_pay_refuses_for_good_ends_failed_and_is_retried(live, sandbox, caplog):
+    """NOT_ENOUGH (here: refunded already at the merchant platform) is no outage: the refund ends
+    failed at once (not retried eight times), alerts, and waits for an operator."""
+    import logging
+
+    from carbon.core import extensions as ext
+
+    seed_project(live.app, units=1000, price="60.00")
+    order_id = _paid_order(live, sandbox, "o_refused_refund", "50")
+    caplog.set_level(logging.ERROR)
+    with live.app.app_context():
+        order = db.session.scalar(select(Order).where(Order.public_id == order_id))
+        ext.payments().refund(out_trade_no=order.payments[0].out_trade_no, out_refund_no="RPLATFORM1",
+                              refund_fen=300, total_fen=300, reason="merchant platform")
+        refund_order(order_id, "operator")
+        refund = db.session.scalar(select(Refund))
+        event = db.session.scalar(select(OutboxEvent).where(OutboxEvent.kind == "payment.needs_refund"))
+        assert (refund.status, refund.refund_id, event.status, event.attempts) == ("failed", None, "done", 1)
+        assert ledger.balance("refund_due:wechatpay", "CNY") == Decimal("-3.00")
+    [alert] = [r for r in caplog.records if r.getMessage() == "refund refused by WeChat Pay"]
+    assert alert.fields["code"] == "NOT_ENOUGH" and alert.fields["status"] == 403
 
 
 def test_a_refund_wechat_pay_closed_is_asked_again_and_the_cash_leaves_once(live, sandbox):

@@ -400,3 +400,47 @@ def test_an_entry_that_did_not_match_is_tried_again_when_delivered_again(live, s
         assert db.session.scalar(select(func.count()).select_from(InboxEntry)) == 1
         assert db.session.scalar(select(InboxEntry.status)) == "done"
         assert db.session.scalar(select(Payment.status)) == "confirmed"
+
+
+def test_a_signed_answer_is_verified_over_its_bytes_as_utf8_whatever_its_content_type():
+    """WeChat Pay signs the body's bytes. A signed Chinese refusal served as text/plain (which requests
+    would decode as ISO-8859-1) is still verified, and reaches the caller as the refusal it is."""
+    import json
+
+    import requests as rq
+    from requests.adapters import BaseAdapter
+
+    from carbon.core.clock import clock
+    from payments.provider import ProviderRefused
+    from payments.wechatpay.provider import WeChatPayConfig, WeChatPayV3, sandbox_key
+    from wechat.sandbox.config import DEFAULT_CONFIG
+    from wechat.sandbox.pay_crypto import load_private_key, signed_headers
+
+    wechat_key = load_private_key(DEFAULT_CONFIG["PAY_PRIVATE_KEY_PEM"])
+    key_id = DEFAULT_CONFIG["PAY_PUBLIC_KEY_ID"]
+    body = json.dumps({"code": "ORDERPAID", "message": "该订单已支付"}, ensure_ascii=False).encode()
+
+    class Answer(BaseAdapter):
+        def send(self, request, **kwargs):
+            response = rq.Response()
+            response.status_code, response._content, response.url = 403, body, request.url
+            response.headers.update({"Content-Type": "text/plain",
+                                     **signed_headers(wechat_key, key_id, body, clock.timestamp())})
+            response.encoding = rq.utils.get_encoding_from_headers(response.headers)  # as HTTPAdapter does
+            response.request = request
+            return response
+
+        def close(self):
+            pass
+
+    session = rq.Session()
+    session.mount("https://", Answer())
+    config = WeChatPayConfig(mchid="1900000109", appid="wxd1a2b3c4d5e6f7a8",
+                             serial_no="5157F09EFDC096DE15EBE81A47057A7232F1B8E1",
+                             private_key_pem=sandbox_key("merchant_private_key.pem"),
+                             apiv3_key="diandian-sandbox-apiv3-key-00001", public_key_id=key_id,
+                             public_key_pem=sandbox_key("wechatpay_public_key.pem"),
+                             api_base="https://api.mch.weixin.qq.com", notify_url="https://x.example/n")
+    with pytest.raises(ProviderRefused) as refused:
+        WeChatPayV3(config, session=session).close("DD0000000001")
+    assert (refused.value.code, refused.value.status, str(refused.value)) == ("ORDERPAID", 403, "该订单已支付")

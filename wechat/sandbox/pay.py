@@ -442,10 +442,11 @@ def create_refund() -> Response:
             status=pay.next_refund_status,
         )
         pay.refunds[(mch.mchid, out_refund_no)] = refund
-        order.refunded += refund.refund
         order.refund_nos.append(out_refund_no)
-        order.trade_state = "REFUND"
-        if notify_url is not None:
+        if refund.status != "CLOSED":  # a refund closed at once pays nothing back
+            order.refunded += refund.refund
+            order.trade_state = "REFUND"
+        if notify_url is not None and refund.status != "PROCESSING":  # PROCESSING: notified when it ends
             queue_refund_event(state, refund)  # delivered by run-due: never while the caller waits
         return json_answer(refund_object(refund))
 

@@ -208,13 +208,17 @@ def scan_and_pay() -> Response:
 # ---- playing WeChat Pay -------------------------------------------------------------------
 
 
+REFUND_OUTCOMES = ("SUCCESS", "ABNORMAL", "PROCESSING", "CLOSED")
+
+
 @bp.post("/refund-outcome")
 def set_refund_outcome() -> Response:
     """``{"status": "ABNORMAL"}``: refunds created from now on go abnormal (e.g. the payer's account is
-    closed), until ``{"status": "SUCCESS"}``; an abnormal refund is ended by ``/refunds/<no>/resolve``."""
+    closed), until ``{"status": "SUCCESS"}``; ``PROCESSING``: they are answered processing and notified
+    only when ``/refunds/<no>/resolve`` ends them (as an abnormal one is ended); ``CLOSED``: closed at once."""
     status = payload().get("status")
-    if status not in ("SUCCESS", "ABNORMAL"):
-        raise HookError(400, "status must be SUCCESS or ABNORMAL")
+    if status not in REFUND_OUTCOMES:
+        raise HookError(400, f"status must be one of {', '.join(REFUND_OUTCOMES)}")
     state = sandbox_state()
     with state.lock:
         state.pay.next_refund_status = status
@@ -223,9 +227,9 @@ def set_refund_outcome() -> Response:
 
 @bp.post("/refunds/<out_refund_no>/resolve")
 def resolve_refund(out_refund_no: str) -> Response:
-    """End an abnormal refund as the merchant's operator would at WeChat Pay: ``{"status": "SUCCESS"}``
-    (paid back another way) or ``"CLOSED"`` (nothing paid back: the amount may be refunded again under a
-    new out_refund_no); its notification is queued (sent by run-due)."""
+    """End an abnormal or processing refund as WeChat Pay (or the merchant's operator there) would:
+    ``{"status": "SUCCESS"}`` (paid back) or ``"CLOSED"`` (nothing paid back: the amount may be refunded
+    again under a new out_refund_no); its notification is queued (sent by run-due)."""
     status = payload().get("status", "SUCCESS")
     if status not in ("SUCCESS", "CLOSED"):
         raise HookError(400, "status must be SUCCESS or CLOSED")
@@ -234,8 +238,8 @@ def resolve_refund(out_refund_no: str) -> Response:
         refund = next((r for (_, no), r in state.pay.refunds.items() if no == out_refund_no), None)
         if refund is None:
             raise HookError(404, f"unknown out_refund_no {out_refund_no}")
-        if refund.status != "ABNORMAL":
-            raise HookError(409, f"refund {out_refund_no} is {refund.status}, not ABNORMAL")
+        if refund.status not in ("ABNORMAL", "PROCESSING"):
+            raise HookError(409, f"refund {out_refund_no} is {refund.status}, not ABNORMAL or PROCESSING")
         refund.status, refund.success_time = status, state.now()
         if status == "CLOSED":  # a closed refund paid nothing back: its amount can be refunded anew
             state.pay.orders[(refund.mchid, refund.out_trade_no)].refunded -= refund.refund
