@@ -32,6 +32,7 @@ from carbon.core.ids import new_token
 from carbon.credits.models import Project, Retirement
 from carbon.footprint.models import Footprint
 from carbon.organizers.models import OrganizerSession
+from carbon.scenes.models import Scene
 
 TOMBSTONE_PREFIX = "deleted:"  # an openid from WeChat is [A-Za-z0-9_-]: a tombstone never matches one
 OPEN_ORDER_STATES = (OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT, OrderStatus.PAID)
@@ -81,6 +82,10 @@ def export(user: User) -> dict:
     payments = list(_all(Payment, Payment.order_id.in_(order_ids)))
     trade_nos = {payment.id: payment.out_trade_no for payment in payments}
     projects = dict(db.session.execute(select(Project.id, Project.public_id)).all())
+    scenes = dict(db.session.execute(select(Scene.id, Scene.code).where(
+        Scene.id.in_({order.scene_id for order in orders if order.scene_id}))).all())
+    footprints = dict(db.session.execute(select(Footprint.id, Footprint.public_id).where(
+        Footprint.user_id == user.id)).all())
     return {
         "generated_at": _plain(utcnow()),
         "profile": {**_row(user, "openid", "unionid", "nickname", "avatar_url", "phone_country_code",
@@ -91,8 +96,11 @@ def export(user: User) -> dict:
         "footprints": [_row(footprint, "kind", "scene_code", "channel", "dataset_version", "total_grams", "request",
                             "result", "created_at", id="public_id")
                        for footprint in _all(Footprint, Footprint.user_id == user.id)],
-        "orders": [_row(order, "status", "units", "kg", "amount", "currency", "beneficiary_name", "purpose",
-                        "created_at", "paid_at", "closed_at", id="public_id") for order in orders],
+        "orders": [{"project_id": projects[order.project_id], "scene_code": scenes.get(order.scene_id),
+                    "footprint_id": footprints.get(order.footprint_id), **_row(
+                        order, "status", "units", "kg", "amount", "currency", "beneficiary_name", "purpose",
+                        "channel", "created_at", "expires_at", "paid_at", "closed_at", id="public_id")}
+                   for order in orders],
         "payments": [{"order_id": order_ids[payment.order_id], **_row(
             payment, "provider", "out_trade_no", "amount", "currency", "status", "transaction_id", "created_at",
             "confirmed_at")} for payment in payments],

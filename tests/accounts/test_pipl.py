@@ -74,6 +74,12 @@ def test_the_export_holds_the_guests_data_and_nothing_of_another(live, sandbox):
     assert exported["profile"]["openid"] == "o_pipl_export" and exported["profile"]["phone_number"] == "138****8000"
     assert [f["id"] for f in exported["footprints"]] == [mine["footprint"]]
     assert [o["id"] for o in exported["orders"]] == [mine["order"], refunded["id"]]
+    with live.app.app_context():
+        project = db.session.scalar(select(Order.project_id).limit(1))
+        project_id = db.session.scalar(text("SELECT public_id FROM projects WHERE id = :i"), {"i": project})
+    assert [(o["footprint_id"], o["project_id"], o["scene_code"], o["channel"]) for o in exported["orders"]] == [
+        (mine["footprint"], project_id, None, None), (None, project_id, None, None)]
+    assert all(o["expires_at"] > o["created_at"] for o in exported["orders"])
     assert {p["out_trade_no"] for p in exported["payments"]} == {
         mine["out_trade_no"], refunded["payments"][0]["out_trade_no"]}
     assert [(r["out_trade_no"], r["amount"]) for r in exported["refunds"]] == [
