@@ -291,6 +291,29 @@ def test_a_refund_wechat_pay_refuses_for_good_ends_failed_and_is_retried(live, s
     assert alert.fields["code"] == "NOT_ENOUGH" and alert.fields["status"] == 403
 
 
+def test_a_refund_answered_frequency_limited_is_asked_again_later(live, sandbox):
+    """429 FREQUENCY_LIMITED is WeChat Pay saying "not now": the refund stays requested and the
+    outbox asks again (same out_refund_no), unlike a refusal for good."""
+    seed_project(live.app, units=1000, price="60.00")
+    order_id = _paid_order(live, sandbox, "o_refund_limited", "50")
+    armed = requests.post(f"{sandbox.url}/__sandbox__/failures", json={
+        "path": "/v3/refund/domestic/refunds", "status": 429, "code": "FREQUENCY_LIMITED"}, timeout=5)
+    assert armed.status_code == 200, armed.text
+    with live.app.app_context():
+        refund_order(order_id, "operator")
+        refund = db.session.scalar(select(Refund))
+        event = db.session.scalar(select(OutboxEvent).where(OutboxEvent.kind == "payment.needs_refund"))
+        assert (refund.status, event.status, event.attempts) == ("requested", "pending", 1)
+        assert event.last_error.startswith("PaymentUnavailable")
+    advance_both(sandbox, 3600)
+    with live.app.app_context():
+        from carbon import jobs
+
+        assert jobs.run_due() == {"done": 1}, db.session.scalar(select(OutboxEvent.last_error))
+        assert db.session.scalar(select(Refund.status)) == "processing"
+    assert [(d["event_type"], d["status"]) for d in run_due(sandbox)] == [("REFUND.SUCCESS", 204)]
+
+
 def test_a_refund_wechat_pay_closed_is_asked_again_and_the_cash_leaves_once(live, sandbox):
     """REFUND.CLOSED ends a refund ``failed`` with the money still owed back; ``flask refund-retry``
     asks again under a new out_refund_no, whose success moves the cash once. A late duplicate of

@@ -181,17 +181,24 @@ def encrypt_open_data() -> Response:
 
 @bp.post("/failures")
 def arm_failure() -> Response:
-    """The next ``count`` calls to ``path`` answer ``errcode`` (-1 = system busy)."""
+    """The next ``count`` calls to ``path`` answer ``errcode`` (-1 = system busy); a WeChat Pay path
+    answers ``status`` and ``code`` (default 500 SYSTEM_ERROR; e.g. 429 FREQUENCY_LIMITED, 403 NOT_ENOUGH)."""
     body = payload()
     path = required_str(body, "path")
     if not path.startswith("/"):
         raise HookError(400, "path must start with /")
-    errcode = body.get("errcode")
+    errcode = body.get("errcode", -1)
     if not isinstance(errcode, int) or isinstance(errcode, bool):
         raise HookError(400, "errcode must be an integer")
+    status, code = body.get("status", 500), body.get("code", "SYSTEM_ERROR")
+    if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 599:
+        raise HookError(400, "status must be an HTTP error status (400-599)")
+    if not isinstance(code, str) or not code.isascii() or not 1 <= len(code) <= 32:
+        raise HookError(400, "code must be a WeChat Pay error code (1-32 ASCII characters)")
     count = positive_int(body, "count", 1)
-    sandbox_state().arm_failure(path, errcode, count)
-    return jsonify(path=path, errcode=errcode, remaining=count)
+    sandbox_state().arm_failure(path, errcode, count, pay_error=(status, code))
+    played = {"status": status, "code": code} if path.startswith("/v3/") else {"errcode": errcode}
+    return jsonify(path=path, **played, remaining=count)
 
 
 @bp.delete("/failures")

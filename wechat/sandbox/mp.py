@@ -44,8 +44,8 @@ def record_call_and_inject_failure() -> Response | None:
     state = sandbox_state()
     state.record_request()
     state.wait_delay(request.path)
-    errcode = state.take_failure(request.path)
-    return None if errcode is None else error_response(WeChatError(errcode))
+    failure = state.take_failure(request.path)
+    return None if failure is None else error_response(WeChatError(failure["errcode"]))
 
 
 @bp.errorhandler(WeChatError)

@@ -88,8 +88,10 @@ def authenticate() -> Response | None:
     raw = request.get_data()
     state.record_request()
     state.wait_delay(request.path)
-    if state.take_failure(request.path) is not None:
-        raise PayError(500, "SYSTEM_ERROR", "系统错误")
+    failure = state.take_failure(request.path)
+    if failure is not None:
+        status, code = failure["pay_error"]
+        raise PayError(status, code, "系统错误" if code == "SYSTEM_ERROR" else f"armed failure: {code}")
     fields = parse_authorization(request.headers.get("Authorization"))
     if fields is None:
         raise PayError(401, "SIGN_ERROR", "Http头Authorization值格式错误，请参考《微信支付商户REST API签名规则》")

@@ -223,7 +223,7 @@ class SandboxState:
         with self.lock:
             self.clock_offset = 0.0
             self.calls: list[dict[str, Any]] = []
-            self.failures: dict[str, dict[str, int]] = {}
+            self.failures: dict[str, dict[str, Any]] = {}
             self.delays: dict[str, float] = {}  # path prefix -> seconds every emulated API call waits
             self.areas = {name: make(self.config) for name, make in AREA_FACTORIES.items()}
 
@@ -262,9 +262,12 @@ class SandboxState:
             "content_type": request.content_type,
         })
 
-    def arm_failure(self, path: str, errcode: int, count: int) -> None:
+    def arm_failure(self, path: str, errcode: int, count: int, pay_error: tuple[int, str] = (500, "SYSTEM_ERROR")
+                    ) -> None:
+        """The next ``count`` calls to ``path`` fail: a WeChat API answers ``errcode``, a WeChat Pay
+        one ``pay_error`` (HTTP status, code)."""
         with self.lock:
-            self.failures[path] = {"errcode": errcode, "remaining": count}
+            self.failures[path] = {"errcode": errcode, "pay_error": pay_error, "remaining": count}
 
     def set_delay(self, prefix: str, seconds: float) -> None:
         with self.lock:
@@ -282,8 +285,8 @@ class SandboxState:
             time.sleep(seconds)
         return seconds
 
-    def take_failure(self, path: str) -> int | None:
-        """The errcode to answer for this call to ``path``, if a failure is armed."""
+    def take_failure(self, path: str) -> dict[str, Any] | None:
+        """The failure armed for this call to ``path`` (``errcode``, ``pay_error``), if any."""
         with self.lock:
             failure = self.failures.get(path)
             if failure is None:
@@ -291,7 +294,7 @@ class SandboxState:
             failure["remaining"] -= 1
             if failure["remaining"] <= 0:
                 del self.failures[path]
-            return failure["errcode"]
+            return failure
 
 
 def sandbox_state() -> SandboxState:
