@@ -136,6 +136,12 @@ def _settle_from_query(payment: Payment) -> str:
         transaction = ext.payments().query(payment.out_trade_no)
     except ProviderError:
         return "deferred"
+    if transaction is not None and transaction.trade_state == "REFUND":
+        # Paid, then refunded at WeChat Pay by hand (the merchant platform) before we heard of the
+        # payment: nothing here may book it on its own (a partial refund is possible). An operator must.
+        log.error("payment refunded at WeChat Pay outside Diandian", extra={"fields": {
+            "out_trade_no": payment.out_trade_no, "transaction_id": transaction.transaction_id}})
+        return "deferred"
     if transaction is None or transaction.trade_state != "SUCCESS":
         return "pending"
     receipt = inbox.receive(transaction, event_id=None, source="query")

@@ -291,6 +291,33 @@ def test_a_refund_wechat_pay_refuses_for_good_ends_failed_and_is_retried(live, s
     assert alert.fields["code"] == "NOT_ENOUGH" and alert.fields["status"] == 403
 
 
+def test_a_payment_refunded_at_wechat_pay_before_we_heard_of_it_alerts_and_books_nothing(live, sandbox, caplog):
+    """Paid (the notification lost), then refunded by hand at the merchant platform: the query says
+    REFUND. Nothing is booked or retired on a guess; every run says so at error level."""
+    import logging
+
+    from carbon.core import extensions as ext
+
+    seed_project(live.app, units=100)
+    token = guest_token(live.url, sandbox, "o_refunded_elsewhere")
+    created = place_order(live, token, {"kg": "5"}, key="re").json()
+    assert hook(sandbox, "request-payment", {**created["request_payment"], "deliver": False}).status_code == 200
+    out_trade_no = created["order"]["payments"][0]["out_trade_no"]
+    total = int(Decimal(created["order"]["amount"]) * 100)
+    with live.app.app_context():
+        ext.payments().refund(out_trade_no=out_trade_no, out_refund_no="RPLATFORM2", refund_fen=total,
+                              total_fen=total, reason="merchant platform")
+    advance_both(sandbox, 16 * 60)
+    caplog.set_level(logging.ERROR)
+    with live.app.app_context():
+        assert [expire_orders() for _ in range(2)] == [{"expired": 0, "confirmed": 0, "refunded": 0, "deferred": 1}] * 2
+        assert db.session.scalar(select(Order.status)) == "awaiting_payment"
+        assert db.session.scalar(select(func.count()).select_from(Retirement)) == 0
+        assert db.session.scalar(select(func.count()).select_from(LedgerTransaction)) == 0
+    alerts = [r for r in caplog.records if r.getMessage() == "payment refunded at WeChat Pay outside Diandian"]
+    assert len(alerts) == 2 and alerts[0].fields["out_trade_no"] == out_trade_no
+
+
 def test_a_refund_answered_frequency_limited_is_asked_again_later(live, sandbox):
     """429 FREQUENCY_LIMITED is WeChat Pay saying "not now": the refund stays requested and the
     outbox asks again (same out_refund_no), unlike a refusal for good."""
