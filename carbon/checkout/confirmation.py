@@ -69,13 +69,14 @@ class LockedPayment:
     scene_id: int | None
     channel: str | None
     openid: str | None  # None for an organization's order
+    account_deleted: bool  # the guest deleted their account: their openid is erased
 
 
 LOCK_PAYMENT = (
     select(Payment.id, Payment.status, Payment.amount, Payment.transaction_id, Payment.out_trade_no, Order.id,
            Order.public_id, Order.status, Order.units, Order.kg, Order.project_id, Project.public_id, Project.unit_kg,
            Order.user_id, Order.organization_id, Order.beneficiary_name, Order.purpose, Order.scene_id,
-           Order.channel, User.openid)
+           Order.channel, User.openid, User.deleted_at.is_not(None))
     .join(Order, Order.id == Payment.order_id).join(Project, Project.id == Order.project_id)
     .outerjoin(User, User.id == Order.user_id).with_for_update(of=Payment))
 
@@ -83,14 +84,17 @@ LOCK_PAYMENT = (
 def mismatches(transaction: Transaction, payment: LockedPayment | None) -> str:
     """What in a verified transaction is not ours (empty when all is well): amount, currency, appid,
     mchid, the payer (the order's guest; an organization's Native order is paid by whoever scans
-    its code), or the payment itself."""
+    its code), or the payment itself. A deleted account's payer cannot be compared (its openid is
+    erased); its orders are all closed (deletion waits for them), so such money is only ever
+    refunded, to whoever paid it."""
     if payment is None:
         return "unknown out_trade_no"
     settings = ext.settings()
     return ", ".join(name for name, ok in (
         ("amount", transaction.total_fen == to_fen(payment.amount)), ("currency", transaction.currency == "CNY"),
         ("appid", transaction.appid == settings.WECHAT_APPID), ("mchid", transaction.mchid == settings.WECHATPAY_MCHID),
-        ("payer", payment.organization_id is not None or transaction.payer_openid == payment.openid)) if not ok)
+        ("payer", payment.organization_id is not None or payment.account_deleted
+         or transaction.payer_openid == payment.openid)) if not ok)
 
 
 PAYMENTS, ORDERS = Payment.__table__, Order.__table__

@@ -77,6 +77,27 @@ def test_a_second_charge_of_a_paid_order_is_booked_alerted_and_queued_for_refund
     assert [a.fields["cause"] for a in alerts] == ["double_charge"]
 
 
+def test_a_second_charge_after_the_guest_deleted_their_account_is_still_booked_and_refunded(live, sandbox):
+    """The deleted account's openid is erased, so its payer cannot be compared: the money is booked
+    for refund (to whoever paid it) all the same, never left unbooked as a mismatch."""
+    seed_project(live.app)
+    created = _paid(live, sandbox, "o_twice_gone")
+    out_trade_no = created["order"]["payments"][0]["out_trade_no"]
+    token = guest_token(live.url, sandbox, "o_twice_gone")
+    gone = live.app.test_client().delete("/api/v1/me", json={"confirm": "注销账号"},
+                                         headers={"Authorization": f"Bearer {token}"})
+    assert gone.status_code == 204, gone.get_json()
+    sent = hook(sandbox, "notify", {"out_trade_no": out_trade_no, "variant": "second_charge"}).json()
+    assert sent[0]["status"] == 204
+    with live.app.app_context():
+        refund = db.session.scalar(select(Refund))
+        assert (refund.cause, refund.amount) == ("double_charge", Decimal("1.00"))
+        assert ledger.balance("cash:wechatpay", "CNY") == Decimal("2.00")
+        assert ledger.balance("refund_due:wechatpay", "CNY") == Decimal("-1.00")
+        assert db.session.scalar(select(func.sum(Retirement.quantity))) == 10
+        assert ledger.unbalanced_transactions() == []
+
+
 def test_a_payment_by_someone_other_than_the_orders_guest_is_refused(live, sandbox):
     seed_project(live.app)
     token = guest_token(live.url, sandbox, "o_owner")
