@@ -104,10 +104,17 @@ def test_the_cookie_is_http_only_lax_and_limited_to_the_console(app, client):
 
 @pytest.fixture
 def limited_app(database_url, sandbox, redis_url):
-    """The app with the production login limits (the suite's default config lifts the per-client one)."""
+    """The app with the production login limits (the suite's default config lifts the per-client one),
+    its clock held at the start of a limit window (the limits count in fixed 15-minute windows: a
+    test straddling a window's end would see its count start again)."""
+    from datetime import UTC, datetime
+
     from app import create_app
+    from carbon.core.clock import clock
     from tests.conftest import dispose_app, make_config
 
+    now = int(datetime.now(UTC).timestamp())
+    clock.set(datetime.fromtimestamp(now - now % 900 + 1, UTC))
     application = create_app(make_config(database_url, sandbox.url, REDIS_URL=redis_url))
     yield application
     dispose_app(application)
