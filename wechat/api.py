@@ -66,15 +66,17 @@ class WeChatGateway:
         self.client = client
         self.appid = client.appid
 
-    def _call(self, fn: Callable[[], T], *, on_error: dict[int, type[Exception]] | None = None) -> T:
-        """Run one wechatpy call; retry once if WeChat says the token is stale."""
+    def _call(self, fn: Callable[[], T], *, on_error: dict[int, type[Exception]] | None = None,
+              uses_token: bool = True) -> T:
+        """Run one wechatpy call; retry once if WeChat says the token is stale (a call that
+        sends no token, ``uses_token=False``, is never retried for that)."""
         on_error = on_error or {}
         for attempt in (1, 2):
             try:
                 return fn()
             except WeChatClientException as exc:
                 errcode = _int_or_none(exc.errcode)
-                if errcode in TOKEN_REJECTED and attempt == 1:
+                if uses_token and errcode in TOKEN_REJECTED and attempt == 1:
                     self.client.tokens.invalidate(_token_of(exc))
                     continue
                 if errcode in on_error:
@@ -89,10 +91,10 @@ class WeChatGateway:
         raise AssertionError("unreachable")
 
     def exchange_code(self, code: str) -> WeChatSession:
-        """``wx.login`` code → openid and session_key (jscode2session)."""
-        result = self._call(lambda: self.client.wxa.code_to_session(code), on_error={
+        """``wx.login`` code → openid and session_key (jscode2session: appid and secret, no access token)."""
+        result = self._call(lambda: self.client.code_to_session(code), uses_token=False, on_error={
             40029: InvalidCode, 40163: InvalidCode, 40226: UserBlocked, 45011: WeChatRateLimited})
-        if not result.get("openid") or not result.get("session_key"):
+        if not isinstance(result, dict) or not result.get("openid") or not result.get("session_key"):
             raise WeChatRejected(details={"reason": "jscode2session returned no openid"})
         return WeChatSession(result["openid"], result["session_key"], result.get("unionid"))
 

@@ -73,6 +73,23 @@ class DiandianWeChatClient(WeChatClient):
     def fetch_access_token(self):
         raise NotImplementedError("tokens are fetched by the shared manager")
 
+    def code_to_session(self, js_code: str) -> dict:
+        """``GET /sns/jscode2session`` with appid and secret only (WECHAT_PROTOCOLS.md §1.1).
+
+        wechatpy's ``wxa.code_to_session`` goes through ``_request``, which adds ``access_token``
+        and so fetches a token first: a failing token endpoint (45009, 40164, -1) would then fail
+        every first login. Same session (sandbox rebase, proxies), timeout and errcode handling."""
+        res = self._http.get(f"{WECHAT_ORIGIN}/sns/jscode2session", timeout=self.timeout, params={
+            "appid": self.appid, "secret": self.secret, "js_code": js_code,
+            "grant_type": "authorization_code"})
+        try:
+            res.raise_for_status()
+        except requests.RequestException:
+            # Never the exception's text: it names the URL, whose query holds the AppSecret.
+            raise WeChatClientException(errcode=None, errmsg=f"jscode2session failed: HTTP {res.status_code}",
+                                        client=self, request=None, response=None) from None
+        return self._handle_result(res)  # a non-zero errcode raises WeChatClientException
+
     def _fetch_token(self) -> tuple[str, int]:
         if self.token_mode == "stable":
             res = self._http.post(f"{WECHAT_ORIGIN}/cgi-bin/stable_token", timeout=self.timeout, json={

@@ -11,6 +11,7 @@ from PIL import Image
 
 from carbon.core import extensions as ext
 from carbon.core.errors import DomainError
+from carbon.core.settings import SANDBOX_APPID, SANDBOX_SECRET
 
 
 def hook(sandbox, name: str, payload: dict) -> dict:
@@ -73,3 +74,70 @@ def test_phone_number(gateway, sandbox):
     code = hook(sandbox, "phone-code", {"phone_number": "13912345678"})["code"]
     phone = gateway.phone_number(code)
     assert phone.pure_phone_number == "13912345678" and phone.country_code == "86"
+
+
+def sandbox_calls(sandbox) -> list[dict]:
+    return requests.get(f"{sandbox.url}/__sandbox__/calls", timeout=5).json()["calls"]
+
+
+TOKEN_PATHS = ("/cgi-bin/token", "/cgi-bin/stable_token")
+
+
+@pytest.mark.parametrize("errcode", [45009, 40164, -1])
+def test_login_needs_no_access_token(app, client, sandbox, errcode):
+    """jscode2session takes appid+secret only (WECHAT_PROTOCOLS.md §1.1): a failing token endpoint
+    (daily quota 45009, IP not whitelisted 40164, busy -1) must not stop a first login, and the
+    call on the wire carries no access_token."""
+    for path in TOKEN_PATHS:
+        hook(sandbox, "failures", {"path": path, "errcode": errcode, "count": 5})
+    try:
+        code = hook(sandbox, "login-code", {"openid": "o_no_token"})["code"]
+        response = client.post("/api/v1/auth/login", json={"code": code})
+    finally:
+        requests.delete(f"{sandbox.url}/__sandbox__/failures", timeout=5)
+    assert response.status_code == 200, (response.status_code, response.get_json())
+    calls = [call for call in sandbox_calls(sandbox) if not call["path"].startswith("/__sandbox__")]
+    assert [call["path"] for call in calls] == ["/sns/jscode2session"]
+    assert calls[0]["method"] == "GET"
+    assert calls[0]["query"] == {"appid": SANDBOX_APPID, "secret": SANDBOX_SECRET, "js_code": code,
+                                 "grant_type": "authorization_code"}
+
+
+@pytest.mark.parametrize(("errcode", "status", "code"), [
+    (40029, 400, "auth.invalid_code"), (40163, 400, "auth.invalid_code"), (40226, 403, "auth.user_blocked"),
+    (45011, 429, "wechat.rate_limited"), (-1, 502, "wechat.busy"), (40125, 502, "wechat.rejected"),
+    (40001, 502, "wechat.rejected")])  # no token was sent: a 40001 is not a stale token to retry
+def test_login_errors_keep_their_meaning(gateway, sandbox, errcode, status, code):
+    hook(sandbox, "failures", {"path": "/sns/jscode2session", "errcode": errcode, "count": 1})
+    with pytest.raises(DomainError) as info:
+        gateway.exchange_code(hook(sandbox, "login-code", {"openid": "o_refused"})["code"])
+    assert (info.value.http_status, info.value.code) == (status, code)
+    calls = [call["path"] for call in sandbox_calls(sandbox) if not call["path"].startswith("/__sandbox__")]
+    assert calls == ["/sns/jscode2session"]  # one call, no token fetched, no retry
+
+
+def test_login_keeps_the_client_timeout(app_config, sandbox):
+    from app import create_app
+    from tests.conftest import dispose_app
+
+    sandbox.reset()
+    slow_app = create_app({**app_config, "WECHAT_TIMEOUT_SECONDS": 0.3})
+    hook(sandbox, "delay", {"prefix": "/sns/jscode2session", "seconds": 1})
+    try:
+        with slow_app.app_context(), pytest.raises(DomainError) as info:
+            ext.wechat().exchange_code(hook(sandbox, "login-code", {"openid": "o_slow"})["code"])
+    finally:
+        requests.delete(f"{sandbox.url}/__sandbox__/delay", timeout=5)
+        dispose_app(slow_app)
+    assert (info.value.http_status, info.value.code) == (502, "wechat.unavailable")
+
+
+def test_calls_that_need_a_token_still_fetch_and_share_it(gateway, sandbox):
+    gateway.exchange_code(hook(sandbox, "login-code", {"openid": "o_then_text"})["code"])
+    assert gateway.check_text("绿色出行", openid="o_then_text").passed
+    assert gateway.check_text("低碳生活", openid="o_then_text").passed
+    calls = [call for call in sandbox_calls(sandbox) if not call["path"].startswith("/__sandbox__")]
+    fetched = [call for call in calls if call["path"] in TOKEN_PATHS]
+    checks = [call for call in calls if call["path"] == "/wxa/msg_sec_check"]
+    assert len(fetched) == 1 and len(checks) == 2
+    assert checks[0]["query"]["access_token"] == checks[1]["query"]["access_token"]
