@@ -143,7 +143,7 @@ def _wechat_gateway(settings, engine, redis_client, breaker):
     from wechat.client import DiandianWeChatClient
     from wechat.tokens import DatabaseTokenStore, FallbackTokenStore, RedisTokenStore
 
-    store = DatabaseTokenStore(engine)
+    store = DatabaseTokenStore(_token_engine(engine))
     if redis_client is not None:
         store = FallbackTokenStore(RedisTokenStore(redis_client), store, breaker)
     client = DiandianWeChatClient(settings.WECHAT_APPID, settings.WECHAT_SECRET,
@@ -151,6 +151,27 @@ def _wechat_gateway(settings, engine, redis_client, breaker):
                                   token_mode=settings.WECHAT_TOKEN_MODE,
                                   timeout=settings.WECHAT_TIMEOUT_SECONDS)
     return WeChatGateway(client)
+
+
+def _token_engine(engine):
+    """Where the shared access token is kept: the database, except that SQLite (one writer per file)
+    keeps it in a file of its own beside the database (``….wechat-tokens``, a cache: safe to delete).
+    A token refreshed inside a write transaction (an outbox handler sending a push) would otherwise
+    wait on that transaction's own write lock. Connections are not pooled: tokens are read per
+    WeChat call, not per request."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from wechat.models import WeChatCredential
+
+    url = engine.url
+    if engine.dialect.name != "sqlite" or url.database in (None, "", ":memory:"):
+        return engine
+    tokens = create_engine(url.set(database=f"{url.database}.wechat-tokens"), poolclass=NullPool,
+                           **_engine_options(str(url)))
+    event.listen(tokens, "connect", _sqlite_pragmas)
+    WeChatCredential.__table__.create(tokens, checkfirst=True)
+    return tokens
 
 
 def _register_blueprints(app: Flask) -> None:

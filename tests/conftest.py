@@ -7,6 +7,7 @@ other processes or servers (which need committed rows) are isolated too.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -138,6 +139,7 @@ def empty_all_tables(engine, attempts: int = 5) -> None:
     tables = [t.name for t in reversed(db.metadata.sorted_tables)]
     for attempt in range(1, attempts + 1):
         try:
+            forget_tokens(engine)
             with engine.begin() as conn:
                 if engine.dialect.name == "postgresql":
                     # a connection a failed test left in a transaction fails the teardown instead of hanging it
@@ -155,6 +157,16 @@ def empty_all_tables(engine, attempts: int = 5) -> None:
             if not isinstance(exc.orig, DeadlockDetected) or attempt == attempts:
                 raise
             time.sleep(0.2 * attempt)
+
+
+def forget_tokens(engine) -> None:
+    """Empty the access-token cache a SQLite database keeps in its own file (app._token_engine)."""
+    import sqlite3
+
+    path = Path(f"{engine.url.database}.wechat-tokens") if engine.dialect.name == "sqlite" else None
+    if path is not None and path.exists():
+        with contextlib.closing(sqlite3.connect(path, timeout=30)) as tokens, tokens:
+            tokens.execute("DELETE FROM wechat_credentials")
 
 
 @pytest.fixture

@@ -141,3 +141,21 @@ def test_calls_that_need_a_token_still_fetch_and_share_it(gateway, sandbox):
     checks = [call for call in calls if call["path"] == "/wxa/msg_sec_check"]
     assert len(fetched) == 1 and len(checks) == 2
     assert checks[0]["query"]["access_token"] == checks[1]["query"]["access_token"]
+
+
+def test_a_token_refreshed_inside_a_write_transaction_does_not_wait_on_it(app, sandbox):
+    """An outbox handler sends a push (a token refresh) while its transaction holds writes: the
+    token store must not wait on them (on SQLite, one writer per file: the store has its own)."""
+    from sqlalchemy import text
+
+    from carbon.core import extensions as ext
+    from carbon.core.db import db
+
+    with app.app_context():
+        db.session.execute(text("INSERT INTO users (public_id, openid, created_at, leaderboard_hidden) "
+                                "VALUES ('usr_writer', 'o_writer', CURRENT_TIMESTAMP, false)"))
+        # None cached yet: fetched and stored now (sharing the caller's file, SQLite's lease would
+        # wait out its busy timeout and fail with "database is locked").
+        token = ext.wechat().client.access_token
+        db.session.commit()
+        assert token and ext.wechat().client.access_token == token

@@ -53,11 +53,13 @@ def serve(database_url: str, sandbox, *, keep_data: bool = False, **overrides) -
         thread.join(5)
         if keep_data:
             from carbon.core.db import db
+            from tests.conftest import forget_tokens
             from wechat.models import WeChatCredential
 
             with application.app_context():
                 db.session.execute(delete(WeChatCredential))
                 db.session.commit()
+                forget_tokens(db.engine)
                 db.session.remove()
                 db.engine.dispose()
         else:
