@@ -92,6 +92,18 @@ def refunds(principal: Principal, limit: int = 200) -> list[Refund]:
                                    .order_by(Refund.id.desc()).limit(limit)))
 
 
+def retry_refund(principal: Principal, refund_id: str) -> Refund:
+    """Ask WeChat Pay again for one of this organization's refunds that it closed (the one rule:
+    carbon.checkout.operations.retry_refund); LookupError for a refund not ours."""
+    from carbon.checkout import operations
+
+    found = db.session.scalar(select(Refund.public_id).join(Payment).join(Order)
+                              .where(_ours(principal), Refund.public_id == refund_id))
+    if found is None:
+        raise LookupError(refund_id)
+    return operations.retry_refund(found)
+
+
 # --- failed background events ------------------------------------------------------------
 
 def failed_events(principal: Principal) -> list[OutboxEvent]:

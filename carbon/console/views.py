@@ -337,6 +337,21 @@ def refund_list():
     return render_template("console/refunds.html", refunds=service.refunds(me()))
 
 
+@bp.route("/refunds/<refund_id>/retry", methods=["POST"])
+def refund_retry(refund_id: str):
+    """Ask WeChat Pay again for a refund it closed (owners only)."""
+    me().require_owner()
+    try:
+        retry = service.retry_refund(me(), refund_id)
+        flash(f"已重新发起退款 / Refund asked again: {retry.public_id}")
+    except LookupError:
+        flash(f"没有这笔退款 / No refund {refund_id}", "error")
+    except DomainError as exc:  # not failed (any more): the list says where it stands
+        db.session.rollback()
+        flash(exc.message, "error")
+    return redirect(url_for("console.refund_list"))
+
+
 @bp.route("/events")
 def event_list():
     me().require_owner()

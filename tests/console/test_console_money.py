@@ -7,7 +7,7 @@ import csv
 import io
 
 import requests
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from carbon import jobs
 from carbon.core.db import db
@@ -92,3 +92,52 @@ def test_orders_refunds_inventory_settlement_and_events_belong_to_their_organiza
     with live.app.app_context():
         assert db.session.get(OutboxEvent, ours).status == "done"
         assert db.session.scalar(select(OutboxEvent.status).where(OutboxEvent.id == nobodys)) == "failed"
+
+
+def test_an_owner_retries_a_refund_wechat_pay_closed_from_the_console(live, sandbox):
+    """A failed refund shows a retry button to its organization's owner; the retry is the one rule
+    (operations.retry_refund); another organization can neither see nor retry it."""
+    from carbon.checkout.models import Refund
+    from carbon.checkout.operations import refund_order
+
+    project_id = seed_project(live.app, units=1000, price="60.00")
+    with live.app.app_context():
+        live_scene(project_id, "retry1", "a@x.example")
+    organization(live.app, "乙组委会", "b@x.example")
+    token = guest_token(live.url, sandbox, "o_console_retry")
+    created = live.post("/api/v1/orders", json={"kg": "50", "scene": "s%3Dretry1%26c%3Ddoor"},
+                        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "retry-1"})
+    assert requests.post(f"{sandbox.url}/__sandbox__/pay/request-payment", json=created.json()["request_payment"],
+                         timeout=30).json()["notify"]["acknowledged"]
+    pay_hook = f"{sandbox.url}/__sandbox__/pay"
+    assert requests.post(f"{pay_hook}/refund-outcome", json={"status": "CLOSED"}, timeout=5).status_code == 200
+    with live.app.app_context():
+        refund_order(created.json()["order"]["id"], "买错了")
+    requests.post(f"{pay_hook}/notifications/run-due", json={}, timeout=30)
+    requests.post(f"{pay_hook}/refund-outcome", json={"status": "SUCCESS"}, timeout=5)
+    with live.app.app_context():
+        failed = db.session.scalar(select(Refund))
+        assert failed.status == "failed"
+        failed_id = failed.public_id
+
+    a, b = live.app.test_client(), live.app.test_client()
+    assert sign_in(a, "a@x.example", "long password").status_code == 302
+    assert sign_in(b, "b@x.example").status_code == 302
+    listed = a.get("/console/refunds")
+    assert f"/console/refunds/{failed_id}/retry" in listed.get_data(as_text=True)
+    other = b.get("/console/refunds")
+    assert failed_id not in other.get_data(as_text=True)
+    refused = b.post(f"/console/refunds/{failed_id}/retry", data={"csrf_token": csrf_of(other)})
+    assert refused.status_code == 302
+    assert a.post(f"/console/refunds/{failed_id}/retry", data={}).status_code in (400, 403)  # no form token
+    with live.app.app_context():
+        assert db.session.scalars(select(Refund.status)).all() == ["failed"]
+    retried = a.post(f"/console/refunds/{failed_id}/retry", data={"csrf_token": csrf_of(listed)})
+    assert retried.status_code == 302
+    assert "已重新发起退款" in a.get("/console/refunds").get_data(as_text=True)
+    with live.app.app_context():
+        assert db.session.scalars(select(Refund.status).order_by(Refund.id)).all() == ["retried", "processing"]
+    again = a.post(f"/console/refunds/{failed_id}/retry", data={"csrf_token": csrf_of(a.get("/console/refunds"))})
+    assert again.status_code == 302
+    with live.app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Refund)) == 2
