@@ -160,7 +160,9 @@ def _token_engine(engine):
     wait on that transaction's own write lock. Connections are not pooled: tokens are read per
     WeChat call, not per request."""
     from sqlalchemy import create_engine
+    from sqlalchemy.dialects import sqlite
     from sqlalchemy.pool import NullPool
+    from sqlalchemy.schema import CreateTable
 
     from wechat.models import WeChatCredential
 
@@ -169,8 +171,13 @@ def _token_engine(engine):
         return engine
     tokens = create_engine(url.set(database=f"{url.database}.wechat-tokens"), poolclass=NullPool,
                            **_engine_options(str(url)))
-    event.listen(tokens, "connect", _sqlite_pragmas)
-    WeChatCredential.__table__.create(tokens, checkfirst=True)
+    table = str(CreateTable(WeChatCredential.__table__, if_not_exists=True).compile(dialect=sqlite.dialect()))
+
+    def prepare(dbapi_connection, record) -> None:  # on first use, not at start: the file may not be reachable
+        _sqlite_pragmas(dbapi_connection, record)
+        dbapi_connection.execute(table)
+
+    event.listen(tokens, "connect", prepare)
     return tokens
 
 
