@@ -133,6 +133,7 @@ def delete_account(user: User) -> None:
     db.session.execute(update(AuthSession).where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
                        .values(revoked_at=now))
     db.session.execute(update(AuthSession).where(AuthSession.user_id == user.id).values(client_ip=None))
+    # The guest, their orders, then their certificates: the certificate handlers' lock order too.
     db.session.execute(update(Order).where(Order.user_id == user.id)
                        .values(footprint_id=None, beneficiary_name=certificates.ERASED_NAME))
     db.session.execute(delete(Footprint).where(Footprint.user_id == user.id))

@@ -3,6 +3,8 @@
 Allocation takes the project's blocks' write locks first (an UPDATE of each block row, in id order,
 so two buyers never allocate from the same picture and never deadlock), then hands out the lowest
 free serials. The database backs this: active reservations and retirements cannot overlap.
+Holds are locked only through ``lock_holds``, by order id then serial, whichever path takes them
+(a new order's sweep of expired holds, confirmation's retire, release), so no two paths cross.
 """
 from __future__ import annotations
 
@@ -101,9 +103,8 @@ def reserve(project: Project, order_id: int, units: int, expires_at: datetime) -
     block has its own price), before rounding to the fen."""
     reservations, price, wanted = [], Decimal(0), units
     blocks = lock_blocks(project)
-    db.session.execute(update(Reservation).where(Reservation.block_id.in_([block.id for block in blocks]),
-                                                 Reservation.status == "active", Reservation.expires_at <= utcnow())
-                       .values(status="released").execution_options(synchronize_session=False))
+    _release_holds(lock_holds(Reservation.block_id.in_([block.id for block in blocks]),
+                              Reservation.expires_at <= utcnow()))
     for block in blocks:
         for first, last in free_ranges(block):
             if wanted == 0:
@@ -143,6 +144,22 @@ HELD = (select(Reservation.order_id, Reservation.id, Reservation.block_id, Reser
         .with_for_update(of=Reservation))
 
 
+def lock_holds(*where) -> list:
+    """The active holds matching ``where``, locked in the one order every path takes them in: by
+    order id, then serial (PostgreSQL locks the rows as sorted). Rows of ``HELD``: order id, hold
+    id, block id, first and last serial, vintage label. The new order's sweep of expired holds,
+    retire and release all lock holds here; an UPDATE by criteria would lock them in scan order
+    and cross another path's locks."""
+    return list(db.session.connection().execute(HELD.where(*where)))
+
+
+def _release_holds(holds: list) -> None:
+    if holds:
+        table = Reservation.__table__
+        db.session.connection().execute(update(table).where(table.c.id.in_([hold.id for hold in holds]))
+                                        .values(status="released"))
+
+
 def retire(orders: list) -> dict[int, list[str] | None]:
     """Turn each order's active holds into retirements (the same serials) in the name and for the
     purpose the order gives, in the caller's transaction. Per order id: the new retirements' public
@@ -151,9 +168,8 @@ def retire(orders: list) -> dict[int, list[str] | None]:
 
     Each order needs ``id``, ``units``, ``project_id``, ``unit_kg``, ``user_id`` or
     ``organization_id`` (the beneficiary), ``beneficiary_name`` and ``purpose``. Three statements, however many orders: lock the holds, consume, insert."""
-    sql = db.session.connection()
     held: dict[int, list] = {order.id: [] for order in orders}
-    for order_id, *hold in sql.execute(HELD.where(Reservation.order_id.in_(list(held)))):
+    for order_id, *hold in lock_holds(Reservation.order_id.in_(list(held))):
         held[order_id].append(hold)
     now, consumed, rows, result = utcnow(), [], [], {}
     for order in orders:
@@ -174,7 +190,7 @@ def retire(orders: list) -> dict[int, list[str] | None]:
                          "purpose": order.purpose, "retired_at": now})
             result[order.id].append(rows[-1]["public_id"])
     if consumed:
-        table = Reservation.__table__
+        sql, table = db.session.connection(), Reservation.__table__
         sql.execute(update(table).where(table.c.id.in_(consumed)).values(status="consumed"))
         sql.execute(insert(Retirement.__table__), rows)
     return result
@@ -184,8 +200,7 @@ def release(order_ids: list[int]) -> None:
     """Return these orders' held serials to inventory, in the caller's transaction (after its pending
     changes, so the order's rows are written before its holds: the confirmation's lock order)."""
     db.session.flush()
-    db.session.connection().execute(update(Reservation).where(
-        Reservation.order_id.in_(order_ids), Reservation.status == "active").values(status="released"))
+    _release_holds(lock_holds(Reservation.order_id.in_(order_ids)))
 
 
 def add_block(project_public_id: str, vintage_label: str, first_serial: int, last_serial: int,
