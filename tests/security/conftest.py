@@ -47,6 +47,7 @@ class Guest:
     certificate: str = ""
     awaiting: str = ""  # an order awaiting payment, and its wx.requestPayment package (prepay_id=...)
     package: str = ""
+    refund: str = ""  # the refund of the second order
 
 
 @dataclass
@@ -97,7 +98,7 @@ def _always_fails(payload) -> None:
 
 def _build(live, sandbox) -> World:
     from carbon import jobs
-    from carbon.checkout.models import Order, Payment
+    from carbon.checkout.models import Order, Payment, Refund
     from carbon.checkout.operations import refund_order
     from carbon.core.db import db
     from carbon.credits.models import Project
@@ -151,6 +152,7 @@ def _build(live, sandbox) -> World:
     world.alice.certificate = next(c["number"] for c in certificates if c["order_id"] == world.alice.orders[0])
     with live.app.app_context():
         refund_order(world.alice.orders[1], "安全测试退款 / security matrix refund")
+        world.alice.refund = db.session.scalar(select(Refund.public_id))
         world.alice.trade_nos = list(db.session.scalars(
             select(Payment.out_trade_no).join(Order).where(
                 Order.public_id.in_([*world.alice.orders, world.alice.awaiting]))))

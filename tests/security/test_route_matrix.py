@@ -83,7 +83,7 @@ AUDIENCE = {
                      "console.invoice_csv", "console.buy_page", "console.buy_event_footprint", "console.buy_quote",
                      "console.buy_order_page", "console.buy_order_state"], CONSOLE),
     **dict.fromkeys(["console.event_list", "console.event_replay", "console.order_refund", "console.invoice_decide",
-                     "console.buy_order"], CONSOLE_OWNER),
+                     "console.buy_order", "console.refund_retry"], CONSOLE_OWNER),
 }
 GUESTS = {GUEST}
 ORGANIZERS = {ORGANIZER, OWNER}
@@ -112,7 +112,8 @@ def values(world: World, org=None, guest=None) -> dict[str, str]:
     org, guest = org or world.a, guest or world.alice
     return {"scene_id": org.scene, "key_id": org.key_id, "number": guest.certificate, "footprint_id": guest.footprint,
             "order_id": guest.orders[0], "event_id": str(world.event), "key": org.scene, "name": "qrcode.png",
-            "filename": "console.css", "request_id": org.invoice_request or "inv_none", "action": "issue"}
+            "filename": "console.css", "request_id": org.invoice_request or "inv_none", "action": "issue",
+            "refund_id": guest.refund}
 # Routes about an organization's own purchase: their order_id is that purchase, not a guest's order.
 PURCHASE_ROUTES = {"admin_purchases.purchase_state", "admin_invoices.purchase_receipt", "console.buy_order_page",
                    "console.buy_order_state"}
@@ -628,6 +629,8 @@ def cross_console(rule, method: str, owner: bool, seen: str) -> str:
         return "404 page:invoice.not_found"  # and A's stays requested (the fingerprint below)
     if rule.endpoint == "console.event_replay":
         return "3xx /console/events"  # with "没有这个失败事件"
+    if rule.endpoint == "console.refund_retry":
+        return "3xx /console/refunds"  # with "没有这笔退款", and A's refund as it was
     if "scene_id" in rule.arguments:
         return "404 page:scene.not_found"
     if "order_id" in rule.arguments:
