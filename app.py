@@ -173,11 +173,9 @@ def _token_engine(engine):
                            **_engine_options(str(url)))
     table = str(CreateTable(WeChatCredential.__table__, if_not_exists=True).compile(dialect=sqlite.dialect()))
 
-    def prepare(dbapi_connection, record) -> None:  # on first use, not at start: the file may not be reachable
-        _sqlite_pragmas(dbapi_connection, record)
-        dbapi_connection.execute(table)
-
-    event.listen(tokens, "connect", prepare)
+    event.listen(tokens, "connect", _sqlite_pragmas)
+    # On first use, not at start (the file may not be reachable yet); once per process, not per connection.
+    event.listen(tokens, "first_connect", lambda dbapi_connection, _record: dbapi_connection.execute(table))
     return tokens
 
 

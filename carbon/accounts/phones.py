@@ -59,20 +59,21 @@ def seal(phone: str, owner_public_id: str) -> str:
     return f"{VERSION}.{current}.{base64.urlsafe_b64encode(nonce + sealed).decode().rstrip('=')}"
 
 
-def _key_of(stored: str) -> str | None:
+def _parts(stored: str) -> tuple[str, str] | None:
+    """(key id, body) of a stored number in the v1 form, else None."""
     parts = stored.split(".", 2)
-    return parts[1] if len(parts) == 3 and parts[0] == VERSION else None
+    return (parts[1], parts[2]) if len(parts) == 3 and parts[0] == VERSION else None
 
 
 def unseal(stored: str, owner_public_id: str) -> str:
     """The number; PhoneUnreadable (PhoneKeyMissing for an unknown key) when it does not open."""
-    kid = _key_of(stored)
-    if kid is None:
+    parts = _parts(stored)
+    if parts is None:
         raise PhoneUnreadable("stored phone number is not in the v1 form")
+    kid, body = parts
     _, ciphers = _keyring()
     if kid not in ciphers:
         raise PhoneKeyMissing(f"phone number under key {kid!r}, which DIANDIAN_PHONE_KEYS no longer holds")
-    body = stored.split(".", 2)[2]
     try:
         raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         return ciphers[kid].decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], owner_public_id.encode()).decode()
@@ -110,7 +111,7 @@ def rotate(batch: int = 500) -> dict[str, int]:
         if not rows:
             return done
         for user_id, public_id, stored in rows:
-            if _key_of(stored) == current:
+            if (_parts(stored) or ("",))[0] == current:
                 done["current"] += 1
                 continue
             try:

@@ -95,7 +95,8 @@ def reconcile_payments(older_than_minutes: int = 10) -> dict[str, int]:
     """Finish what notifications left: inbox entries still pending after a while are processed, and
     WeChat Pay is asked about payments still pending and refunds not yet ended (a notification may
     have been lost)."""
-    counts = {"confirmed": 0, "refunded": 0, "pending": 0, "deferred": 0}
+    counts = {"confirmed": 0, "refunded": 0, "pending": 0, "deferred": 0,
+              "refunds_settled": 0, "refunds_failed": 0, "refunds_waiting": 0, "refunds_deferred": 0}
     cutoff = utcnow() - timedelta(minutes=older_than_minutes)
     stale = list(db.session.scalars(select(InboxEntry.id).where(InboxEntry.status == "pending",
                                                                 InboxEntry.received_at <= cutoff)))
@@ -105,7 +106,6 @@ def reconcile_payments(older_than_minutes: int = 10) -> dict[str, int]:
                                                             Payment.created_at <= cutoff)))
     for payment in pending:
         counts[_settle_from_query(payment)] += 1
-    counts |= {"refunds_settled": 0, "refunds_failed": 0, "refunds_waiting": 0, "refunds_deferred": 0}
     asked = list(db.session.scalars(select(Refund).where(
         Refund.status.in_((RefundStatus.PROCESSING, RefundStatus.ABNORMAL)), Refund.created_at <= cutoff)
         .order_by(Refund.id)))

@@ -18,7 +18,7 @@ from carbon.core.clock import utcnow
 from carbon.core.db import db
 from carbon.core.errors import Conflict, NotFound, ValidationError
 from carbon.core.ids import new_public_id
-from carbon.core.units import ceil_to_unit, to_decimal
+from carbon.core.units import ceil_to_unit, to_decimal, to_fen
 from carbon.credits.models import Project, Reservation, Retirement, SerialBlock, Vintage
 
 KG_PER_TONNE = Decimal(1000)
@@ -211,9 +211,10 @@ def add_block(project_public_id: str, vintage_label: str, first_serial: int, las
     errors: dict[str, list[str]] = {}
     try:
         price = to_decimal(price_per_tonne)
-    except (TypeError, ValueError):
+        to_fen(price)  # whole fen (ValueError), and not too many digits for the fen (ArithmeticError)
+    except (TypeError, ValueError, ArithmeticError):
         price = None
-    if price is None or not 0 < price <= MAX_PRICE_PER_TONNE or price != price.quantize(Decimal("0.01")):
+    if price is None or not 0 < price <= MAX_PRICE_PER_TONNE:
         errors["price_per_tonne"] = [(f"每吨价格需为 0.01 至 {MAX_PRICE_PER_TONNE} 元 / a price per tonne from 0.01 "
                                      f"to {MAX_PRICE_PER_TONNE} CNY, in whole fen")]
     if not 1 <= first_serial <= last_serial <= MAX_SERIAL:

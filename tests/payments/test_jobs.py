@@ -349,15 +349,13 @@ def test_a_refund_wechat_pay_closed_is_asked_again_and_the_cash_leaves_once(live
 
     seed_project(live.app, units=1000, price="60.00")
     order_id = _paid_order(live, sandbox, "o_closed_refund", "50")  # 3.00 CNY
-    assert requests.post(f"{sandbox.url}/__sandbox__/pay/refund-outcome", json={"status": "ABNORMAL"},
-                         timeout=5).status_code == 200
+    refund_outcome(sandbox, "ABNORMAL")
     with live.app.app_context():
         refund_order(order_id, "重复购买 / bought twice")
         first = db.session.scalar(select(Refund))
         first_id, first_no = first.public_id, first.out_refund_no
     assert [d["event_type"] for d in run_due(sandbox)] == ["REFUND.ABNORMAL"]
-    assert requests.post(f"{sandbox.url}/__sandbox__/pay/refund-outcome", json={"status": "SUCCESS"},
-                         timeout=5).status_code == 200
+    refund_outcome(sandbox, "SUCCESS")
     refused = invoke(live.app, "refund-retry", first_id)  # abnormal is not final: nothing to retry yet
     assert refused.exit_code == 1 and "abnormal → retried" in refused.output
     assert requests.post(f"{sandbox.url}/__sandbox__/pay/refunds/{first_no}/resolve", json={"status": "CLOSED"},
@@ -403,8 +401,7 @@ def test_an_abnormal_refund_waits_and_its_later_success_moves_the_cash(live, san
     reports its end for the same refund, which then settles it once."""
     seed_project(live.app, units=1000, price="60.00")
     order_id = _paid_order(live, sandbox, "o_abnormal", "50")  # 3.00 CNY
-    assert requests.post(f"{sandbox.url}/__sandbox__/pay/refund-outcome", json={"status": "ABNORMAL"},
-                         timeout=5).status_code == 200
+    refund_outcome(sandbox, "ABNORMAL")
     with live.app.app_context():
         refund_order(order_id, "重复购买 / bought twice")
         out_refund_no = db.session.scalar(select(Refund.out_refund_no))
