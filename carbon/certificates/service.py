@@ -212,8 +212,8 @@ def picture(number: str, kind: str) -> tuple[str, str, bytes]:
     found = kept.get((number, kind))
     if found is None or found[3] <= time.monotonic():
         stored = image(number, kind)
-        db.session.commit()  # rendered now if it was missing: keep it
         found = (stored.etag, stored.media_type, stored.content, time.monotonic() + PICTURES_SECONDS)
+        db.session.commit()  # rendered now if it was missing: keep it (read first: the commit expires the row)
         kept.put((number, kind), found)
     return found[:3]
 

@@ -54,7 +54,7 @@ def receive(transaction: Transaction, *, event_id: str | None, source: str) -> R
     """Record a verified transaction once, and confirm it here unless workers do (the checks against
     the order are made when it is confirmed, under the payment's lock)."""
     return _record_and_run("transaction", transaction.transaction_id, transaction.out_trade_no, event_id, source,
-                           dataclasses.asdict(transaction))
+                           _fields_of(transaction))
 
 
 def receive_refund(notice: RefundNotice, *, event_id: str | None, source: str) -> Receipt:
@@ -64,7 +64,14 @@ def receive_refund(notice: RefundNotice, *, event_id: str | None, source: str) -
         return Receipt(Outcome.MISMATCH, "mchid")
     # One entry per refund and status: an ABNORMAL refund is reported again when it ends.
     return _record_and_run("refund", f"{notice.refund_id}:{notice.status}", notice.out_trade_no, event_id, source,
-                           dataclasses.asdict(notice))
+                           _fields_of(notice))
+
+
+def _fields_of(verified) -> dict:
+    """The verified transaction or refund as the entry's payload: its fields, ``raw`` (the decrypted
+    resource, parsed for this request and never changed) not copied again (``dataclasses.asdict``
+    deep-copies it: 32 µs of the notify route's ~850)."""
+    return {field.name: getattr(verified, field.name) for field in dataclasses.fields(verified)}
 
 
 def _record_and_run(kind: str, external_id: str | None, out_trade_no: str, event_id: str | None, source: str,

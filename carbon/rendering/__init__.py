@@ -33,8 +33,24 @@ def one_at_a_time(draw):
     @functools.wraps(draw)
     def drawn(*args, **kwargs):
         with _DRAWING:
+            _keep_canvas_blocks()
             return draw(*args, **kwargs)
     return drawn
+
+
+CANVAS_BLOCKS_KEPT = 2
+
+
+@functools.cache
+def _keep_canvas_blocks() -> None:
+    """Pillow keeps the memory blocks of the last freed images for the next (by default it keeps
+    none). deploy/ sets ``MALLOC_MMAP_THRESHOLD_`` so large buffers go back to the system when
+    freed; without kept blocks every canvas was then mapped afresh and its pages faulted in again:
+    a card cost 8.3 ms instead of 6.1 (docs/PERFORMANCE.md, "Certificate pictures"). Two blocks
+    are the canvas and its background's copy, one drawing at a time: the peak is unchanged."""
+    from PIL import Image
+
+    Image.core.set_blocks_max(CANVAS_BLOCKS_KEPT)
 
 
 def cjk_font_path(bold: bool = False) -> str:

@@ -3,6 +3,7 @@
 money by the ``order.paid`` outbox handler (and back off by ``order.refunded``)."""
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import Counter
@@ -52,13 +53,19 @@ def uncount_refunded_order(payload: dict) -> None:
 
 
 def _upsert(scene_id: int, channel: str, day: date, increments: dict) -> None:
+    db.session.execute(_upsert_statement(on_postgresql(), tuple(sorted(increments))), {
+        "scene_id": scene_id, "channel": channel, "day": day, **{name: increments.get(name, 0) for name in COUNTERS}})
+
+
+@functools.cache
+def _upsert_statement(postgres: bool, added: tuple[str, ...]):
+    """INSERT … ON CONFLICT DO UPDATE adding ``added``, built once per dialect and counter set: a
+    login and a footprint each add one, and building it per call cost more than running it."""
     table = SceneDailyStat.__table__
-    dialect = postgresql if on_postgresql() else sqlite
-    statement = dialect.insert(table).values(scene_id=scene_id, channel=channel, day=day,
-                                             **{name: increments.get(name, 0) for name in COUNTERS})
-    db.session.execute(statement.on_conflict_do_update(
-        index_elements=["scene_id", "channel", "day"],
-        set_={name: table.c[name] + statement.excluded[name] for name in increments}))
+    statement = (postgresql if postgres else sqlite).insert(table)
+    excluded = statement.excluded
+    return statement.on_conflict_do_update(index_elements=["scene_id", "channel", "day"],
+                                           set_={name: table.c[name] + excluded[name] for name in added})
 
 
 class VisitBuffer:
