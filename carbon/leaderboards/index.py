@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import delete, false, func, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from carbon.core.db import db, on_postgresql
@@ -57,9 +57,11 @@ class SqlIndex:
         self._tally(changes)
 
     def _scores_on(self, fresh: dict[str, dict[int, int]]) -> dict[tuple[str, int], int]:
+        """The stored scores these guests have on these boards, read FOR UPDATE: a writer waits
+        here while a rebuild holds ``lock_writers``, and then reads what the rebuild stored."""
         users = {user for scores in fresh.values() for user in scores}
         rows = db.session.execute(select(Score.board, Score.user_id, Score.grams).where(
-            Score.board.in_(list(fresh)), Score.user_id.in_(sorted(users))))
+            Score.board.in_(list(fresh)), Score.user_id.in_(sorted(users))).with_for_update())
         return {(board, user): grams for board, user, grams in rows if user in fresh[board]}
 
     def _tally(self, changes: dict[str, Counter]) -> None:
@@ -72,6 +74,16 @@ class SqlIndex:
             index_elements=["board", "grams"], set_={"guests": Tally.guests + statement.excluded.guests}), rows)
         db.session.execute(delete(Tally).where(Tally.board.in_(sorted({row["board"] for row in rows})),
                                                Tally.guests <= 0))
+
+    def lock_writers(self) -> None:
+        """Until the caller's transaction ends, no ``put_many`` stores anything (plain reads go on):
+        PostgreSQL's EXCLUSIVE lock on the table, which ``_scores_on``'s FOR UPDATE waits for (and
+        which waits for the writers already in); on SQLite the database's one write lock, taken by
+        a write that changes nothing."""
+        if on_postgresql():
+            db.session.execute(text(f"LOCK TABLE {Score.__tablename__} IN EXCLUSIVE MODE"))
+        else:
+            db.session.execute(delete(Score).where(false()))
 
     def replace(self, board: str, scores: dict[int, int]) -> None:
         db.session.execute(delete(Score).where(Score.board == board))

@@ -210,14 +210,21 @@ def _order_boards(order_public_id: str) -> tuple[int, list[Board]] | None:
 
 def rebuild(moment: datetime | None = None) -> dict[str, int]:
     """Recompute the current week's, month's and all-time boards, global and per scene, from the
-    retirements, in both indexes. Returns the number of guests per board."""
+    retirements, in both indexes. Returns the number of guests per board.
+
+    It runs beside the handlers: the refreshes are locked out before the retirements are read and
+    until both indexes are replaced (they wait, then store what the retirements say), so a payment
+    or refund refreshed meanwhile is never overwritten with the older totals read before it."""
+    _sql.lock_writers()
     scenes = db.session.scalars(select(Order.scene_id).where(Order.scene_id.is_not(None)).distinct()).all()
     boards = [board(scope, period, moment) for scope in [None, *sorted(scenes)] for period in PERIODS]
     fresh = {b: retired_grams(b) for b in boards}
     for b, scores in fresh.items():
         _sql.replace(b.key, scores)
-    db.session.commit()
-    _mirror(fresh, replace=True)
+    try:
+        _mirror(fresh, replace=True)
+    finally:
+        db.session.commit()  # the table is rebuilt even when Redis is down (the error is still raised)
     return {b.key: len(scores) for b, scores in fresh.items()}
 
 

@@ -10,9 +10,11 @@ from decimal import Decimal
 
 import pytest
 import requests
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import event, func, insert, select, update
+from sqlalchemy.exc import OperationalError
 
 from bench.harness import free_port
+from carbon import jobs
 from carbon.accounts.models import User
 from carbon.checkout.operations import refund_order
 from carbon.core.clock import CHINA_TZ, clock
@@ -23,6 +25,7 @@ from carbon.leaderboards import service as leaderboards
 from carbon.leaderboards.index import RedisIndex, SqlIndex
 from carbon.leaderboards.models import LeaderboardScore, LeaderboardScoreCount
 from carbon.scenes.models import Scene
+from tests.conftest import make_config
 from tests.leaderboards.conftest import Guests
 from tests.payments.conftest import live_scene, seed_project, serve
 
@@ -211,6 +214,66 @@ def test_rebuild_gives_back_what_the_handlers_kept(live, guests, forum, redis_ur
         counts = leaderboards.rebuild()
         assert counts["g:all:all"] == 3
         assert json.dumps(leaderboards.top(None, "all", 100), default=str) == before
+
+
+def impatient_app(database_url: str, sandbox, redis_url: str):
+    """Another service on the same database and Redis whose statements never wait for a lock: a
+    writer that meets one fails at once (SQLite) or almost at once (PostgreSQL), and is run again."""
+    from app import create_app
+
+    application = create_app(make_config(database_url, sandbox.url, REDIS_URL=redis_url))
+    with application.app_context():
+        sqlite = db.engine.dialect.name == "sqlite"
+
+        def no_waiting(dbapi_connection, _record) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA busy_timeout=0" if sqlite else "SET lock_timeout = '50ms'")
+            cursor.close()
+            dbapi_connection.commit()
+
+        db.engine.dispose()
+        event.listen(db.engine, "connect", no_waiting)
+    return application
+
+
+def test_a_refund_beside_a_rebuild_is_not_undone_by_it(live, guests, sql_only, forum, sandbox, database_url,
+                                                       redis_url, monkeypatch):
+    """``flask leaderboards rebuild`` runs beside the workers (after Redis lost its data): a refund
+    that commits, and is refreshed, between the rebuild's read of the retirements and its write
+    stays off both indexes. Here another service refunds the order the moment the rebuild has read
+    its first board (this week's, everyone's)."""
+    refunded = guests.pay("o_rbr_a", "4", scene="s=lbrd01")
+    guests.pay("o_rbr_b", "6", scene="s=lbrd01")
+    beside = impatient_app(database_url, sandbox, redis_url)
+    truth, read, refused = leaderboards.retired_grams, [], []
+
+    def read_then_refund(board, user_ids=None):
+        scores = truth(board, user_ids)
+        if not read:
+            read.append(board.key)
+            with beside.app_context():
+                try:
+                    refund_order(refunded["id"], "退款 / refund")
+                except OperationalError:  # SQLite: the rebuild holds the database's one write lock
+                    db.session.rollback()
+                    refused.append(board.key)
+                finally:
+                    db.session.remove()
+        return scores
+
+    monkeypatch.setattr(leaderboards, "retired_grams", read_then_refund)
+    with live.app.app_context():
+        leaderboards.rebuild()
+        monkeypatch.setattr(leaderboards, "retired_grams", truth)
+        if refused:
+            refund_order(refunded["id"], "退款 / refund")  # what the operator does when it is refused
+        clock.advance(jobs.BACKOFF_SECONDS[0] + 1)
+        jobs.run_due()  # PostgreSQL: the refund's refresh waited for the rebuild, and is retried
+    with beside.app_context():
+        db.engine.dispose()
+    assert read == ["g:week:" + leaderboards.board(None, "week").label]
+    assert [e["kg"] for e in board_json(live, period="week")["entries"]] == ["6.000"]
+    assert_redis_and_sql_agree(live, sql_only, forum)
 
 
 def test_opted_out_guests_are_masked_and_openids_never_shown(live, guests, forum):
