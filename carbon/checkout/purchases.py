@@ -75,11 +75,12 @@ class Quote:
 
 def quote(principal: Principal, body: dict) -> Quote:
     """The quote for ``body`` (``kind`` and ``footprint_id``, ``scene``, ``attendees``, ``project_id``)."""
-    kind, extra = body["kind"], {}
+    kind, extra, to_cover = body["kind"], {}, None
     if kind == "host":
         footprint = footprints.host_footprint(principal, body["footprint_id"])
         scene = db.session.get(Scene, footprint.scene_id) if footprint.scene_id else None
         wanted = Decimal(footprint.result["total_kg"])
+        to_cover = Decimal(footprint.result["neutralize_kg"])  # its exact total rounded up, as a guest's order
         event_name = footprint.request.get("event_name") or (scene.name_zh if scene else None)
         purpose = f"{event_name}，活动碳中和 / the event's own footprint"
     else:
@@ -103,7 +104,7 @@ def quote(principal: Principal, body: dict) -> Quote:
             extra = {"estimated_kg": progress["estimated_kg"], "neutralized_kg": progress["neutralized_kg"]}
             purpose = f"{scene.name_zh}，补足全场碳中和 / topping the scene up to neutral"
     project = orders.project_for(body.get("project_id"), scene.id if scene else None)
-    units = int(credits.ceil_units(wanted, project.unit_kg))
+    units = int(credits.ceil_units(wanted if to_cover is None else to_cover, project.unit_kg))  # never below it
     list_price = cny_ceil(units * project.unit_kg * project.price_per_tonne / KG_PER_TONNE)
     return Quote(kind=kind, kg=kg(wanted), units=units, unit_kg=project.unit_kg,
                  estimated_amount=max(list_price, cny(ext.settings().MIN_ORDER_AMOUNT)), project=project,
@@ -117,7 +118,8 @@ def buy(principal: Principal, body: dict, idempotency_key: str) -> tuple[Order, 
 
     def understand() -> orders.Wanted:
         found = quote(principal, body)
-        return orders.Wanted(kg=found.kg, beneficiary_name=principal.organization.name, purpose=found.purpose,
+        return orders.Wanted(kg=found.units * found.unit_kg, beneficiary_name=principal.organization.name,
+                             purpose=found.purpose,
                              footprint_id=found.footprint.id if found.footprint else None,
                              scene={"scene_id": found.scene.id} if found.scene else {},
                              project_public_id=found.project.public_id)

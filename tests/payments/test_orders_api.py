@@ -161,3 +161,41 @@ def test_the_status_a_guest_polls_turns_fulfilled_with_the_certificate_number(li
         refused = live.get(other, headers=bearer(stranger))
         assert refused.status_code == 404 and refused.json()["error"]["code"] == "order.not_found"
     assert live.get(path).status_code == 401
+
+
+METRO_4_00042_KG = [{"type": "metro", "distance_km": "143.9"}]  # 143.9 × 0.0278 = 4.00042 kg: 4.000 shown
+
+
+def test_an_organization_buys_for_its_event_what_the_footprint_says_to_neutralize(app):
+    """The host footprint's result says to neutralize 5 kg (4.00042 rounded up); the quote, and the
+    order made from it, took 4 units from the total shown to the gram: less than the footprint,
+    and not what a guest buying the same footprint pays for."""
+    from carbon.checkout import purchases
+    from carbon.footprint import service as footprints
+    from carbon.organizers import service as organizers
+    from carbon.organizers.service import Principal
+    from schemas.footprint import HostFootprintIn
+
+    seed_project(app)
+    with app.app_context():
+        owner = organizers.create_organization("组委会", owner_email="host@forum.example",
+                                               owner_password="long password", owner_name="o")
+        principal = Principal(owner.organization, "owner", organizer=owner)
+        footprint = footprints.create_host(principal, HostFootprintIn().load(
+            {"event_name": "年会", "activities": METRO_4_00042_KG}))
+        assert (footprint.result["total_kg"], footprint.result["neutralize_kg"]) == ("4.000", "5")
+        body = {"kind": "host", "footprint_id": footprint.public_id}
+        found = purchases.quote(principal, body)
+        assert (found.kg, found.units, found.estimated_amount) == (Decimal("4.000"), 5, Decimal("1.00"))
+        order, _ = purchases.buy(principal, body, "host-sub-gram")
+        assert (order.units, order.kg) == (5, Decimal("5.000"))
+        assert order.kg >= sum(Decimal(line["kg"]) for line in footprint.result["lines"])
+
+
+def test_a_guest_buys_what_the_footprint_says_to_neutralize(live, sandbox):
+    seed_project(live.app)
+    token = guest_token(live.url, sandbox, "o_sub_gram")
+    footprint = live.post("/api/v1/footprints", json={"activities": METRO_4_00042_KG}, headers=bearer(token)).json()
+    assert (footprint["total_kg"], footprint["neutralize_kg"]) == ("4.000", "5")
+    order = place_order(live, token, {"footprint_id": footprint["id"]}).json()["order"]
+    assert (order["kg"], order["units"]) == ("5.000", 5)
