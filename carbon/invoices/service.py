@@ -21,6 +21,7 @@ from carbon.core.db import db
 from carbon.core.errors import Conflict, NotFound, ValidationError
 from carbon.core.spreadsheet import csv_text
 from carbon.core.text import unstorable, unstorable_message
+from carbon.core.units import cny
 from carbon.invoices import taxid
 from carbon.invoices.models import InvoiceProfile, InvoiceRequest
 from carbon.invoices.states import INVOICE_TRANSITIONS, STATUS_NAMES, InvoiceStatus, move
@@ -103,7 +104,7 @@ def receipt_facts(order: Order) -> ReceiptFacts:
     certificate = db.session.scalar(select(Certificate.number).where(Certificate.order_id == order.id))
     refund = db.session.scalar(select(Refund).join(Payment).where(Payment.order_id == order.id)
                                .order_by(Refund.id.desc()).limit(1)) if order.status == OrderStatus.REFUNDED else None
-    per_tonne = (order.amount / order.kg * 1000).quantize(Decimal("0.01")) if order.kg else Decimal("0.00")
+    per_tonne = cny(order.amount / order.kg * 1000) if order.kg else cny(0)
     return ReceiptFacts(order=order.public_id, paid_at=order.paid_at.astimezone(CHINA_TZ), payer=payer,
                         project_zh=order.project.name_zh, project_en=order.project.name_en or "",
                         kg=order.kg, unit_price_per_tonne=per_tonne, amount=order.amount,

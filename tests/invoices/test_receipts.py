@@ -112,3 +112,23 @@ def test_the_console_refunds_through_a_confirmation_and_the_receipt_then_says_so
     text, _ = pdf_text_and_fonts(requests.get(f"{live.url}/api/v1/orders/{order_id}/receipt.pdf", timeout=30,
                                               headers={"Authorization": f"Bearer {paid['token']}"}).content)
     assert "退款" in text and f"¥{paid['amount']}" in text and ("已退款" in text or "退款处理中" in text)
+
+
+def test_the_receipts_unit_price_is_rounded_half_up_as_every_amount_is(app):
+    """1.00 CNY for 64 kg is 15.625 CNY a tonne: the receipt said 15.62 (the Decimal context's
+    half-even), where every other amount of the service is rounded half-up (units.cny)."""
+    from decimal import Decimal
+
+    from carbon.core.units import cny
+    from carbon.invoices.service import receipt_facts
+    from carbon.organizers import service as organizers
+    from tests.invoices.conftest import organization_paid_order
+    from tests.payments.conftest import seed_project
+
+    seed_project(app)
+    with app.app_context():
+        owner = organizers.create_organization("甲", owner_email="unit@price.example", owner_password="long password",
+                                               owner_name="o")
+        public_id = organization_paid_order(owner.organization.public_id, amount="1.00", kg="64")
+        facts = receipt_facts(db.session.scalar(select(Order).where(Order.public_id == public_id)))
+    assert facts.unit_price_per_tonne == cny(Decimal("15.625")) == Decimal("15.63")
