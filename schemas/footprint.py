@@ -27,6 +27,11 @@ class Quantity(fields.Field):
         self.maximum, self.places, self.minimum, self.exclusive_minimum = Decimal(maximum), places, minimum, \
             exclusive_minimum
         self.metadata.setdefault("type", "number")
+        # the limits as the description states them (integers: the document holds no Decimal)
+        self.metadata.setdefault("maximum", int(self.maximum))
+        self.metadata.setdefault("minimum", int(minimum))
+        if exclusive_minimum:
+            self.metadata.setdefault("exclusiveMinimum", True)
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):

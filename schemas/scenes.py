@@ -20,7 +20,6 @@ class Coordinate(Quantity):
 
     def __init__(self, limit: int, **kwargs):
         super().__init__(maximum=limit, minimum=Decimal(-limit), exclusive_minimum=False, places=20, **kwargs)
-        self.metadata.update(minimum=-limit, maximum=limit)
 
     def _deserialize(self, value, attr, data, **kwargs):
         return super()._deserialize(value, attr, data, **kwargs).quantize(COORDINATE_PLACES)

@@ -199,3 +199,19 @@ def test_a_guest_buys_what_the_footprint_says_to_neutralize(live, sandbox):
     assert (footprint["total_kg"], footprint["neutralize_kg"]) == ("4.000", "5")
     order = place_order(live, token, {"footprint_id": footprint["id"]}).json()["order"]
     assert (order["kg"], order["units"]) == ("5.000", 5)
+
+
+def test_the_limits_the_description_gives_for_kg_are_the_ones_an_order_takes(client):
+    """OrderIn.kg was described as a bare number: nothing said 0 and 100,000.001 are refused."""
+    from marshmallow import ValidationError
+
+    described = client.get("/api/openapi.json").get_json()["components"]["schemas"]["OrderIn"]["properties"]["kg"]
+    assert (described["minimum"], described.get("exclusiveMinimum"), described["maximum"]) == (0, True, 100_000)
+    assert OrderIn().load({"kg": described["maximum"]})["kg"] == Decimal(100_000)
+    for beyond in (described["maximum"] + Decimal("0.001"), described["minimum"]):
+        try:
+            OrderIn().load({"kg": str(beyond)})
+        except ValidationError as refused:
+            assert "kg" in refused.messages
+        else:
+            raise AssertionError(f"{beyond} kg was taken")
