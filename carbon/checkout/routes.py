@@ -10,6 +10,7 @@ from carbon.core.db import kept_after_commit
 from carbon.core.errors import ValidationError
 from carbon.core.http import provider_format
 from carbon.core.openapi import Blueprint, answers
+from carbon.core.text import unstorable, unstorable_message
 from carbon.invoices import service as invoices
 from carbon.metrics import count_notify
 from schemas.checkout import OrderCreatedOut, OrderIn, OrdersOut, OrderStatusOut, WeChatPayAnswer
@@ -20,11 +21,16 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 def idempotency_key() -> str:
-    """The request's ``Idempotency-Key`` (1-64 characters), for every route that creates an order."""
+    """The request's ``Idempotency-Key`` (1-64 characters the service can store), for every route that
+    creates an order."""
     key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
     if not key or len(key) > 64:
         raise ValidationError(code="order.idempotency_key_required",
                               details={IDEMPOTENCY_HEADER: ["需要 1-64 个字符 / 1-64 characters required"]})
+    character = unstorable(key)
+    if character:
+        raise ValidationError(code="order.idempotency_key_required",
+                              details={IDEMPOTENCY_HEADER: [unstorable_message(character)]})
     return key
 
 

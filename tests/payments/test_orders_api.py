@@ -215,3 +215,18 @@ def test_the_limits_the_description_gives_for_kg_are_the_ones_an_order_takes(cli
             assert "kg" in refused.messages
         else:
             raise AssertionError(f"{beyond} kg was taken")
+
+
+def test_an_idempotency_key_with_a_nul_or_control_character_is_refused_naming_the_header(app, client, sandbox):
+    """SQLite stored a NUL key and made the order (201); PostgreSQL refused it only when inserting
+    (a 422 that named no field). The key is text the service keeps: the text rule applies."""
+    seed_project(app)
+    token = guest_token(client, sandbox, "o_nul_key")
+    for key in ("a\x00b", "a\x07b"):
+        refused = client.post("/api/v1/orders", json={"kg": "1"},
+                              headers={**bearer(token), "Idempotency-Key": key})
+        assert refused.status_code == 422, refused.get_data(as_text=True)
+        assert refused.get_json()["error"]["code"] == "order.idempotency_key_required"
+        assert "Idempotency-Key" in refused.get_json()["error"]["details"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Order)) == 0
