@@ -63,6 +63,11 @@ class NothingToNeutralize(ValidationError):
     message = "足迹为零，无需购买 / Nothing to neutralize: an order needs at least one credit unit"
 
 
+class OrderTooLarge(ValidationError):
+    code = "order.too_large"
+    message = "超过单笔订单上限，请分多笔购买 / More than one order may hold: buy it in several orders"
+
+
 class BeneficiaryNameRejected(DomainError):
     http_status = 422
     code = "order.beneficiary_name_rejected"
@@ -250,11 +255,7 @@ def _record(buyer: Buyer, claim: IdempotencyKey, wanted: Wanted) -> tuple[Order,
     settings = ext.settings()
     scene = wanted.scene
     project = project_for(wanted.project_public_id, scene.get("scene_id"))
-    units = int(credits.ceil_units(wanted.kg, project.unit_kg))
-    if units < 1:
-        raise NothingToNeutralize(details={"kg": ["至少 1 个单位 / at least one unit"]})
-    if units * project.unit_kg > settings.MAX_ORDER_KG:
-        raise ValidationError(details={"kg": [f"单笔最多 / At most {settings.MAX_ORDER_KG} kg per order"]})
+    units = orderable_units(wanted.kg, project)
     now = utcnow()
     _check_holds(buyer, units * project.unit_kg, now)
     order = Order(user_id=buyer.user_id, organization_id=buyer.organization_id, project=project,
@@ -272,6 +273,18 @@ def _record(buyer: Buyer, claim: IdempotencyKey, wanted: Wanted) -> tuple[Order,
     claim.order_id = order.id
     db.session.commit()  # the payment row exists before WeChat Pay hears of it
     return order, payment
+
+
+def orderable_units(wanted_kg: Decimal, project: Project) -> int:
+    """The project's units covering ``wanted_kg`` (rounded up), if one order may hold them: at least
+    one unit, at most MAX_ORDER_KG (an order and the quote for one answer the same)."""
+    limit = ext.settings().MAX_ORDER_KG
+    units = int(credits.ceil_units(wanted_kg, project.unit_kg))
+    if units < 1:
+        raise NothingToNeutralize(details={"kg": ["至少 1 个单位 / at least one unit"]})
+    if units * project.unit_kg > limit:
+        raise OrderTooLarge(details={"kg": [f"单笔最多 / At most {limit} kg per order"]})
+    return units
 
 
 def _check_holds(buyer: Buyer, wanted_kg: Decimal, now) -> None:

@@ -25,7 +25,6 @@ from carbon.core import extensions as ext
 from carbon.core.db import db
 from carbon.core.errors import ValidationError
 from carbon.core.units import cny, cny_ceil, grams_to_kg, kg
-from carbon.credits import service as credits
 from carbon.credits.models import Project
 from carbon.footprint import service as footprints
 from carbon.footprint.models import Footprint
@@ -104,7 +103,7 @@ def quote(principal: Principal, body: dict) -> Quote:
             extra = {"estimated_kg": progress["estimated_kg"], "neutralized_kg": progress["neutralized_kg"]}
             purpose = f"{scene.name_zh}，补足全场碳中和 / topping the scene up to neutral"
     project = orders.project_for(body.get("project_id"), scene.id if scene else None)
-    units = int(credits.ceil_units(wanted if to_cover is None else to_cover, project.unit_kg))  # never below it
+    units = orders.orderable_units(wanted if to_cover is None else to_cover, project)  # never below it
     list_price = cny_ceil(units * project.unit_kg * project.price_per_tonne / KG_PER_TONNE)
     return Quote(kind=kind, kg=kg(wanted), units=units, unit_kg=project.unit_kg,
                  estimated_amount=max(list_price, cny(ext.settings().MIN_ORDER_AMOUNT)), project=project,

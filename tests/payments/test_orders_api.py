@@ -230,3 +230,31 @@ def test_an_idempotency_key_with_a_nul_or_control_character_is_refused_naming_th
         assert "Idempotency-Key" in refused.get_json()["error"]["details"]
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Order)) == 0
+
+
+def test_a_quote_for_more_than_one_order_can_hold_is_refused_as_its_order_would_be(app):
+    """A 1,404,000 kg event was quoted (200, an amount to pay) though its order is refused: at most
+    MAX_ORDER_KG per order. The quote now answers what the order would."""
+    from carbon.checkout import purchases
+    from carbon.core.errors import ValidationError
+    from carbon.footprint import service as footprints
+    from carbon.organizers import service as organizers
+    from carbon.organizers.service import Principal
+    from schemas.footprint import HostFootprintIn
+
+    seed_project(app)
+    with app.app_context():
+        owner = organizers.create_organization("组委会", owner_email="big@forum.example",
+                                               owner_password="long password", owner_name="o")
+        principal = Principal(owner.organization, "owner", organizer=owner)
+        footprint = footprints.create_host(principal, HostFootprintIn().load(
+            {"event_name": "年会", "province": "SC", "activities": [{"type": "venue_electricity", "kwh": 10_000_000}]}))
+        body = {"kind": "host", "footprint_id": footprint.public_id}
+        refused = []
+        for attempt in (lambda: purchases.quote(principal, body), lambda: purchases.buy(principal, body, "too-big")):
+            try:
+                attempt()
+            except ValidationError as error:
+                refused.append((error.code, error.details))
+        assert refused == [("order.too_large", {"kg": ["单笔最多 / At most 100000 kg per order"]})] * 2
+        assert db.session.scalar(select(func.count()).select_from(Order)) == 0
