@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from carbon.footprint import dataset
 from carbon.footprint.activities import Context
 from carbon.footprint.calculator import calculate
-from schemas.footprint import CABINS, DIETS, FUELS, FootprintIn
+from schemas.footprint import CABINS, DIETS, FUELS, FootprintIn, HostFootprintIn
 
 DATA = dataset.load()
 AIRPORTS = ["PEK", "PKX", "CTU", "TFU", "SHA", "PVG", "CAN", "KMG", "LHR", "JFK"]
@@ -108,3 +108,53 @@ def test_life_footprint_properties(activities, province, household_size):
     assert once["total_exact"] == sum(line["kg"] for line in once["lines"]) >= 0
     divided = sum(1 for line in once["lines"] if line["divisor"] != 1)
     assert abs(twice["total_exact"] - 2 * once["total_exact"]) <= divided * Decimal("0.00000001")
+
+
+host_activity = st.one_of(
+    st.fixed_dictionaries({"type": st.just("venue_electricity"), "kwh": km(10_000_000)}),
+    st.fixed_dictionaries({"type": st.just("catering"), "count": st.integers(1, 500_000),
+                           "diet": st.sampled_from(DIETS)}),
+    st.fixed_dictionaries({"type": st.just("material"), "material": st.sampled_from(["paper", "plastic"]),
+                           "kg": st.integers(1, 500_000_000).map(lambda grams: str(Decimal(grams) / 1000))}),
+    event_activity.filter(lambda activity: activity["type"] not in ("meal", "venue_share")),
+)
+
+
+def host_compute(activities, province=None):
+    body = HostFootprintIn().load({"event_name": "年会", "activities": activities})
+    return calculate("host", body["activities"], Context(province=province), DATA)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(host_activity, min_size=1, max_size=8), PROVINCES)
+def test_an_events_own_footprint_is_the_sum_of_its_lines_and_doubles_with_its_quantities(activities, province):
+    """The organizer's kind (``host``) had no property: its venue, catering and materials lines too."""
+    once, twice = host_compute(activities, province), host_compute(doubled_host(activities), province)
+    assert once["total_exact"] == sum(line["kg"] for line in once["lines"]) >= 0
+    assert twice["total_exact"] == 2 * once["total_exact"]
+
+
+def doubled_host(activities):
+    host_quantities = {"venue_electricity": ("kwh",), "catering": ("count",), "material": ("kg",)}
+    own = [activity for activity in activities if activity["type"] in host_quantities]
+    twice = {id(activity): {key: (value * 2 if isinstance(value, int) else str(Decimal(value) * 2))
+                            if key in host_quantities[activity["type"]] else value for key, value in activity.items()}
+             for activity in own}
+    travel = doubled([activity for activity in activities if activity["type"] not in host_quantities])
+    return [twice[id(activity)] if id(activity) in twice else travel.pop(0) for activity in activities]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(st.tuples(st.just("event"), st.lists(event_activity, min_size=1, max_size=6)),
+                 st.tuples(st.just("life"), st.lists(life_activity, min_size=1, max_size=6)),
+                 st.tuples(st.just("host"), st.lists(host_activity, min_size=1, max_size=6))), PROVINCES)
+@example(("event", [{"type": "metro", "distance_km": "143.9"}]), None)  # 4.00042 kg, shown 4.000: buy 5
+@example(("host", [{"type": "metro", "distance_km": "143.9"}]), None)
+def test_what_to_buy_is_whole_credit_units_covering_the_exact_total_and_the_grams_are_the_shown_kg(kinds, province):
+    """What an order of the footprint buys (``neutralize_kg``) is a whole number of 1-kg units, never
+    below the exact total and less than one unit above it; ``total_grams`` is ``total_kg`` in grams."""
+    kind, activities = kinds
+    result = host_compute(activities, province) if kind == "host" else compute(activities, kind, province)
+    to_buy, exact = result["neutralize_kg"], result["total_exact"]
+    assert to_buy == to_buy.to_integral_value() and exact <= to_buy < exact + 1
+    assert result["total_grams"] == result["total_kg"] * 1000 == int(result["total_kg"] * 1000)
