@@ -297,7 +297,8 @@ class FootprintOut(Schema):
     province = fields.String(allow_none=True)
     total_kg = fields.String(metadata={"description": "kg CO2e, three places (per person per year for life)"})
     total_grams = fields.Integer()
-    neutralize_kg = fields.String(metadata={"description": "kg to buy: rounded up to the credit unit"})
+    neutralize_kg = fields.String(metadata={"description": "kg to buy in 1-kg credit units: the exact total "
+                                                           "rounded up (an order rounds it up to its project's unit)"})
     lines = fields.List(fields.Nested(LineOut))
     comparison = fields.Nested(ComparisonOut, allow_none=True)
     created_at = fields.DateTime(allow_none=True)

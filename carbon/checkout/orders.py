@@ -30,6 +30,7 @@ from carbon.core.errors import Conflict, DomainError, NotFound, UpstreamError, V
 from carbon.core.units import cny, cny_ceil, kg, to_fen
 from carbon.credits import service as credits
 from carbon.credits.models import Project
+from carbon.footprint.calculator import exact_total
 from carbon.footprint.models import Footprint
 from carbon.organizers.models import Organization
 from carbon.scenes import service as scenes
@@ -239,7 +240,7 @@ def _check_beneficiary(user: User, name: str | None) -> None:
 
 def _reserve_and_record(user: User, body: dict, claim: IdempotencyKey) -> tuple[Order, Payment]:
     footprint = _footprint(user, body.get("footprint_id"))
-    wanted_kg = Decimal(footprint.result["neutralize_kg"]) if footprint else body["kg"]
+    wanted_kg = exact_total(footprint.result) if footprint else body["kg"]  # rounded up once, in _record
     scene = scenes.footprint_facts(body["scene"]) if body.get("scene") else {}
     if footprint and not scene and footprint.scene_id:
         scene = {"scene_id": footprint.scene_id, "channel": footprint.channel or ""}

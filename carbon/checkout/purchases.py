@@ -27,6 +27,7 @@ from carbon.core.errors import ValidationError
 from carbon.core.units import cny, cny_ceil, grams_to_kg, kg
 from carbon.credits.models import Project
 from carbon.footprint import service as footprints
+from carbon.footprint.calculator import exact_total
 from carbon.footprint.models import Footprint
 from carbon.leaderboards import service as leaderboards
 from carbon.organizers.service import Principal
@@ -79,7 +80,7 @@ def quote(principal: Principal, body: dict) -> Quote:
         footprint = footprints.host_footprint(principal, body["footprint_id"])
         scene = db.session.get(Scene, footprint.scene_id) if footprint.scene_id else None
         wanted = Decimal(footprint.result["total_kg"])
-        to_cover = Decimal(footprint.result["neutralize_kg"])  # its exact total rounded up, as a guest's order
+        to_cover = exact_total(footprint.result)  # rounded up to the unit once, as a guest's order of it
         event_name = footprint.request.get("event_name") or (scene.name_zh if scene else None)
         purpose = f"{event_name}，活动碳中和 / the event's own footprint"
     else:

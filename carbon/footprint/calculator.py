@@ -42,6 +42,13 @@ def to_neutralize(total_kg: Decimal, unit_kg: Decimal = CREDIT_UNIT_KG) -> Decim
     return ceil_to_unit(total_kg, unit_kg)
 
 
+def exact_total(shown: dict) -> Decimal:
+    """The exact kilograms of a result as ``to_json`` gives it (and a footprint stores it): the sum
+    of its lines, each exact (``total_kg`` is rounded to the gram). What an order of it rounds up,
+    once, to its project's unit."""
+    return sum((Decimal(item["kg"]) for item in shown["lines"]), Decimal(0))
+
+
 def to_json(result: dict) -> dict:
     """The result as JSON-ready values: Decimals as strings, factors with their sources."""
     return {

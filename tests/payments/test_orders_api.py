@@ -258,3 +258,43 @@ def test_a_quote_for_more_than_one_order_can_hold_is_refused_as_its_order_would_
                 refused.append((error.code, error.details))
         assert refused == [("order.too_large", {"kg": ["单笔最多 / At most 100000 kg per order"]})] * 2
         assert db.session.scalar(select(func.count()).select_from(Order)) == 0
+
+
+def half_kilogram_project(app) -> str:
+    """A project sold in 0.5-kg units (``unit_kg`` is the project's), 10,000 of them at 60.00 a tonne."""
+    from carbon.credits import service as credits
+    from carbon.credits.models import Project
+
+    with app.app_context():
+        project = Project(registry_name="CDCER", name_zh="半公斤项目", name_en="Half-kg units", methodology="test",
+                          location="成都", price_per_tonne=Decimal("60.00"), unit_kg=Decimal("0.5"))
+        db.session.add(project)
+        db.session.commit()
+        credits.add_block(project.public_id, "2021", 1, 10_000, Decimal("60.00"))
+        return project.public_id
+
+
+def test_a_footprint_is_rounded_up_once_to_the_projects_unit(app, client, sandbox):
+    """30.48 kg in 0.5-kg units is 61 units (30.5 kg). Orders and quotes rounded the footprint up to
+    whole kilograms first (neutralize_kg, 31) and then to the unit: 62 units, 0.5 kg more than it needs."""
+    from carbon.checkout import purchases
+    from carbon.footprint import service as footprints
+    from carbon.organizers import service as organizers
+    from carbon.organizers.service import Principal
+    from schemas.footprint import HostFootprintIn
+
+    project_id = half_kilogram_project(app)
+    rail = [{"type": "rail", "distance_km": 1000}]  # 30.48 kg
+    token = guest_token(client, sandbox, "o_half_kg")
+    footprint = client.post("/api/v1/footprints", json={"activities": rail}, headers=bearer(token)).get_json()
+    created = client.post("/api/v1/orders", json={"footprint_id": footprint["id"], "project_id": project_id},
+                          headers={**bearer(token), "Idempotency-Key": "half-kg"})
+    assert created.status_code == 201, created.get_data(as_text=True)
+    assert (created.get_json()["order"]["units"], created.get_json()["order"]["kg"]) == (61, "30.500")
+    with app.app_context():
+        owner = organizers.create_organization("组委会", owner_email="half@forum.example",
+                                               owner_password="long password", owner_name="o")
+        principal = Principal(owner.organization, "owner", organizer=owner)
+        host = footprints.create_host(principal, HostFootprintIn().load({"event_name": "年会", "activities": rail}))
+        found = purchases.quote(principal, {"kind": "host", "footprint_id": host.public_id, "project_id": project_id})
+        assert (found.units, found.units * found.unit_kg) == (61, Decimal("30.5"))
