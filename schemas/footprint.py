@@ -1,6 +1,7 @@
 """Footprint requests and results. Units are in the field names (``distance_km``, ``kwh_per_month``)."""
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
@@ -14,11 +15,15 @@ DIETS = ("high_meat", "medium_meat", "low_meat", "pescatarian", "vegetarian", "v
 FUELS = ("petrol", "diesel", "hybrid", "electric")
 
 
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
 class Quantity(fields.Field):
     """A non-negative decimal with at most ``places`` decimals and an upper limit, as ``Decimal``.
 
-    JSON numbers are taken as written (``12.5`` becomes ``Decimal("12.5")``); the quantity
-    never takes part in float arithmetic.
+    JSON numbers are taken as written (``12.5`` becomes ``Decimal("12.5")``), strings in ASCII
+    decimal notation; trailing zeros are no places (``"1.50"`` is 1.5). The quantity never takes
+    part in float arithmetic.
     """
 
     def __init__(self, *, maximum: int, places: int = 1, minimum: Decimal = Decimal(0),
@@ -36,18 +41,21 @@ class Quantity(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ValidationError("需为数字 / Must be a number.")
+        if isinstance(value, str) and not _NUMBER.fullmatch(value):  # no "1_000", no non-ASCII digits
+            raise ValidationError("不是有效数字 / Not a valid number.")
         try:
             number = Decimal(repr(value) if isinstance(value, float) else value)
         except InvalidOperation as exc:
             raise ValidationError("不是有效数字 / Not a valid number.") from exc
         if not number.is_finite():
             raise ValidationError("不是有效数字 / Not a valid number.")
-        if number.as_tuple().exponent < -self.places:
-            raise ValidationError(f"最多 {self.places} 位小数 / At most {self.places} decimal place(s).")
         too_small = number <= self.minimum if self.exclusive_minimum else number < self.minimum
         if too_small or number > self.maximum:
             low = f"> {self.minimum}" if self.exclusive_minimum else f"≥ {self.minimum}"
             raise ValidationError(f"需 {low} 且 ≤ {self.maximum} / Must be {low} and ≤ {self.maximum}.")
+        number = number.normalize()  # within the limits: "1.50" is 1.5, as the JSON number 1.50 is
+        if number.as_tuple().exponent < -self.places:
+            raise ValidationError(f"最多 {self.places} 位小数 / At most {self.places} decimal place(s).")
         return number.quantize(Decimal(1)) if number == number.to_integral_value() else number  # 1000, not 1E+3
 
 

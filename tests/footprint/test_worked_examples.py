@@ -135,3 +135,17 @@ def test_neutralize_rounds_up_to_the_unit_and_never_below():
     assert to_neutralize(D("30.48")) == D(31)
     assert to_neutralize(D(31)) == D(31)
     assert to_neutralize(D("30.001"), D("0.5")) == D("30.5")
+
+
+def test_a_quantity_is_the_number_written_however_it_is_written():
+    """"1.50" was refused (two places) where the JSON number 1.50 was taken; "1_000" (Python's digit
+    grouping) and "١٠" (Arabic-Indic digits) were taken as 1000 and 10."""
+    def distance(value):
+        return FootprintIn().load({"activities": [{"type": "rail", "distance_km": value}]})["activities"][0]["distance_km"]
+
+    assert distance("1.50") == distance(1.50) == distance("1.5") == D("1.5")
+    assert str(distance("1.50")) == "1.5" and str(distance("100.0")) == "100"
+    for written in ("1_000", "\u0661\u0660", "0x10", "1.5.0", "", "+", "1e", "NaN", "1e999999999", "1.55"):
+        with pytest.raises(Exception) as refused:
+            distance(written)
+        assert "distance_km" in str(refused.value), written
