@@ -6,7 +6,8 @@
 Each line is {"seq", "record", "hash"}: record is the RFC 8785 canonical JSON that hash
 (SHA-256, hex) covers; record["prev"] is the previous line's hash (64 zeros for the first).
 A record holds no name, only beneficiary_sha256 = sha256(salt bytes + UTF-8 name); with the name
-and salt that GET /api/v1/certificates/NUMBER shows, the last arguments check that commitment too.
+and salt that GET /api/v1/certificates/NUMBER shows, the last arguments check that commitment too,
+and that certificate is reported revoked (exit status 1) if a later line revokes it, or missing.
 """
 import hashlib
 import json
@@ -14,7 +15,7 @@ import sys
 
 import rfc8785
 
-prev, count, named = "0" * 64, 0, sys.argv[2:5]
+prev, count, named, found, revoked = "0" * 64, 0, sys.argv[2:5], False, None
 with open(sys.argv[1], encoding="utf-8") as lines:
     for count, line in enumerate(lines, start=1):
         entry = json.loads(line)
@@ -30,5 +31,12 @@ with open(sys.argv[1], encoding="utf-8") as lines:
             if hashlib.sha256(bytes.fromhex(named[2]) + named[1].encode()).hexdigest() != record["beneficiary_sha256"]:
                 sys.exit(f"{where}: {named[1]!r} with that salt is not the name this certificate was issued to")
             print(f"{named[0]} was issued to {named[1]}")
+            found = True
+        if named and record.get("kind") == "revoke" and record.get("number") == named[0]:
+            revoked = record
         prev = entry["hash"]
 print(f"{count} entries, every hash and link checks out; head {prev}")
+if named and not found:
+    sys.exit(f"{named[0]} is not in this export: no such certificate was issued (or the export is older)")
+if revoked:
+    sys.exit(f"{named[0]} was revoked {revoked.get('revoked_at')}: {revoked.get('reason')}")

@@ -173,6 +173,37 @@ def test_the_offline_verifier_in_the_docs_checks_an_export(live, three_certifica
     assert broken.returncode != 0 and "line 2" in broken.stderr and "changed" in broken.stderr
 
 
+def test_the_offline_verifier_says_a_named_certificate_was_revoked_or_is_not_in_the_export(live, sandbox, tmp_path):
+    """A stranger checking one certificate (number, name, salt) against an export taken after its refund
+    is told it was revoked, not only that it was issued to that name; a number the export does not hold
+    is not passed over in silence either."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    seed_project(live.app, units=1000)
+    token, order = paid_order(live, sandbox, "o_offline_revoked", {"kg": "2", "beneficiary_name": "李四"})
+    paid_order(live, sandbox, "o_offline_after", {"kg": "2"})
+    shown = live.get("/api/v1/certificates", headers=bearer(token)).json()["items"][0]
+    with live.app.app_context():
+        refund_order(order["id"], "活动取消 / event canceled")
+        export = tmp_path / "chain.jsonl"
+        export.write_text("".join(exported()), encoding="utf-8")
+    script = str(ROOT / "docs" / "verify_chain.py")
+
+    def run(*named: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, script, str(export), *named], check=False, capture_output=True,
+                              text=True)
+
+    assert run().returncode == 0  # the chain itself is whole: issue, issue, revoke
+    revoked = run(shown["number"], "李四", shown["beneficiary_salt"])
+    assert revoked.returncode != 0 and "revoked" in revoked.stderr and "活动取消 / event canceled" in revoked.stderr, \
+        revoked
+    absent = run(f"DD-{datetime.now().year}-999999", "李四", shown["beneficiary_salt"])
+    assert absent.returncode != 0 and "DD-" in absent.stderr and "not in" in absent.stderr, absent
+
+
 def test_the_guest_is_told_once_when_they_accepted_the_template(live, sandbox):
     import requests
     from sqlalchemy import func
