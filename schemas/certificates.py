@@ -32,5 +32,6 @@ class VerificationOut(Schema):
     status = fields.String()
     hash = fields.String()
     checks = fields.Dict(keys=fields.String(), values=fields.Boolean(),
-                         metadata={"description": "hash, previous_link, next_link, serials, and beneficiary "
-                                                  "(the name against its commitment) while the account exists"})
+                         metadata={"description": "hash, previous_link, next_link, serials, beneficiary "
+                                                  "(the name against its commitment) while the account exists, "
+                                                  "and revocation (its entry's hash and link) once revoked"})

@@ -398,11 +398,13 @@ def view(number: str, *, viewer_id: int | None) -> dict:
 
 def verify(number: str) -> dict:
     """Each check on its own: the record hashes to its hash, it links to the entry before and the
-    entry after links to it, its serial ranges are the retirements the database holds, and (while
-    the account exists) the name shown is the one it commits to."""
+    entry after links to it (there is one unless the entry is the head), its serial ranges are the
+    retirements the database holds, (while the account exists) the name shown is the one it commits
+    to, and (once revoked) the revocation entry hashes to its hash and links to the entry before it."""
     certificate, issued, revoked = get(number)
     before = db.session.get(ChainEntry, issued.seq - 1)
     after = db.session.get(ChainEntry, issued.seq + 1)
+    head = db.session.scalar(select(ChainHead.seq).where(ChainHead.id == 1)) or 0
     record = json.loads(issued.record)
     held = {r.public_id: r for r in db.session.scalars(select(Retirement).where(
         Retirement.order_id == certificate.order_id))}
@@ -411,13 +413,17 @@ def verify(number: str) -> dict:
         "hash": digest(record) == issued.hash,
         "previous_link": record.get("prev") == (before.hash if before else GENESIS) and
         (before is not None or issued.seq == 1),
-        "next_link": after is None or json.loads(after.record).get("prev") == issued.hash,
+        "next_link": json.loads(after.record).get("prev") == issued.hash if after else issued.seq >= head,
         "serials": set(claimed) == set(held) and all(
             claimed[key]["serials"] == [str(r.first_serial), str(r.last_serial)] for key, r in held.items()),
     }
     named = _name_check(certificate, record)
     if named is not None:
         checks["beneficiary"] = named
+    if revoked is not None:
+        revocation, previous = json.loads(revoked.record), db.session.get(ChainEntry, revoked.seq - 1)
+        checks["revocation"] = digest(revocation) == revoked.hash and revocation.get("number") == number and \
+            previous is not None and revocation.get("prev") == previous.hash
     return {"number": number, "valid": all(checks.values()) and revoked is None, "checks": checks,
             "status": "revoked" if revoked else "valid", "hash": issued.hash}
 

@@ -130,6 +130,36 @@ def test_deleting_or_reordering_entries_is_caught(live, three_certificates):
         assert certificates.check_chain(exported()) is not None
 
 
+def test_deleting_the_entry_after_a_certificate_is_caught_by_its_next_link(live, three_certificates):
+    """The head says the chain goes on past the second entry: with the third deleted, the second's
+    verification names its missing next link (not "no next entry yet")."""
+    with live.app.app_context():
+        assert certificates.verify(three_certificates[1])["valid"] is True
+        tamper("DELETE FROM certificates WHERE number = :n", {"n": three_certificates[2]})
+        tamper("DELETE FROM certificate_chain WHERE seq = 3", {})
+        checks = certificates.verify(three_certificates[1])["checks"]
+        assert checks["next_link"] is False and checks["previous_link"] is True and checks["hash"] is True
+
+
+def test_a_changed_revocation_is_caught_by_verify_and_the_page(live, sandbox):
+    """A revocation is an entry of the chain too: its reason rewritten in SQL, verify (and the page)
+    no longer say every check passed."""
+    seed_project(live.app, units=1000)
+    _, order = paid_order(live, sandbox, "o_revocation_changed", {"kg": "2"})
+    with live.app.app_context():
+        number = db.session.scalar(select(ChainEntry.number))
+        refund_order(order["id"], "买错了 / bought by mistake")
+        assert all(certificates.verify(number)["checks"].values())
+        entry = db.session.get(ChainEntry, 2)
+        record = json.loads(entry.record)
+        record["reason"] = "伪造 / forged"
+        tamper("UPDATE certificate_chain SET record = :r WHERE seq = 2",
+               {"r": json.dumps(record, ensure_ascii=False, separators=(",", ":"))})
+        verified = certificates.verify(number)
+        assert verified["status"] == "revoked" and verified["checks"]["revocation"] is False
+    assert "链校验失败" in live.get(f"/c/{number}").text
+
+
 def test_the_chain_is_append_only_on_postgresql(live, three_certificates, database_url):
     if not database_url.startswith("postgresql"):
         pytest.skip("the append-only trigger guards PostgreSQL")
