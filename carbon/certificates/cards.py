@@ -12,9 +12,9 @@ import functools
 from io import BytesIO
 from typing import TYPE_CHECKING
 
-from carbon.rendering import code_image, fit, font, one_at_a_time, open_font, text_block
+from carbon.rendering import code_image, fit, font, one_at_a_time, open_font, printable, text_block
 
-LAYOUT_VERSION = 1  # change it when the drawing changes: stored images are rendered again
+LAYOUT_VERSION = 2  # change it when the drawing changes: stored images are rendered again
 CARD_SIZE = (1000, 800)
 POSTER_SIZE = (750, 1334)
 GREEN, DARK, GREY, PALE = "#1B7F4B", "#0F3D2E", "#5B6B64", "#EAF4EE"
@@ -51,12 +51,16 @@ def _poster_background() -> Image.Image:
 
 
 def facts(record: dict) -> dict[str, str]:
-    """What a card says, from the certificate's record: who, how much, where, when, which project."""
+    """What a card says, from the certificate's record: who, how much, where, when, which project.
+    Without the characters the font cannot draw (a scene, event or project named with emoji: only the
+    beneficiary's own name is refused for them at checkout), which would be drawn as boxes."""
     scene = record.get("scene") or {}
     project = (record.get("projects") or [{}])[0]
-    return {"who": record["beneficiary"], "kg": f"{record['kg']} kg CO2e",  # (the font has no subscript two)
-            "where": scene.get("name") or record.get("event") or "点点碳中和", "when": (scene.get("date") or record["issued_at"][:10]),
-            "project": f"{project.get('name', '')}（{project.get('registry', '')}）", "number": record["number"]}
+    return {"who": printable(record["beneficiary"]) or "点点用户", "kg": f"{record['kg']} kg CO2e",  # (no subscript two)
+            "where": printable(scene.get("name") or "") or printable(record.get("event") or "") or "点点碳中和",
+            "when": (scene.get("date") or record["issued_at"][:10]),
+            "project": f"{printable(project.get('name', ''))}（{printable(project.get('registry', ''))}）",
+            "number": record["number"]}
 
 
 @one_at_a_time

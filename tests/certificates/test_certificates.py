@@ -92,6 +92,24 @@ def test_a_refund_revokes_the_certificate_on_the_chain(live, sandbox):
     assert "已撤销" in live.get(f"/c/{number}").text
 
 
+def test_a_card_never_draws_a_character_the_font_lacks_from_a_scene_event_or_project_name():
+    """A scene, an organization's event or a project may be named with emoji (only the beneficiary's
+    name is refused when the font cannot draw it): the card and poster leave them out rather than
+    draw boxes, and a name of nothing but emoji gives way to the next one."""
+    from carbon.certificates import cards
+    from carbon.rendering import unprintable
+
+    record = {"number": "DD-2026-000001", "beneficiary": "嘉宾🎉", "kg": "2.000", "issued_at": "2026-12-01T01:00:00Z",
+              "scene": {"name": "🌳绿色论坛🌳", "date": "2026-12-01"},
+              "projects": [{"name": "熊猫🐼碳汇", "registry": "CDCER"}]}
+    said = cards.facts(record)
+    assert unprintable("".join(said.values())) == ""
+    assert (said["who"], said["where"], said["project"]) == ("嘉宾", "绿色论坛", "熊猫碳汇（CDCER）")
+    only_emoji = cards.facts({**record, "scene": {"name": "🌳🌳", "date": "2026-12-01"}, "event": "年会🎊"})
+    assert only_emoji["where"] == "年会"
+    assert cards.facts({**record, "scene": None, "event": "🎊"})["where"] == "点点碳中和"
+
+
 @pytest.fixture
 def three_certificates(live, sandbox):
     seed_project(live.app, units=1000)
