@@ -17,6 +17,7 @@ from flask import (
     request,
     url_for,
 )
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 from carbon.certificates import service as certificates
@@ -27,6 +28,7 @@ from carbon.console import session as console_session
 from carbon.core.clock import CHINA_TZ, clock
 from carbon.core.db import db
 from carbon.core.errors import DomainError, RateLimited, ValidationError
+from carbon.core.http import end_session
 from carbon.credits import service as credits
 from carbon.footprint import service as footprints
 from carbon.invoices import service as invoices
@@ -95,6 +97,15 @@ def _http_error(exc: HTTPException):
     if exc.code == 404:
         return _error_page(404, "未找到 / Not found", "not_found")
     return _error_page(exc.code or 500, exc.description or exc.name, f"http_{exc.code}")
+
+
+@bp.errorhandler(DataError)
+def _unstorable(exc: DataError):
+    """The database refused a value a form gave (on PostgreSQL a NUL in text, even in a lookup; a
+    number out of range): the console's page, as the API's handler answers its envelope."""
+    end_session(remove=False)
+    return _error_page(422, "输入含有无法保存的值（如 NUL 字符或超出范围的数字） / The form has a value the database "
+                            "cannot store (e.g. a NUL character or a number out of range)", "validation_error")
 
 
 def _error_page(status: int, message: str, code: str):

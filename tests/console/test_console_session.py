@@ -263,3 +263,18 @@ def test_sign_in_checks_its_fields_as_the_api_does(app, client, email, password,
     answer = sign_in(client, email, password)
     assert answer.status_code == 200 and f'data-field="{field}">' in answer.get_data(as_text=True)
     assert client.get("/console/scenes").status_code == 302
+
+
+@pytest.mark.parametrize("path, form", [("/console/invoices/request", {"order": "ord_\x00x"}),
+                                        ("/console/buy/orders", {"kind": "top_up", "scene": "scn_x",
+                                                                 "idempotency_key": "key-\x00-long-enough"})])
+def test_a_nul_in_a_form_field_answers_a_console_page_not_the_apis_json(app, client, owner_a, path, form):
+    """PostgreSQL refuses NUL in text, even in a lookup: the console answers its own error page (as
+    SQLite's run of the same form does), never the API's JSON envelope, and stays usable."""
+    token = csrf_of(client.get("/console/scenes"))
+    answer = client.post(path, data={**form, "csrf_token": token})
+    assert 400 <= answer.status_code < 500 or answer.status_code == 302, answer.status_code
+    assert answer.mimetype == "text/html", answer.get_data(as_text=True)[:300]
+    if answer.status_code != 302:
+        assert "data-code=" in answer.get_data(as_text=True)
+    assert client.get("/console/scenes").status_code == 200
