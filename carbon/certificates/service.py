@@ -403,8 +403,8 @@ def verify(number: str) -> dict:
     to, and (once revoked) the revocation entry hashes to its hash and links to the entry before it."""
     certificate, issued, revoked = get(number)
     before = db.session.get(ChainEntry, issued.seq - 1)
-    after = db.session.get(ChainEntry, issued.seq + 1)
-    head = db.session.scalar(select(ChainHead.seq).where(ChainHead.id == 1)) or 0
+    head = db.session.scalar(select(ChainHead.seq).where(ChainHead.id == 1)) or 0  # read before the next
+    after = db.session.get(ChainEntry, issued.seq + 1)  # entry: one appended meanwhile is then seen too
     record = json.loads(issued.record)
     held = {r.public_id: r for r in db.session.scalars(select(Retirement).where(
         Retirement.order_id == certificate.order_id))}
