@@ -19,7 +19,10 @@ prev, count, named, found, revoked = "0" * 64, 0, sys.argv[2:5], False, None
 with open(sys.argv[1], encoding="utf-8") as lines:
     for count, line in enumerate(lines, start=1):
         entry = json.loads(line)
-        record = json.loads(entry["record"])
+        try:
+            record = json.loads(entry["record"])
+        except ValueError:
+            sys.exit(f"line {count}: the record is not JSON: it was changed")
         where = f"line {count} ({record.get('kind')} {record.get('number')})"
         if entry["seq"] != count:
             sys.exit(f"{where}: seq {entry['seq']}, expected {count}: an entry is missing or out of order")

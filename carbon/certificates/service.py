@@ -336,6 +336,20 @@ def get(number: str) -> tuple[Certificate, ChainEntry, ChainEntry | None]:
     return certificate, issued, revoked
 
 
+def stored_record(entry: ChainEntry) -> dict:
+    """An entry's record as stored; ``{}`` when it is no longer a JSON object (it was changed): every
+    check of it then fails, and what it showed is not shown."""
+    return _parsed(entry.record)
+
+
+def _parsed(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def mine(user_id: int) -> list[Certificate]:
     return list(db.session.scalars(select(Certificate).where(Certificate.user_id == user_id)
                                    .order_by(Certificate.id.desc()).limit(100)))
@@ -385,9 +399,9 @@ def view(number: str, *, viewer_id: int | None) -> dict:
     """The certificate as shown: the public record to anyone (with the name and the salt that let
     anyone check it against ``beneficiary_sha256``), plus the order to its owner."""
     certificate, issued, revoked = get(number)
-    shown = {"number": number, "record": _public_record(certificate, json.loads(issued.record)),
+    shown = {"number": number, "record": _public_record(certificate, stored_record(issued)),
              "hash": issued.hash, "status": "revoked" if revoked else "valid",
-             "revocation": json.loads(revoked.record) if revoked else None,
+             "revocation": stored_record(revoked) if revoked else None,
              "beneficiary": certificate.beneficiary_name or ERASED_NAME,
              "beneficiary_salt": certificate.beneficiary_salt}
     if viewer_id is not None and viewer_id == certificate.user_id:  # (an organization's has no user)
@@ -405,7 +419,7 @@ def verify(number: str) -> dict:
     before = db.session.get(ChainEntry, issued.seq - 1)
     head = db.session.scalar(select(ChainHead.seq).where(ChainHead.id == 1)) or 0  # read before the next
     after = db.session.get(ChainEntry, issued.seq + 1)  # entry: one appended meanwhile is then seen too
-    record = json.loads(issued.record)
+    record = stored_record(issued)
     held = {r.public_id: r for r in db.session.scalars(select(Retirement).where(
         Retirement.order_id == certificate.order_id))}
     claimed = {item["id"]: item for project in record.get("projects", []) for item in project["retirements"]}
@@ -413,7 +427,7 @@ def verify(number: str) -> dict:
         "hash": digest(record) == issued.hash,
         "previous_link": record.get("prev") == (before.hash if before else GENESIS) and
         (before is not None or issued.seq == 1),
-        "next_link": json.loads(after.record).get("prev") == issued.hash if after else issued.seq >= head,
+        "next_link": stored_record(after).get("prev") == issued.hash if after else issued.seq >= head,
         "serials": set(claimed) == set(held) and all(
             claimed[key]["serials"] == [str(r.first_serial), str(r.last_serial)] for key, r in held.items()),
     }
@@ -421,7 +435,7 @@ def verify(number: str) -> dict:
     if named is not None:
         checks["beneficiary"] = named
     if revoked is not None:
-        revocation, previous = json.loads(revoked.record), db.session.get(ChainEntry, revoked.seq - 1)
+        revocation, previous = stored_record(revoked), db.session.get(ChainEntry, revoked.seq - 1)
         checks["revocation"] = digest(revocation) == revoked.hash and revocation.get("number") == number and \
             previous is not None and revocation.get("prev") == previous.hash
     return {"number": number, "valid": all(checks.values()) and revoked is None, "checks": checks,
@@ -456,7 +470,7 @@ def check_chain(lines) -> str | None:
     prev = GENESIS
     for seq, line in enumerate(lines, start=1):
         entry = json.loads(line)
-        record = json.loads(entry["record"])
+        record = _parsed(entry["record"])
         if entry["seq"] != seq:
             return f"entry {entry['seq']} where entry {seq} should be: one is missing or out of order"
         if digest(record) != entry["hash"]:

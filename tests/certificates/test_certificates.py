@@ -136,6 +136,32 @@ def test_changing_any_field_is_caught(live, three_certificates):
         assert "entry 3" in certificates.check_chain(exported())
 
 
+def test_a_record_changed_into_text_that_is_not_json_is_named_not_a_crash(live, three_certificates, tmp_path):
+    """A stored record cut short (or otherwise no longer JSON) is a change like any other: verify,
+    the page, check_chain and the offline verifier name it, none of them fails with a 500 or a traceback."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    with live.app.app_context():
+        tamper("UPDATE certificate_chain SET record = :r WHERE seq = 2",
+               {"r": db.session.get(ChainEntry, 2).record[:40]})
+        assert certificates.verify(three_certificates[1])["checks"]["hash"] is False
+        assert certificates.verify(three_certificates[0])["checks"]["next_link"] is False
+        lines = exported()
+        assert certificates.check_chain(lines).startswith("entry 2")
+    assert live.get(f"/api/v1/certificates/{three_certificates[1]}/verify").json()["valid"] is False
+    page = live.get(f"/c/{three_certificates[1]}")
+    assert page.status_code == 200 and "链校验失败" in page.text
+    export = tmp_path / "chain.jsonl"
+    export.write_text("".join(lines), encoding="utf-8")
+    checked = subprocess.run([sys.executable, str(ROOT / "docs" / "verify_chain.py"), str(export)], check=False,
+                             capture_output=True, text=True)
+    assert checked.returncode == 1 and checked.stderr.startswith("line 2") and "Traceback" not in checked.stderr, \
+        checked
+
+
 def test_deleting_or_reordering_entries_is_caught(live, three_certificates):
     with live.app.app_context():
         lines = exported()
