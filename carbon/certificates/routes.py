@@ -89,18 +89,18 @@ color:#1d2a22}h1{color:#1f7a4d;font-size:1.4em}.card{border:1px solid #d7e3dc;bo
 small{color:#5b6b62}</style></head><body>
 {% if error %}<h1>证书 {{ number }}</h1><p class="bad">{{ error }}</p>{% else %}
 <h1>碳中和荣誉证书 <small>Carbon neutrality certificate</small></h1>
-<div class="card"><p><b>{{ r.beneficiary }}</b> 已中和 <b>{{ r.kg }} kg</b> CO₂e
-{% if r.scene %}（{{ r.scene.name }}，{{ r.scene.date }}）{% endif %}<br>
-<small>{{ r.beneficiary }} neutralized {{ r.kg }} kg CO₂e{% if r.scene %} at {{ r.scene.name }}{% endif %}</small></p>
+<div class="card"><p><b><bdi>{{ r.beneficiary }}</bdi></b> 已中和 <b>{{ r.kg }} kg</b> CO₂e
+{% if r.scene %}（<bdi>{{ r.scene.name }}</bdi>，{{ r.scene.date }}）{% endif %}<br>
+<small><bdi>{{ r.beneficiary }}</bdi> neutralized {{ r.kg }} kg CO₂e{% if r.scene %} at <bdi>{{ r.scene.name }}</bdi>{% endif %}</small></p>
 {% if erased %}<p><small>受益人已注销账号，其姓名已删除；证书与链不变。/ The beneficiary deleted their account: the name
 was erased, the certificate and the chain are unchanged.</small></p>{% endif %}
 <table><tr><td>编号 / No.</td><td>{{ number }}</td></tr>
 <tr><td>签发 / Issued</td><td>{{ r.issued_at }}</td></tr>
-{% for p in r.projects %}<tr><td>项目 / Project</td><td>{{ p.name }} ({{ p.registry }})</td></tr>
+{% for p in r.projects %}<tr><td>项目 / Project</td><td><bdi>{{ p.name }}</bdi> ({{ p.registry }})</td></tr>
 {% for x in p.retirements %}<tr><td>注销序号 / Serials</td><td>{{ x.vintage }}: {{ x.serials[0] }}–{{ x.serials[1] }}
 ({{ x.kg }} kg)</td></tr>{% endfor %}{% endfor %}
 {% if r.dataset_version %}<tr><td>排放因子 / Factors</td><td>{{ r.dataset_version }}</td></tr>{% endif %}</table>
-{% if status == "revoked" %}<p class="bad">已撤销 / Revoked {{ revocation.revoked_at }}: {{ revocation.reason }}</p>{% endif %}
+{% if status == "revoked" %}<p class="bad">已撤销 / Revoked {{ revocation.revoked_at }}: <bdi>{{ revocation.reason }}</bdi></p>{% endif %}
 <p class="{{ 'ok' if checks_pass else 'bad' }}">{{ '链校验通过 / The chain checks out' if checks_pass
  else '链校验失败 / The chain does not check out' }}: {% for k, v in checks.items() %}{{ k }} {{ '✓' if v else '✗' }}
 {% endfor %}</p><p><small>SHA-256</small><br><code>{{ hash }}</code><br><small>prev</small><br><code>{{ r.prev }}</code></p>
@@ -110,7 +110,9 @@ was erased, the certificate and the chain are unchanged.</small></p>{% endif %}
 
 @page.route("/c/<string:number>")
 def certificate_page(number):
-    """The public, mobile-first page of a certificate: the record, its serials and whether it checks out."""
+    """The public, mobile-first page of a certificate: the record, its serials and whether it checks out.
+    Names (guests', scenes', projects') and the revocation's reason are each set in a ``<bdi>``: a
+    direction mark typed in one (U+202E) cannot turn the sentence around it, kilograms included."""
     try:
         shown, checked = service.view(number, viewer_id=None), service.verify(number)
     except DomainError as exc:

@@ -110,6 +110,19 @@ def test_a_card_never_draws_a_character_the_font_lacks_from_a_scene_event_or_pro
     assert cards.facts({**record, "scene": None, "event": "🎊"})["where"] == "点点碳中和"
 
 
+def test_the_page_isolates_a_name_so_its_direction_marks_cannot_reorder_the_claim(live, sandbox):
+    """A beneficiary may type a right-to-left override (U+202E: printable, storable); without
+    isolation it would turn the rest of the sentence around, the kilograms included ("31.000" read
+    "000.13"). The page sets each name (beneficiary, scene, project) in its own <bdi>."""
+    seed_project(live.app, units=1000)
+    paid_order(live, sandbox, "o_bidi", {"kg": "31", "beneficiary_name": "张三\u202e"})
+    with live.app.app_context():
+        number = db.session.scalar(select(ChainEntry.number))
+    page = live.get(f"/c/{number}").text
+    assert page.count("<bdi>张三\u202e</bdi>") == 2  # the Chinese sentence and the English one
+    assert "<bdi>测试项目</bdi>" in page and "31.000 kg" in page.split("</bdi>", 1)[1]
+
+
 @pytest.fixture
 def three_certificates(live, sandbox):
     seed_project(live.app, units=1000)
