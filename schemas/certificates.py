@@ -34,4 +34,4 @@ class VerificationOut(Schema):
     checks = fields.Dict(keys=fields.String(), values=fields.Boolean(),
                          metadata={"description": "hash, previous_link, next_link, serials, beneficiary "
                                                   "(the name against its commitment) while the account exists, "
-                                                  "and revocation (its entry's hash and link) once revoked"})
+                                                  "and revocation (its entry's hash and links) once revoked"})

@@ -414,7 +414,7 @@ def verify(number: str) -> dict:
     """Each check on its own: the record hashes to its hash, it links to the entry before and the
     entry after links to it (there is one unless the entry is the head), its serial ranges are the
     retirements the database holds, (while the account exists) the name shown is the one it commits
-    to, and (once revoked) the revocation entry hashes to its hash and links to the entry before it."""
+    to, and (once revoked) the revocation entry hashes to its hash and is linked on both sides."""
     certificate, issued, revoked = get(number)
     before = db.session.get(ChainEntry, issued.seq - 1)
     head = db.session.scalar(select(ChainHead.seq).where(ChainHead.id == 1)) or 0  # read before the next
@@ -436,8 +436,10 @@ def verify(number: str) -> dict:
         checks["beneficiary"] = named
     if revoked is not None:
         revocation, previous = stored_record(revoked), db.session.get(ChainEntry, revoked.seq - 1)
+        following = db.session.get(ChainEntry, revoked.seq + 1)
         checks["revocation"] = digest(revocation) == revoked.hash and revocation.get("number") == number and \
-            previous is not None and revocation.get("prev") == previous.hash
+            previous is not None and revocation.get("prev") == previous.hash and \
+            (stored_record(following).get("prev") == revoked.hash if following else revoked.seq >= head)
     return {"number": number, "valid": all(checks.values()) and revoked is None, "checks": checks,
             "status": "revoked" if revoked else "valid", "hash": issued.hash}
 

@@ -214,7 +214,11 @@ def test_a_changed_revocation_is_caught_by_verify_and_the_page(live, sandbox):
                {"r": json.dumps(record, ensure_ascii=False, separators=(",", ":"))})
         verified = certificates.verify(number)
         assert verified["status"] == "revoked" and verified["checks"]["revocation"] is False
-    assert "链校验失败" in live.get(f"/c/{number}").text
+        assert "链校验失败" in live.get(f"/c/{number}").text
+        # A forger who also recomputes its hash breaks the link of the entry after it instead.
+        paid_order(live, sandbox, "o_after_revocation", {"kg": "2"})
+        tamper("UPDATE certificate_chain SET hash = :h WHERE seq = 2", {"h": certificates.digest(record)})
+        assert certificates.verify(number)["checks"]["revocation"] is False
 
 
 def test_the_chain_is_append_only_on_postgresql(live, three_certificates, database_url):
