@@ -90,8 +90,9 @@ small{color:#5b6b62}</style></head><body>
 {% if error %}<h1>证书 {{ number }}</h1><p class="bad">{{ error }}</p>{% else %}
 <h1>碳中和荣誉证书 <small>Carbon neutrality certificate</small></h1>
 <div class="card"><p><b><bdi>{{ r.beneficiary }}</bdi></b> 已中和 <b>{{ r.kg }} kg</b> CO₂e
-{% if r.scene %}（<bdi>{{ r.scene.name }}</bdi>，{{ r.scene.date }}）{% endif %}<br>
-<small><bdi>{{ r.beneficiary }}</bdi> neutralized {{ r.kg }} kg CO₂e{% if r.scene %} at <bdi>{{ r.scene.name }}</bdi>{% endif %}</small></p>
+{% if r.scene %}（<bdi>{{ r.scene.name }}</bdi>，{{ r.scene.date }}）{% elif r.event %}（<bdi>{{ r.event }}</bdi>）{% endif %}<br>
+<small><bdi>{{ r.beneficiary }}</bdi> neutralized {{ r.kg }} kg CO₂e{% if r.scene %} at <bdi>{{ r.scene.name }}</bdi>
+{%- elif r.event %} at <bdi>{{ r.event }}</bdi>{% endif %}</small></p>
 {% if erased %}<p><small>受益人已注销账号，其姓名已删除；证书与链不变。/ The beneficiary deleted their account: the name
 was erased, the certificate and the chain are unchanged.</small></p>{% endif %}
 <table><tr><td>编号 / No.</td><td>{{ number }}</td></tr>

@@ -238,6 +238,8 @@ def test_a_company_without_scenes_buys_for_a_named_event(live, sandbox):
     card = live.get(f"/api/v1/certificates/{number}/card.jpg")
     assert card.headers["Content-Type"] == "image/jpeg" and card.content[:3] == b"\xff\xd8\xff"
     assert cards.facts({**shown["record"], "beneficiary": shown["beneficiary"]})["where"] == "2026 年度客户大会"
+    page = live.get(f"/c/{number}").text  # the page names the event too, as the card does
+    assert "（<bdi>2026 年度客户大会</bdi>）" in page and "at <bdi>2026 年度客户大会</bdi>" in page
     assert number in console.get("/console/buy").get_data(as_text=True)
 
 
