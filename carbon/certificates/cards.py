@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from carbon.rendering import code_image, fit, font, one_at_a_time, open_font, printable, text_block
 
-LAYOUT_VERSION = 2  # change it when the drawing changes: stored images are rendered again
+LAYOUT_VERSION = 3  # change it when the drawing changes: stored images are rendered again
 CARD_SIZE = (1000, 800)
 POSTER_SIZE = (750, 1334)
 GREEN, DARK, GREY, PALE = "#1B7F4B", "#0F3D2E", "#5B6B64", "#EAF4EE"
@@ -73,7 +73,7 @@ def render_card(record: dict) -> bytes:
     width = CARD_SIZE[0] - 160
     y = text_block(draw, 80, 230, *fit(said["who"], range(64, 35, -4), 1, width, bold=True), DARK, anchor="la")
     y = text_block(draw, 80, y + 6, font(34), ["已中和 / neutralized"], GREY, anchor="la")
-    y = text_block(draw, 80, y + 4, font(88, True), [said["kg"]], GREEN, anchor="la")
+    y = text_block(draw, 80, y + 4, *fit(said["kg"], range(88, 59, -4), 1, width, bold=True), GREEN, anchor="la")
     y = text_block(draw, 80, y + 10, *fit(f"{said['where']} · {said['when']}", range(36, 23, -2), 1, width), DARK,
                    anchor="la")
     text_block(draw, 80, y + 6, *fit(said["project"], range(30, 19, -2), 1, width), GREY, anchor="la")
@@ -92,7 +92,7 @@ def render_poster(record: dict, code_png: bytes) -> bytes:
     draw = ImageDraw.Draw(poster)
     width, centre = POSTER_SIZE[0] - 100, POSTER_SIZE[0] / 2
     y = text_block(draw, centre, 250, *fit(said["who"], range(56, 31, -4), 2, width, bold=True), DARK)
-    y = text_block(draw, centre, y + 10, font(76, True), [said["kg"]], GREEN)
+    y = text_block(draw, centre, y + 10, *fit(said["kg"], range(76, 51, -4), 1, width, bold=True), GREEN)
     y = text_block(draw, centre, y + 6, *fit(f"{said['where']} · {said['when']}", range(32, 21, -2), 2, width), DARK)
     y = text_block(draw, centre, y, *fit(said["project"], range(26, 17, -2), 2, width), GREY)
     code = code_image(code_png, 360)

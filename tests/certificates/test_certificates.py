@@ -378,6 +378,31 @@ def test_long_names_are_cut_cleanly_and_the_font_draws_them():
     assert cards.render_card(record)[:3] == b"\xff\xd8\xff"  # a JPEG (the layout: docs/images, by eye)
 
 
+def test_the_kilograms_of_a_large_order_stay_within_the_cards_and_posters_margins(monkeypatch):
+    """An organization's top-up runs to five or six digits of kg (MAX_ORDER_KG is 100 000): its
+    figure is fitted to the text width like every other line, not drawn past the margins."""
+    from carbon.certificates import cards
+
+    drawn: list[tuple] = []
+    text_block = cards.text_block
+
+    def measured(draw, x, y, face, lines, fill, anchor="ma"):
+        drawn.extend((face, line) for line in lines)
+        return text_block(draw, x, y, face, lines, fill, anchor=anchor)
+
+    monkeypatch.setattr(cards, "text_block", measured)
+    record = {"number": "DD-2026-000001", "beneficiary": "丙科技有限公司", "kg": "100000.000",
+              "issued_at": "2026-12-01T01:00:00Z", "event": "2026 年度客户大会"}
+    from carbon.rendering import qr_png
+
+    for render, width in ((cards.render_card, cards.CARD_SIZE[0] - 160),
+                          (lambda r: cards.render_poster(r, qr_png("https://example.com/c/x")), cards.POSTER_SIZE[0] - 100)):
+        drawn.clear()
+        render(record)
+        [(face, line)] = [(face, line) for face, line in drawn if "kg CO2e" in line]
+        assert line == "100000.000 kg CO2e" and face.getlength(line) <= width, (face.size, face.getlength(line), width)
+
+
 def test_a_process_draws_one_picture_at_a_time(monkeypatch):
     """Four request threads asking for cards and posters at once: the drawings run one after another
     (each holds a few MB of pixels), and every one is drawn."""
