@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 from carbon.rendering import code_image, fit, font, one_at_a_time, open_font, printable, text_block
 
-LAYOUT_VERSION = 3  # change it when the drawing changes: stored images are rendered again
+LAYOUT_VERSION = 4  # change it when the drawing changes: stored images are rendered again
 CARD_SIZE = (1000, 800)
 POSTER_SIZE = (750, 1334)
-GREEN, DARK, GREY, PALE = "#1B7F4B", "#0F3D2E", "#5B6B64", "#EAF4EE"
+GREEN, DARK, GREY, PALE, RED = "#1B7F4B", "#0F3D2E", "#5B6B64", "#EAF4EE", "#B3261E"
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -63,6 +63,14 @@ def facts(record: dict) -> dict[str, str]:
             "number": record["number"]}
 
 
+def _stamp_revoked(draw, width: int, height: int) -> None:
+    """A revoked certificate's pictures say so across their header: a card shared before the refund
+    must not go on looking valid."""
+    draw.rectangle((0, 0, width, height), fill=RED)
+    text_block(draw, width / 2, height * 0.2, font(52, True), ["证书已撤销"], "white")
+    text_block(draw, width / 2, height * 0.66, font(26), ["Revoked: this certificate is no longer valid"], "#F9DEDC")
+
+
 @one_at_a_time
 def render_card(record: dict) -> bytes:
     from PIL import ImageDraw
@@ -71,8 +79,11 @@ def render_card(record: dict) -> bytes:
     card = _card_background().copy()
     draw = ImageDraw.Draw(card)
     width = CARD_SIZE[0] - 160
+    if record.get("revoked"):
+        _stamp_revoked(draw, CARD_SIZE[0], 150)
     y = text_block(draw, 80, 230, *fit(said["who"], range(64, 35, -4), 1, width, bold=True), DARK, anchor="la")
-    y = text_block(draw, 80, y + 6, font(34), ["已中和 / neutralized"], GREY, anchor="la")
+    claim = ("退款后已撤销 / revoked after a refund", RED) if record.get("revoked") else ("已中和 / neutralized", GREY)
+    y = text_block(draw, 80, y + 6, font(34), [claim[0]], claim[1], anchor="la")
     y = text_block(draw, 80, y + 4, *fit(said["kg"], range(88, 59, -4), 1, width, bold=True), GREEN, anchor="la")
     y = text_block(draw, 80, y + 10, *fit(f"{said['where']} · {said['when']}", range(36, 23, -2), 1, width), DARK,
                    anchor="la")
@@ -91,6 +102,8 @@ def render_poster(record: dict, code_png: bytes) -> bytes:
     poster = _poster_background().copy()
     draw = ImageDraw.Draw(poster)
     width, centre = POSTER_SIZE[0] - 100, POSTER_SIZE[0] / 2
+    if record.get("revoked"):
+        _stamp_revoked(draw, POSTER_SIZE[0], 200)
     y = text_block(draw, centre, 250, *fit(said["who"], range(56, 31, -4), 2, width, bold=True), DARK)
     y = text_block(draw, centre, y + 10, *fit(said["kg"], range(76, 51, -4), 1, width, bold=True), GREEN)
     y = text_block(draw, centre, y + 6, *fit(f"{said['where']} · {said['when']}", range(32, 21, -2), 2, width), DARK)

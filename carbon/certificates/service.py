@@ -233,6 +233,12 @@ def shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+# What a revocation entry says of its cause. Never the reason an operator typed for the refund: the
+# chain is public and append-only, so anything written there (a guest's name or number typed into
+# the reason) could never be erased (decision 0014); that reason stays with the refund, in private.
+REFUNDED = "订单已退款 / the order was refunded"
+
+
 @jobs.handles("order.refunded")
 def revoke_for_refunded_order(payload: dict) -> None:
     """Append a revocation entry for the order's certificate (once); the certificate stays, marked revoked."""
@@ -242,7 +248,7 @@ def revoke_for_refunded_order(payload: dict) -> None:
     if certificate is None or certificate.revoke_seq is not None:
         return
     head = _locked_head()
-    record = {"kind": "revoke", "number": certificate.number, "reason": payload.get("reason", "")[:200],
+    record = {"kind": "revoke", "number": certificate.number, "reason": REFUNDED,
               "revoked_at": utc_text(utcnow()), "prev": head.hash}
     certificate.revoke_seq = _append(head, "revoke", certificate.number, record).seq
 
@@ -356,8 +362,12 @@ def mine(user_id: int) -> list[Certificate]:
 
 
 def shown_record(certificate: Certificate, record: dict) -> dict:
-    """The record as the page and the pictures show it: with the beneficiary's name, or 已注销用户."""
-    return {**record, "beneficiary": certificate.beneficiary_name or ERASED_NAME}
+    """The record as the pictures show it: with the beneficiary's name, or 已注销用户, and whether it
+    was revoked (a revocation changes the pictures, so their ETag)."""
+    shown = {**record, "beneficiary": certificate.beneficiary_name or ERASED_NAME}
+    if certificate.revoke_seq is not None:
+        shown["revoked"] = True
+    return shown
 
 
 def _public_record(certificate: Certificate, record: dict) -> dict:

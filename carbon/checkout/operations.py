@@ -181,7 +181,7 @@ def refund_order(order_public_id: str, reason: str) -> Order:
     db.session.add(refund)
     db.session.flush()
     jobs.emit("payment.needs_refund", {"refund": refund.public_id})
-    jobs.emit("order.refunded", {"order": order.public_id, "reason": reason})
+    jobs.emit("order.refunded", {"order": order.public_id})
     db.session.commit()
     jobs.kick()
     return order

@@ -2,6 +2,7 @@
 verifiable by anyone — and tampering, deleting or reordering entries is caught."""
 from __future__ import annotations
 
+import io
 import json
 from datetime import datetime
 
@@ -10,7 +11,7 @@ from sqlalchemy import func, select, text
 
 from carbon.certificates import service as certificates
 from carbon.certificates.models import ChainEntry
-from carbon.checkout.models import Order
+from carbon.checkout.models import Order, Refund
 from carbon.checkout.operations import refund_order
 from carbon.core.db import db
 from tests.payments.conftest import guest_token, seed_project
@@ -81,15 +82,35 @@ def test_a_refund_revokes_the_certificate_on_the_chain(live, sandbox):
     _, order = paid_order(live, sandbox, "o_revoked", {"kg": "5"})
     with live.app.app_context():
         number = certificates.mine(db.session.scalar(select(Order.user_id)))[0].number
-        refund_order(order["id"], "买错了 / bought by mistake")
+    card_before = live.get(f"/api/v1/certificates/{number}/card.jpg")
+    typed = "买错了，嘉宾电话 13800138000 / bought by mistake"
+    with live.app.app_context():
+        refund_order(order["id"], typed)
         lines = exported()
         assert [json.loads(json.loads(line)["record"])["kind"] for line in lines] == ["issue", "revoke"]
         assert certificates.check_chain(lines) is None
+        # What the operator typed stays with the refund, in private; the public chain never holds it.
+        assert db.session.scalar(select(Refund.reason)) == typed[:80]
+    assert all("13800138000" not in line and "买错了" not in line for line in lines)
     verified = live.get(f"/api/v1/certificates/{number}/verify").json()
     assert verified["status"] == "revoked" and verified["valid"] is False and all(verified["checks"].values())
     shown = live.get(f"/api/v1/certificates/{number}").json()
-    assert shown["status"] == "revoked" and shown["revocation"]["reason"] == "买错了 / bought by mistake"
-    assert "已撤销" in live.get(f"/c/{number}").text
+    assert shown["status"] == "revoked" and shown["revocation"]["reason"] == "订单已退款 / the order was refunded"
+    page = live.get(f"/c/{number}").text
+    assert "已撤销" in page and "13800138000" not in page
+    # A card shared before the refund must not go on looking valid: it is drawn again, stamped.
+    live.app.extensions.pop("diandian.certificate_pictures", None)  # (a process keeps what it read a while)
+    card_after = live.get(f"/api/v1/certificates/{number}/card.jpg")
+    assert card_after.status_code == 200 and card_after.headers["ETag"] != card_before.headers["ETag"]
+
+    def header_colour(response) -> tuple:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(response.content)) as picture:
+            return picture.convert("RGB").getpixel((12, 12))
+
+    before, after = header_colour(card_before), header_colour(card_after)
+    assert before[1] > before[0] + 60 and after[0] > after[1] + 60  # the green header is now red
 
 
 def test_a_card_never_draws_a_character_the_font_lacks_from_a_scene_event_or_project_name():
@@ -289,7 +310,7 @@ def test_the_offline_verifier_says_a_named_certificate_was_revoked_or_is_not_in_
 
     assert run().returncode == 0  # the chain itself is whole: issue, issue, revoke
     revoked = run(shown["number"], "李四", shown["beneficiary_salt"])
-    assert revoked.returncode != 0 and "revoked" in revoked.stderr and "活动取消 / event canceled" in revoked.stderr, \
+    assert revoked.returncode != 0 and "revoked" in revoked.stderr and "订单已退款 / the order was refunded" in revoked.stderr, \
         revoked
     absent = run(f"DD-{datetime.now().year}-999999", "李四", shown["beneficiary_salt"])
     assert absent.returncode != 0 and "DD-" in absent.stderr and "not in" in absent.stderr, absent
