@@ -4,6 +4,7 @@ counts summed over gunicorn's worker processes."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -200,3 +201,24 @@ def wait_ready(base: str, process: subprocess.Popen) -> None:
             pass
         assert time.monotonic() < deadline and process.poll() is None, "gunicorn did not start"
         time.sleep(0.2)
+
+
+def test_the_operations_table_names_every_metric_with_its_labels(client):
+    """docs/OPERATIONS.md's metrics table and a scrape name the same ``diandian_`` metrics, with the
+    same labels (checked for every metric the scrape has a sample of)."""
+    text = (ROOT / "docs" / "OPERATIONS.md").read_text(encoding="utf-8").split("## Metrics and alerts")[1]
+    documented = {name: set(filter(None, (labels or "").split(",")))
+                  for row in text.split("\n## ")[0].splitlines() if row.startswith("| `diandian_")
+                  for name, labels in re.findall(r"`(diandian_[a-z_]+)(?:\{([a-z_,]+)\})?`", row.split("|")[1])}
+    client.get("/metrics")  # so the request counters have a sample
+    body = client.get("/metrics").get_data(as_text=True)
+    served = {name for name in re.findall(r"^# TYPE (diandian_\w+) ", body, re.MULTILINE)
+              if not name.endswith("_created")}  # prometheus_client's own, beside each counter and histogram
+    assert set(documented) == served
+    labels: dict[str, set[str]] = {}
+    for sample, names in re.findall(r"^(diandian_\w+)\{([^}]*)\}", body, re.MULTILINE):
+        family = max((name for name in served if sample.startswith(name.removesuffix("_total"))), key=len)
+        labels.setdefault(family, set()).update(set(re.findall(r"(\w+)=", names)) - {"le"})
+    assert labels  # the requests' and the gauges' at least
+    for family, found in labels.items():
+        assert found == documented[family], family
