@@ -61,6 +61,41 @@ def test_every_setting_is_in_the_readme_table():
     assert SETTINGS - documented == set(), "missing from the README's settings table"
 
 
+def _same_as_default(name: str, shown: str) -> bool:
+    default = {f.name: f.default for f in dataclasses.fields(Settings)}[name]
+    if isinstance(default, bool):
+        return shown == ("1" if default else "0")
+    if isinstance(default, int | float):
+        return float(shown) == default
+    return shown == default
+
+
+def test_the_defaults_in_the_readme_and_env_example_are_the_code_s():
+    """A default the README's table gives literally (`value`, or `a` · `b` for `X` · `Y`; "empty"), and
+    a commented ``# DIANDIAN_X=value`` line of env.example ("a commented line shows the default"), is
+    Settings' own default."""
+    fields = {f.name for f in dataclasses.fields(Settings)} - {"extra"}
+    checked = 0
+    for row in (ROOT / "README.md").read_text(encoding="utf-8").splitlines():
+        if not row.startswith(f"| `{PREFIX}"):
+            continue
+        names = re.findall(rf"`{PREFIX}([A-Z0-9_]+)`", row.split("|")[1])
+        cell = row.split("|")[2].strip()
+        shown = [""] * len(names) if cell == "empty" else [value.strip() for value in cell.split("·")]
+        if len(shown) != len(names) or not all(re.fullmatch(r"`[^`]*`|", value) for value in shown):
+            continue  # described, not given ("the sandbox app", "cores (at least 2)")
+        for name, value in zip(names, shown, strict=True):
+            if name in fields:
+                assert _same_as_default(name, value.strip("`")), f"README: {PREFIX}{name} {value}"
+                checked += 1
+    for name, value in re.findall(rf"^#\s*{PREFIX}([A-Z0-9_]+)=(\S*)", (DEPLOY / "env.example").read_text(
+            encoding="utf-8"), re.MULTILINE):
+        if name in fields:
+            assert _same_as_default(name, value), f"env.example: {PREFIX}{name}={value}"
+            checked += 1
+    assert checked > 50
+
+
 def test_compose_names_the_services_and_the_migration():
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text(encoding="utf-8"))
     services = compose["services"]
