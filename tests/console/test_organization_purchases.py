@@ -16,6 +16,7 @@ import requests
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from carbon.checkout.operations import refund_order
 from carbon.core.db import db
 from tests.console.conftest import PASSWORD, csrf_of, organization, sign_in
 from tests.payments.conftest import guest_token, live_scene, seed_project
@@ -240,7 +241,12 @@ def test_a_company_without_scenes_buys_for_a_named_event(live, sandbox):
     assert cards.facts({**shown["record"], "beneficiary": shown["beneficiary"]})["where"] == "2026 年度客户大会"
     page = live.get(f"/c/{number}").text  # the page names the event too, as the card does
     assert "（<bdi>2026 年度客户大会</bdi>）" in page and "at <bdi>2026 年度客户大会</bdi>" in page
-    assert number in console.get("/console/buy").get_data(as_text=True)
+    listed = console.get("/console/buy").get_data(as_text=True)
+    assert number in listed and "已撤销" not in listed
+    with live.app.app_context():
+        refund_order(order_id, "活动取消 / event canceled")
+    assert re.search(rf"{number}</code></a> · 丙科技有限公司 · <span class=\"revoked\">已撤销 / Revoked</span>",
+                     console.get("/console/buy").get_data(as_text=True))  # its list says so, as the page does
 
 
 def test_an_order_has_exactly_one_buyer(app):
