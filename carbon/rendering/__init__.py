@@ -113,7 +113,11 @@ def wrap(text: str, face: ImageFont.FreeTypeFont, width: int) -> list[str]:
 def fit(text: str, sizes: range, max_lines: int, width: int, bold: bool = False
         ) -> tuple[ImageFont.FreeTypeFont, list[str]]:
     """The largest size at which ``text`` wraps onto ``max_lines`` lines of ``width``, else cut short
-    with an ellipsis at the smallest size (never overflowing)."""
+    with an ellipsis at the smallest size (never overflowing). What the font cannot draw (emoji in a
+    scene's name) is left out, never drawn as boxes."""
+    missing = set(unprintable(text))
+    if missing:
+        text = "".join(c for c in text if c not in missing)
     for size in sizes:
         face = font(size, bold)
         lines = wrap(text, face, width)

@@ -65,6 +65,12 @@ def test_long_names_wrap_and_stay_on_the_page():
     assert corners.top_right.x - corners.top_left.x >= poster.MIN_CODE_SIZE - 20
 
 
+def test_a_name_with_emoji_is_drawn_without_them_not_with_boxes():
+    with_emoji = poster.render_poster_png(code_png=qr_png(), **TEXTS | {"title_zh": "🌳绿色论坛🌳", "footer": "点点 🐼"})
+    without = poster.render_poster_png(code_png=qr_png(), **TEXTS | {"title_zh": "绿色论坛", "footer": "点点"})
+    assert with_emoji == without
+
+
 def test_pdf_is_one_a4_page():
     pdf = poster.render_poster_pdf(code_png=qr_png(), **TEXTS)
     assert pdf.startswith(b"%PDF")
