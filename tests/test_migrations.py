@@ -113,3 +113,61 @@ def test_events_queued_before_the_outbox_had_handlers_are_settled_not_left_pendi
         assert settled == {"order.paid": "done", "payment.needs_refund": "failed"}
         assert "refund it by hand" in refund_note
         db.engine.dispose()
+
+
+def test_orders_get_what_their_counter_events_did_and_a_refund_that_ran_first_is_added_back(tmp_path):
+    """e3c7a1f9b5d2 sets orders.counted from the scene counters' events: counted unless the count is
+    still to run, no longer once the refund's handler ran; a refund whose handler ran before the
+    count took the order off counters that never held it, and is added back (the late count adds
+    nothing)."""
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path}/counted.sqlite3"
+    app = create_app({"ENV": "testing", "DATABASE_URL": url, "LOG_REQUESTS": False})
+    now, paid = "2026-12-01 10:00:00.000000", "2026-12-01 17:00:00.000000"  # paid on 2 December in Shanghai
+    rows = [
+        "INSERT INTO users (id, public_id, openid, created_at) VALUES (1, 'usr_1', 'o1', :now)",
+        ("INSERT INTO projects (id, public_id, registry, name_zh, name_en, methodology, location, description, "
+         "price_per_tonne, unit_kg, status, created_at) VALUES (1, 'prj_1', 'CCER', 'z', 'e', 'm', 'l', '', 50, 1, "
+         "'active', :now)"),
+        "INSERT INTO organizations (id, public_id, name, created_at) VALUES (1, 'org_1', 'o', :now)",
+        ("INSERT INTO scenes (id, public_id, organization_id, code, slug, kind, name_zh, name_en, description, city, "
+         "preset, organizer_pledges_venue, pledge_note, status, created_at, updated_at) VALUES (1, 'scn_1', 1, "
+         "'abc123', 'abc123', 'conference', 'z', 'e', '', '', '{}', 0, '', 'live', :now, :now)"),
+        ("INSERT INTO scene_daily_stats (scene_id, channel, day, visits, logins, footprints, grams_neutralized, "
+         "money_raised) VALUES (1, 'door', '2026-12-02', 0, 0, 0, 4000, 1.00)"),  # a, d; c off again; e off first
+    ]
+    orders = {"ord_a": ("fulfilled", 5, "1.25"), "ord_b": ("paid", 1, "0.25"), "ord_c": ("refunded", 2, "0.50"),
+              "ord_d": ("refunded", 3, "0.75"), "ord_e": ("refunded", 4, "1.00"), "ord_f": ("awaiting_payment", 1, "0.25")}
+    events = [("order.paid", "count_paid_order", "ord_a", "done"), ("order.paid", "count_paid_order", "ord_b", "pending"),
+              ("order.paid", "count_paid_order", "ord_c", "done"),
+              ("order.refunded", "uncount_refunded_order", "ord_c", "done"),
+              ("order.paid", "count_paid_order", "ord_d", "done"),
+              ("order.refunded", "uncount_refunded_order", "ord_d", "pending"),
+              ("order.paid", "count_paid_order", "ord_e", "failed"),
+              ("order.refunded", "uncount_refunded_order", "ord_e", "done")]
+    with app.app_context():
+        upgrade(revision="d4e8a2f6c9b1")
+        with db.engine.begin() as connection:
+            for statement in rows:
+                connection.execute(text(statement), {"now": now})
+            for public_id, (status, kg, amount) in orders.items():
+                connection.execute(text(
+                    "INSERT INTO orders (public_id, user_id, project_id, scene_id, channel, units, kg, amount, currency, "
+                    "status, beneficiary_name, purpose, created_at, expires_at, paid_at) VALUES (:o, 1, 1, 1, 'door', "
+                    ":kg, :kg, :amount, 'CNY', :status, 'Li', 'p', :now, :now, :paid)"),
+                    {"o": public_id, "kg": kg, "amount": amount, "status": status, "now": now,
+                     "paid": None if status == "awaiting_payment" else paid})
+            for kind, handler, public_id, status in events:
+                connection.execute(text(
+                    "INSERT INTO outbox_events (kind, handler, queue, payload, status, attempts, next_attempt_at, "
+                    "created_at) VALUES (:kind, :handler, 'default', :payload, :status, 1, :now, :now)"),
+                    {"kind": kind, "handler": f"carbon.scenes.stats.{handler}", "status": status, "now": now,
+                     "payload": f'{{"order": "{public_id}", "scene_id": 1}}'})
+        upgrade()
+        with db.engine.connect() as connection:
+            counted = dict(connection.execute(text("SELECT public_id, counted FROM orders")).all())
+            totals = connection.execute(text("SELECT grams_neutralized, money_raised FROM scene_daily_stats")).one()
+        assert counted == {"ord_a": 1, "ord_b": None, "ord_c": 0, "ord_d": 1, "ord_e": 0, "ord_f": None}
+        assert (totals[0], f"{totals[1]:.2f}") == (8000, "2.00")  # a and d: what the counters hold from now on
+        db.engine.dispose()

@@ -64,7 +64,7 @@ def utc_text(moment) -> str:
 @jobs.handles("order.paid")
 def issue_for_paid_order(payload: dict) -> None:
     """Issue the order's certificate (once) and move the order to ``fulfilled``."""
-    order = _locked_order(payload["order"])
+    order = locked_order(payload["order"])
     if order is None or order.status != OrderStatus.PAID:
         return  # refunded before its certificate was issued: nothing to certify
     if db.session.scalar(select(Certificate.id).where(Certificate.order_id == order.id)) is not None:
@@ -242,7 +242,7 @@ REFUNDED = "订单已退款 / the order was refunded"
 @jobs.handles("order.refunded")
 def revoke_for_refunded_order(payload: dict) -> None:
     """Append a revocation entry for the order's certificate (once); the certificate stays, marked revoked."""
-    order = _locked_order(payload["order"])
+    order = locked_order(payload["order"])
     certificate = None if order is None else db.session.scalar(
         select(Certificate).where(Certificate.order_id == order.id).with_for_update())
     if certificate is None or certificate.revoke_seq is not None:
@@ -253,10 +253,12 @@ def revoke_for_refunded_order(payload: dict) -> None:
     certificate.revoke_seq = _append(head, "revoke", certificate.number, record).seq
 
 
-def _locked_order(public_id: str) -> Order | None:
+def locked_order(public_id: str) -> Order | None:
     """The order, locked after its guest's row (``FOR NO KEY UPDATE``, as the leaderboard refresh
     that follows in the same outbox batch takes it): guest, order, certificate, chain head is the
-    lock order here, as in account deletion (the guest, their orders, their certificates)."""
+    lock order here, as in account deletion (the guest, their orders, their certificates). The
+    scene counters' handlers lock the order with it too (their counter rows are written at the
+    batch's commit, after every order lock)."""
     user_id = db.session.scalar(select(Order.user_id).where(Order.public_id == public_id))
     if user_id is not None:
         db.session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))

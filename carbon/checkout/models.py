@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, Numeric, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from carbon.checkout.states import OrderStatus, PaymentStatus
@@ -42,6 +42,9 @@ class Order(db.Model):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Whether its scene's kg and money counters hold it (carbon/scenes/stats.py): NULL not yet
+    # counted, true counted, false taken back off or never to be counted (refunded first).
+    counted: Mapped[bool | None] = mapped_column(Boolean)
 
     project: Mapped[Project] = relationship()
     payments: Mapped[list[Payment]] = relationship(back_populates="order", order_by="Payment.id")

@@ -179,3 +179,74 @@ def test_deleting_the_account_while_its_refunded_certificate_is_revoked_does_not
         assert set(db.session.scalars(select(OutboxEvent.status).where(  # the revocation among them
             OutboxEvent.kind == "order.refunded"))) == {"done"}
         assert db.session.scalar(select(Certificate.revoke_seq)) is not None
+
+
+def test_a_sweep_counting_one_order_and_the_refund_of_another_at_the_same_scene_do_not_deadlock(
+        pg, live, sandbox, monkeypatch):
+    """A scene's counter rows are written at the commit of the outbox batch, after every lock its
+    handlers take. Here a sweep retries A's count and then B's leaderboard refresh (B's guest) while
+    B's refund holds B's guest and order, its revocation waiting at the certificate, and then takes
+    B back off the same counter row: had the sweep written A's count at once, each would wait for
+    the other."""
+    from carbon import jobs
+    from carbon.scenes import stats
+    from carbon.scenes.models import Scene
+    from tests.leaderboards.conftest import Guests
+    from tests.payments.conftest import live_scene
+
+    project_id = seed_project(live.app, units=100)
+    with live.app.app_context():
+        _, scene_public_id = live_scene(project_id, "lock01", "lock@x.example")
+    count, refresh = "carbon.scenes.stats.count_paid_order", "carbon.leaderboards.service.refresh_for_order"
+    held: set[str] = set()  # the handlers failing for now
+    for name in (count, refresh):
+        def held_back(payload, name=name, handler=jobs.HANDLERS["order.paid"][name]):
+            if name in held:
+                raise RuntimeError("held back")
+            handler(payload)
+        monkeypatch.setitem(jobs.HANDLERS["order.paid"], name, held_back)
+    guests = Guests(live, sandbox)
+    held.add(count)
+    first = guests.pay("o_lock_a", "2", scene="s=lock01")  # its count is retried later
+    held.symmetric_difference_update({count, refresh})
+    second = guests.pay("o_lock_b", "3", scene="s=lock01")  # counted; its refresh is retried later
+    held.clear()
+    clock.advance(jobs.BACKOFF_SECONDS[0] + 1)
+    with live.app.app_context():
+        second_id = db.session.scalar(select(Order.id).where(Order.public_id == second["id"]))
+        scene_id = db.session.scalar(select(Scene.id).where(Scene.public_id == scene_public_id))
+        assert stats.totals(scene_id)["grams_neutralized"] == 3000
+        db.session.rollback()
+
+    observer = create_engine(pg)
+    before = deadlocks(observer)
+    blocker = create_engine(pg).connect()  # holds B's certificate a moment (e.g. its push handler)
+    blocker.execute(text("SELECT id FROM certificates WHERE order_id = :o FOR UPDATE"), {"o": second_id})
+    results = {}
+
+    def run(name, work) -> None:
+        with live.app.app_context():
+            try:
+                results[name] = work()
+            except Exception as exc:  # noqa: BLE001
+                results[name] = exc
+            db.session.remove()
+
+    refunder = threading.Thread(target=run, args=("refund", lambda: refund_order(second["id"], "退款").status))
+    refunder.start()
+    wait_for_lock_waiters(observer, 1)  # B refunded; its revocation holds B's guest and order, waits at the certificate
+    sweeper = threading.Thread(target=run, args=("sweep", jobs.run_due))
+    sweeper.start()
+    wait_for_lock_waiters(observer, 2)  # A's count done (its order locked); B's refresh waits at B's guest
+    blocker.rollback()
+    blocker.close()
+    refunder.join(30)
+    sweeper.join(30)
+    seen = deadlocks_since(observer, before)
+    observer.dispose()
+    assert seen == 0, f"PostgreSQL detected {seen} deadlock(s)"
+    assert results == {"refund": "refunded", "sweep": {"done": 2}}
+    with live.app.app_context():
+        assert set(db.session.scalars(select(OutboxEvent.status))) == {"done"}
+        assert stats.totals(scene_id)["grams_neutralized"] == 2000  # A counted; B counted, then taken back
+        assert db.session.scalar(select(Order.counted).where(Order.public_id == first["id"])) is True

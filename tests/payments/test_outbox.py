@@ -89,27 +89,139 @@ def test_a_kind_without_consumers_is_kept_as_done(app):
         assert (event.kind, event.status) == ("test.nobody", "done")
 
 
-def test_the_scene_counters_consume_order_paid_once(app):
-    """Replaying an event that already succeeded is refused: counters never count twice."""
+COUNT, UNCOUNT = "carbon.scenes.stats.count_paid_order", "carbon.scenes.stats.uncount_refunded_order"
+
+
+@pytest.fixture
+def counted_scene(live):
+    """A live scene (code ``cnt001``, channel ``door``) offering a project; returns its public id."""
     from tests.payments.conftest import live_scene, seed_project
 
-    project_id = seed_project(app)
-    with app.app_context():
-        _, scene_public_id = live_scene(project_id, "outbx", "ob@x.example")
-        from carbon.scenes.models import Scene
+    project_id = seed_project(live.app, units=100)
+    with live.app.app_context():
+        return live_scene(project_id, "cnt001", "cnt@x.example")[1]
 
+
+def scene_counts(live, scene_public_id: str) -> tuple[int, str, str]:
+    """The scene's grams and money (its counters), and its public progress."""
+    from carbon.scenes import stats
+    from carbon.scenes.models import Scene
+
+    with live.app.app_context():
         scene_id = db.session.scalar(select(Scene.id).where(Scene.public_id == scene_public_id))
-        ids = jobs.emit("order.paid", {"order": "ord_x", "retirements": [], "scene_id": scene_id,
-                                       "channel": "door", "grams": 5000, "amount": "1.00", "day": "2026-12-01"})
-        assert len(ids) == len(jobs.HANDLERS["order.paid"])  # one row per consumer (counters, certificates)
-        db.session.commit()
-        jobs.kick()
+        totals = stats.totals(scene_id)
+        db.session.rollback()
+    board = live.get("/api/v1/leaderboards", params={"scene": scene_public_id})
+    assert board.status_code == 200, board.text
+    return int(totals["grams_neutralized"]), f"{totals['money_raised']:.2f}", board.json()["progress"]["neutralized_kg"]
+
+
+def counter_events(live, order_public_id: str) -> dict[str, OutboxEvent]:
+    with live.app.app_context():
+        events = [e for e in db.session.scalars(select(OutboxEvent).where(OutboxEvent.handler.in_((COUNT, UNCOUNT))))
+                  if e.payload["order"] == order_public_id]
+        db.session.expunge_all()
+    return {e.handler: e for e in events}
+
+
+def test_the_scene_counters_consume_order_paid_once(live, sandbox, counted_scene):
+    """Replaying an event that already succeeded is refused: counters never count twice. They
+    count the order on the channel and the day (Asia/Shanghai) it was paid."""
+    from carbon.core.clock import CHINA_TZ
+    from tests.leaderboards.conftest import Guests
+
+    order = Guests(live, sandbox).pay("o_once", "5", scene="s=cnt001&c=door")
+    with live.app.app_context():
+        ids = list(db.session.scalars(select(OutboxEvent.id).where(OutboxEvent.kind == "order.paid")))
+        assert len(ids) == len(jobs.HANDLERS["order.paid"])  # one row per consumer (counters, certificates, …)
         for event_id in ids:
             assert jobs.dispatch(event_id) == "skipped"
             with pytest.raises(LookupError):
                 jobs.replay(event_id)
         row = db.session.scalar(select(SceneDailyStat))
-        assert (row.channel, row.grams_neutralized, str(row.day)) == ("door", 5000, "2026-12-01")
+        assert (row.channel, row.grams_neutralized, row.day) == ("door", 5000, clock.now().astimezone(CHINA_TZ).date())
+    assert scene_counts(live, counted_scene) == (5000, order["amount"], "5.000")
+
+
+def test_a_refund_before_the_count_leaves_the_scene_at_zero_and_the_late_count_adds_nothing(
+        live, sandbox, counted_scene, monkeypatch):
+    """The order.paid counter fails (retried with backoff, then ``failed``) while the order is
+    refunded: the refund has nothing to take off, and the count, when it finally runs, finds the
+    order refunded and adds nothing. The scene is never below zero."""
+    from carbon.checkout.operations import refund_order
+    from tests.leaderboards.conftest import Guests
+
+    counter = jobs.HANDLERS["order.paid"][COUNT]
+
+    def held_back(payload):
+        raise RuntimeError("the counters are held back")
+
+    monkeypatch.setitem(jobs.HANDLERS["order.paid"], COUNT, held_back)
+    guests = Guests(live, sandbox)
+    refunded = guests.pay("o_early", "4", scene="s=cnt001")
+    assert (counter_events(live, refunded["id"])[COUNT].status, scene_counts(live, counted_scene)) == \
+        ("pending", (0, "0.00", "0.000"))
+    with live.app.app_context():
+        refund_order(refunded["id"], "退款 / refund")
+    assert counter_events(live, refunded["id"])[UNCOUNT].status == "done"
+    assert scene_counts(live, counted_scene) == (0, "0.00", "0.000")  # was (-4000, "-1.00", "-4.000")
+
+    monkeypatch.setitem(jobs.HANDLERS["order.paid"], COUNT, counter)  # the counters are back: the retry runs
+    with live.app.app_context():
+        clock.advance(jobs.BACKOFF_SECONDS[0] + 1)
+        assert jobs.run_due() == {"done": 1}
+    assert scene_counts(live, counted_scene) == (0, "0.00", "0.000")  # was 4000 more: an order refunded
+
+    monkeypatch.setitem(jobs.HANDLERS["order.paid"], COUNT, held_back)  # a second order's count ends failed
+    late = guests.pay("o_late", "2", scene="s=cnt001")
+    with live.app.app_context():
+        for seconds in jobs.BACKOFF_SECONDS:
+            clock.advance(seconds + 1)
+            jobs.run_due()
+        assert counter_events(live, late["id"])[COUNT].status == "failed"
+        refund_order(late["id"], "退款 / refund")
+    assert scene_counts(live, counted_scene) == (0, "0.00", "0.000")
+    monkeypatch.setitem(jobs.HANDLERS["order.paid"], COUNT, counter)
+    with live.app.app_context():
+        assert jobs.replay(counter_events(live, late["id"])[COUNT].id) == "done"  # an operator replays it
+    assert scene_counts(live, counted_scene) == (0, "0.00", "0.000")
+
+
+def test_each_counter_handler_run_again_with_its_stored_payload_changes_nothing(live, sandbox, counted_scene):
+    """Every outbox handler is idempotent on its own (the dispatcher's once is not the only guard):
+    pay counts once, pay then refund nets to zero, and neither handler counts twice."""
+    from carbon.checkout.operations import refund_order
+    from carbon.scenes import stats
+    from tests.leaderboards.conftest import Guests
+
+    def run_again(handler, payload) -> None:
+        with live.app.app_context():
+            handler(payload)
+            db.session.commit()
+
+    guests = Guests(live, sandbox)
+    kept = guests.pay("o_kept", "3", scene="s=cnt001&c=door")
+    assert scene_counts(live, counted_scene) == (3000, kept["amount"], "3.000")  # pay alone: counted once
+    run_again(stats.count_paid_order, counter_events(live, kept["id"])[COUNT].payload)
+    assert scene_counts(live, counted_scene) == (3000, kept["amount"], "3.000")  # was 6000
+
+    refunded = guests.pay("o_gone", "4", scene="s=cnt001")
+    assert scene_counts(live, counted_scene)[0] == 7000
+    with live.app.app_context():
+        refund_order(refunded["id"], "退款 / refund")
+    assert scene_counts(live, counted_scene) == (3000, kept["amount"], "3.000")  # pay, refund: nets to zero
+    events = counter_events(live, refunded["id"])
+    run_again(stats.uncount_refunded_order, events[UNCOUNT].payload)
+    assert scene_counts(live, counted_scene) == (3000, kept["amount"], "3.000")  # was 4000 less
+    run_again(stats.count_paid_order, events[COUNT].payload)
+    assert scene_counts(live, counted_scene) == (3000, kept["amount"], "3.000")  # was 4000 more
+
+    with live.app.app_context():  # a handler failing after it counted: its savepoint rolls back, and the count too
+        with pytest.raises(RuntimeError), db.session.begin_nested():
+            stats.uncount_refunded_order({"order": kept["id"]})
+            raise RuntimeError("after the count")
+        db.session.commit()
+    assert scene_counts(live, counted_scene) == (3000, kept["amount"], "3.000")
 
 
 def test_the_cli_lists_and_replays_failed_events(app, consumers):
