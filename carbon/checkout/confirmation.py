@@ -31,10 +31,10 @@ from carbon.checkout.states import (
     move,
 )
 from carbon.core import extensions as ext
-from carbon.core.clock import CHINA_TZ, utcnow
+from carbon.core.clock import utcnow
 from carbon.core.db import db
 from carbon.core.ids import new_public_id
-from carbon.core.units import cny, from_fen, kg_to_grams, to_fen
+from carbon.core.units import cny, from_fen, to_fen
 from carbon.credits import service as credits
 from carbon.credits.models import Project
 from carbon.ledger import service as ledger
@@ -147,13 +147,13 @@ def confirm_many(transactions: list[Transaction]) -> list[Receipt]:
             if allowed(PAYMENT_TRANSITIONS, payment.status, PaymentStatus.CANCELED):
                 given_up.append(payment)
     if applied:
-        _apply(applied, retired, now)
+        _apply(applied, now)
     if given_up:
         _give_up(given_up, now)
     return outcomes
 
 
-def _apply(applied: list[tuple[LockedPayment, Transaction]], retired: dict[int, list[str] | None], now) -> None:
+def _apply(applied: list[tuple[LockedPayment, Transaction]], now) -> None:
     sql = db.session.connection()
     sql.execute(CONFIRM_PAYMENT, [{"payment": p.id, "status": p.status, "transaction": t.transaction_id,
                                    "data": t.raw, "at": now} for p, t in applied])
@@ -161,11 +161,8 @@ def _apply(applied: list[tuple[LockedPayment, Transaction]], retired: dict[int, 
     fee_rate = Decimal(ext.settings().PLATFORM_FEE_RATE)
     ledger.post_many([ledger.Entry("payment", p.order_public_id, _payment_postings(p, fee_rate),
                                    f"{p.out_trade_no} {t.transaction_id}") for p, t in applied])
-    day = now.astimezone(CHINA_TZ).date().isoformat()
-    jobs.emit_many("order.paid", [{
-        "order": p.order_public_id, "retirements": retired[p.order_id], "scene_id": p.scene_id,
-        "channel": p.channel or "", "grams": kg_to_grams(p.kg), "amount": str(p.amount), "day": day}
-        for p, _ in applied])
+    # The event names the order; each handler reads what it needs from the order, locked.
+    jobs.emit_many("order.paid", [{"order": p.order_public_id} for p, _ in applied])
 
 
 def _give_up(payments: list[LockedPayment], now) -> None:
