@@ -51,7 +51,7 @@ def _picture(number: str, kind: str):
 
 
 @blp.route("/<string:number>/card.jpg", methods=["GET"])
-@answers(412)  # If-Match that does not hold
+@answers(409, 412)  # a record changed since it was issued; If-Match that does not hold
 @blp.response(200, content_type="image/jpeg")
 @blp.alt_response(304, description=NOT_MODIFIED)
 @public
@@ -61,7 +61,7 @@ def card(number):
 
 
 @blp.route("/<string:number>/poster.png", methods=["GET"])
-@answers(412)  # If-Match that does not hold
+@answers(409, 412)  # a record changed since it was issued; If-Match that does not hold
 @blp.response(200, content_type="image/png")
 @blp.alt_response(304, description=NOT_MODIFIED)
 @public
@@ -118,6 +118,10 @@ def certificate_page(number):
         shown, checked = service.view(number, viewer_id=None), service.verify(number)
     except DomainError as exc:
         return render_template_string(PAGE, number=number, error=exc.message), exc.http_status
+    if not checked["checks"]["hash"]:  # changed since it was issued: its claims are not shown as the certificate's
+        return render_template_string(PAGE, number=number, error=(
+            "链校验失败：此证书的记录已被改动，不予显示 / The chain does not check out: this certificate's record "
+            "was changed since it was issued and is not shown")), 200
     record = {**shown["record"], "beneficiary": shown["beneficiary"]}
     return render_template_string(PAGE, number=number, error=None, r=record, status=shown["status"],
                                   erased="beneficiary" not in checked["checks"],  # no name left to check

@@ -32,7 +32,7 @@ from carbon.checkout.states import ORDER_TRANSITIONS, OrderStatus, move
 from carbon.core import extensions as ext
 from carbon.core.clock import CHINA_TZ, utcnow
 from carbon.core.db import db, on_postgresql
-from carbon.core.errors import DomainError, NotFound
+from carbon.core.errors import Conflict, DomainError, NotFound
 from carbon.credits.models import Retirement
 from carbon.footprint.models import Footprint
 from carbon.rendering import qr_png
@@ -46,6 +46,11 @@ ERASED_NAME = "已注销用户"  # what a certificate shows once its beneficiary
 class CertificateNotFound(NotFound):
     code = "certificate.not_found"
     message = "未找到该证书 / Certificate not found"
+
+
+class RecordChanged(Conflict):
+    code = "certificate.record_changed"
+    message = "证书记录已被改动，不予出图 / The certificate's record was changed: no picture is drawn of it"
 
 
 def digest(record: dict) -> str:
@@ -126,12 +131,15 @@ def image(number: str, kind: str) -> CertificateImage:
     the card a moment after the certificate appears, so a lane drawing it ahead saved that guest
     little, and under load it drew most cards a second time beside the guest's own request."""
     certificate, issued, _ = get(number)
-    record = shown_record(certificate, json.loads(issued.record))
+    as_issued = stored_record(issued)
+    record = shown_record(certificate, as_issued)
     etag = digest({"kind": kind, "record": record, "layout": cards.LAYOUT_VERSION})
     stored = db.session.scalar(select(CertificateImage).where(CertificateImage.number == number,
                                                               CertificateImage.kind == kind))
     if stored is not None and stored.etag == etag:
         return stored
+    if digest(as_issued) != issued.hash:  # changed since it was issued: its claims are not drawn
+        raise RecordChanged()
     if kind == "card":
         content = cards.render_card(record)
     else:
@@ -434,14 +442,14 @@ def verify(number: str) -> dict:
     record = stored_record(issued)
     held = {r.public_id: r for r in db.session.scalars(select(Retirement).where(
         Retirement.order_id == certificate.order_id))}
-    claimed = {item["id"]: item for project in record.get("projects", []) for item in project["retirements"]}
+    claimed = _claimed_serials(record)
     checks = {
         "hash": digest(record) == issued.hash,
         "previous_link": record.get("prev") == (before.hash if before else GENESIS) and
         (before is not None or issued.seq == 1),
         "next_link": stored_record(after).get("prev") == issued.hash if after else issued.seq >= head,
-        "serials": set(claimed) == set(held) and all(
-            claimed[key]["serials"] == [str(r.first_serial), str(r.last_serial)] for key, r in held.items()),
+        "serials": claimed is not None and set(claimed) == set(held) and all(
+            claimed[key] == [str(r.first_serial), str(r.last_serial)] for key, r in held.items()),
     }
     named = _name_check(certificate, record)
     if named is not None:
@@ -454,6 +462,15 @@ def verify(number: str) -> dict:
             (stored_record(following).get("prev") == revoked.hash if following else revoked.seq >= head)
     return {"number": number, "valid": all(checks.values()) and revoked is None, "checks": checks,
             "status": "revoked" if revoked else "valid", "hash": issued.hash}
+
+
+def _claimed_serials(record: dict) -> dict | None:
+    """The serial ranges a record claims, by retirement id; None when it no longer has the shape it
+    was issued with (it was changed): the serials check then fails, it does not crash."""
+    try:
+        return {item["id"]: item["serials"] for project in record.get("projects", []) for item in project["retirements"]}
+    except (KeyError, TypeError, AttributeError):
+        return None
 
 
 CHAIN_PAGE = 500  # entries per read of the chain export

@@ -196,6 +196,26 @@ def test_a_record_changed_into_text_that_is_not_json_is_named_not_a_crash(live, 
         checked
 
 
+@pytest.mark.parametrize("shape", ['[1, 2]', '{"projects": 5}', '{"projects": [{"retirements": [{"id": [1]}]}]}',
+                                   '{"kind": "issue", "scene": "here", "kg": {"a": 1}, "projects": [7]}'])
+def test_a_record_changed_into_json_of_another_shape_is_named_not_a_crash(live, three_certificates, shape):
+    """A record rewritten as valid JSON of the wrong shape (a list, a number where a list was, an id
+    that is a list) is a change like any other: every reader of it answers, none with a 500; the page
+    says the chain fails and shows none of its claims, and no picture is drawn of it."""
+    number = three_certificates[1]
+    with live.app.app_context():
+        tamper("UPDATE certificate_chain SET record = :r WHERE seq = 2", {"r": shape})
+        assert certificates.check_chain(exported()).startswith("entry 2")
+    verified = live.get(f"/api/v1/certificates/{number}/verify")
+    assert verified.status_code == 200 and verified.json()["valid"] is False
+    assert verified.json()["checks"]["hash"] is False
+    page = live.get(f"/c/{number}")
+    assert page.status_code == 200 and "链校验失败" in page.text
+    assert live.get(f"/api/v1/certificates/{number}").status_code == 200
+    card = live.get(f"/api/v1/certificates/{number}/card.jpg")  # no picture of what it now claims
+    assert card.status_code == 409 and card.json()["error"]["code"] == "certificate.record_changed"
+
+
 def test_deleting_or_reordering_entries_is_caught(live, three_certificates):
     with live.app.app_context():
         lines = exported()
