@@ -25,17 +25,17 @@ class ConsoleSessions(SecureCookieSessionInterface):
     salt = "diandian.console-session"
 
     def open_session(self, app, request):
-        if not _under_console(request.path):
+        if not under_console(request.path):
             return None
         return super().open_session(app, request)
 
     def save_session(self, app, session, response) -> None:
-        if not _under_console(request.path):
+        if not under_console(request.path):
             return None
         return super().save_session(app, session, response)
 
 
-def _under_console(path: str) -> bool:
+def under_console(path: str) -> bool:
     return path == PREFIX or path.startswith(PREFIX + "/")
 
 

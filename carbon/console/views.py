@@ -12,6 +12,7 @@ from flask import (
     abort,
     flash,
     jsonify,
+    make_response,
     redirect,
     render_template,
     request,
@@ -110,6 +111,14 @@ def _unstorable(exc: DataError):
 
 def _error_page(status: int, message: str, code: str):
     return render_template("console/error.html", status=status, message=message, code=code), status
+
+
+def page_for_any_error(status: int, message: str, code: str) -> Response:
+    """The error page for what no handler here sees (``http.answer_errors_with_page``): a path that
+    matches no route, a wrong method, the database away. Drawn without the signed-in organizer,
+    whose read may be what failed."""
+    return make_response(render_template("console/error.html", status=status, message=message, code=code,
+                                         console_me=lambda: None), status)
 
 
 # --- sign in / out ------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask, Response, g, has_app_context, has_request_context, jsonify, request
+from flask import Flask, Response, current_app, g, has_app_context, has_request_context, jsonify, request
 from flask.sessions import SessionInterface
 from redis.exceptions import RedisError
 from sqlalchemy import event
@@ -131,9 +131,25 @@ def envelope(code: str, message: str, details: dict | None = None, request_id_: 
     return {"error": {"code": code, "message": message, "details": details or {}, "request_id": request_id_}}
 
 
+ERROR_PAGES = "diandian.error_pages"  # app.extensions: [(whether a path is under it, its page)]
+
+
+def answer_errors_with_page(app: Flask, under: Callable[[str], bool],
+                            page: Callable[[int, str, str], Response]) -> None:
+    """Requests whose path ``under`` accepts (the console's HTML pages) answer their errors with
+    ``page(status, message, code)`` instead of the API's JSON envelope, also those no blueprint
+    handler sees: a path that matches no route, a wrong method, a database that is away."""
+    app.extensions.setdefault(ERROR_PAGES, []).append((under, page))
+
+
 def error_response(status: int, code: str, message: str, details: dict | None = None) -> Response:
-    response = jsonify(envelope(code, message, details, request_id()))
-    response.status_code = status
+    page = next((page for under, page in current_app.extensions.get(ERROR_PAGES, ()) if under(request.path)),
+                None) if has_request_context() else None
+    if page is not None:
+        response = page(status, message, code)
+    else:
+        response = jsonify(envelope(code, message, details, request_id()))
+        response.status_code = status
     if status == 401:  # RFC 6750: the challenge, and which error when a token was given
         response.headers["WWW-Authenticate"] = 'Bearer realm="diandian"' + (
             ', error="invalid_token"' if code == "auth.invalid_token" else "")

@@ -278,3 +278,30 @@ def test_a_nul_in_a_form_field_answers_a_console_page_not_the_apis_json(app, cli
     if answer.status_code != 302:
         assert "data-code=" in answer.get_data(as_text=True)
     assert client.get("/console/scenes").status_code == 200
+
+
+def test_what_no_console_handler_sees_still_answers_a_console_page(app, client, owner_a, monkeypatch):
+    """A path under /console that matches no route, a wrong method and a database that is away are
+    answered by the app, not the console's blueprint: they are the console's error page too (with
+    the envelope's code and the 503's Retry-After), never the API's JSON."""
+    from sqlalchemy.exc import OperationalError
+
+    from carbon.console import views
+
+    missing = client.get("/console/no-such-page")
+    assert (missing.status_code, missing.mimetype) == (404, "text/html")
+    assert 'data-code="request.not_found"' in missing.get_data(as_text=True)
+    wrong = client.delete("/console/scenes")
+    assert (wrong.status_code, wrong.mimetype) == (405, "text/html") and "GET" in wrong.headers["Allow"]
+
+    def away(_principal):
+        raise OperationalError("SELECT 1", {}, ConnectionError("the database restarted"))
+
+    monkeypatch.setattr(views.scenes, "list_scenes", away)
+    down = client.get("/console/scenes")
+    assert (down.status_code, down.mimetype) == (503, "text/html") and int(down.headers["Retry-After"]) >= 1
+    assert 'data-code="database.unavailable"' in down.get_data(as_text=True) and down.headers["X-Request-ID"]
+    monkeypatch.undo()
+    assert client.get("/console/scenes").status_code == 200
+    api = client.get("/api/v1/no-such-route")  # the API keeps its envelope
+    assert api.status_code == 404 and api.get_json()["error"]["code"] == "request.not_found"
