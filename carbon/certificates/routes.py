@@ -115,13 +115,14 @@ def certificate_page(number):
     Names (guests', scenes', projects') and the revocation's reason are each set in a ``<bdi>``: a
     direction mark typed in one (U+202E) cannot turn the sentence around it, kilograms included."""
     try:
-        shown, checked = service.view(number, viewer_id=None), service.verify(number)
+        checked = service.verify(number)
     except DomainError as exc:
         return render_template_string(PAGE, number=number, error=exc.message), exc.http_status
     if not checked["checks"]["hash"]:  # changed since it was issued: its claims are not shown as the certificate's
         return render_template_string(PAGE, number=number, error=(
             "链校验失败：此证书的记录已被改动，不予显示 / The chain does not check out: this certificate's record "
             "was changed since it was issued and is not shown")), 200
+    shown = service.view(number, viewer_id=None)
     record = {**shown["record"], "beneficiary": shown["beneficiary"]}
     return render_template_string(PAGE, number=number, error=None, r=record, status=shown["status"],
                                   erased="beneficiary" not in checked["checks"],  # no name left to check

@@ -28,6 +28,7 @@ from carbon.accounts.models import User
 from carbon.certificates import cards
 from carbon.certificates.models import Certificate, CertificateCounter, CertificateImage, ChainEntry, ChainHead
 from carbon.checkout.models import Order
+from carbon.checkout.orders import locked_order
 from carbon.checkout.states import ORDER_TRANSITIONS, OrderStatus, move
 from carbon.core import extensions as ext
 from carbon.core.clock import CHINA_TZ, utcnow
@@ -259,18 +260,6 @@ def revoke_for_refunded_order(payload: dict) -> None:
     record = {"kind": "revoke", "number": certificate.number, "reason": REFUNDED,
               "revoked_at": utc_text(utcnow()), "prev": head.hash}
     certificate.revoke_seq = _append(head, "revoke", certificate.number, record).seq
-
-
-def locked_order(public_id: str) -> Order | None:
-    """The order, locked after its guest's row (``FOR NO KEY UPDATE``, as the leaderboard refresh
-    that follows in the same outbox batch takes it): guest, order, certificate, chain head is the
-    lock order here, as in account deletion (the guest, their orders, their certificates). The
-    scene counters' handlers lock the order with it too (their counter rows are written at the
-    batch's commit, after every order lock)."""
-    user_id = db.session.scalar(select(Order.user_id).where(Order.public_id == public_id))
-    if user_id is not None:
-        db.session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
-    return db.session.scalar(select(Order).where(Order.public_id == public_id).with_for_update())
 
 
 def _locked_head() -> ChainHead:

@@ -276,6 +276,18 @@ def _record(buyer: Buyer, claim: IdempotencyKey, wanted: Wanted) -> tuple[Order,
     return order, payment
 
 
+def locked_order(public_id: str) -> Order | None:
+    """The order, locked after its guest's row (``FOR NO KEY UPDATE``, as the leaderboard refresh
+    that follows in the same outbox batch takes it), for the outbox handlers that change an order
+    after it was paid (its certificate, its scene counters): guest, order, then certificate and
+    chain head is their lock order, as in account deletion (the guest, their orders, their
+    certificates). The scene counters' rows are written at the batch's commit, after every order lock."""
+    user_id = db.session.scalar(select(Order.user_id).where(Order.public_id == public_id))
+    if user_id is not None:
+        db.session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
+    return db.session.scalar(select(Order).where(Order.public_id == public_id).with_for_update())
+
+
 def orderable_units(wanted_kg: Decimal, project: Project) -> int:
     """The project's units covering ``wanted_kg`` (rounded up), if one order may hold them: at least
     one unit, at most MAX_ORDER_KG (an order and the quote for one answer the same)."""

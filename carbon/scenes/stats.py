@@ -50,7 +50,7 @@ def add(scene_id: int, channel: str, **increments) -> None:
 def count_paid_order(payload: dict) -> None:
     """A paid order's kg and money count for its scene and channel, on the day it was paid: once,
     and not if it was refunded first (see the module's docstring)."""
-    from carbon.certificates.service import locked_order
+    from carbon.checkout.orders import locked_order  # (it imports the scenes)
 
     order = locked_order(payload["order"])
     if order is None or order.counted is not None or order.status not in COUNTABLE:
@@ -63,7 +63,7 @@ def count_paid_order(payload: dict) -> None:
 def uncount_refunded_order(payload: dict) -> None:
     """A refund takes the order's kg and money back off the day and channel it was counted on, if
     it was counted; and it is never to be counted after."""
-    from carbon.certificates.service import locked_order
+    from carbon.checkout.orders import locked_order  # (it imports the scenes)
 
     order = locked_order(payload["order"])
     if order is None or order.counted is False:

@@ -166,23 +166,29 @@ def test_the_status_a_guest_polls_turns_fulfilled_with_the_certificate_number(li
 METRO_4_00042_KG = [{"type": "metro", "distance_km": "143.9"}]  # 143.9 × 0.0278 = 4.00042 kg: 4.000 shown
 
 
-def test_an_organization_buys_for_its_event_what_the_footprint_says_to_neutralize(app):
-    """The host footprint's result says to neutralize 5 kg (4.00042 rounded up); the quote, and the
-    order made from it, took 4 units from the total shown to the gram: less than the footprint,
-    and not what a guest buying the same footprint pays for."""
-    from carbon.checkout import purchases
+def host_footprint(owner_email: str, request: dict):
+    """A new organization's owner (as a principal) and the event footprint it enters (``request``
+    without the event's name); in the caller's app context."""
     from carbon.footprint import service as footprints
     from carbon.organizers import service as organizers
     from carbon.organizers.service import Principal
     from schemas.footprint import HostFootprintIn
 
+    owner = organizers.create_organization("组委会", owner_email=owner_email, owner_password="long password",
+                                           owner_name="o")
+    principal = Principal(owner.organization, "owner", organizer=owner)
+    return principal, footprints.create_host(principal, HostFootprintIn().load({"event_name": "年会", **request}))
+
+
+def test_an_organization_buys_for_its_event_what_the_footprint_says_to_neutralize(app):
+    """The host footprint's result says to neutralize 5 kg (4.00042 rounded up); the quote, and the
+    order made from it, took 4 units from the total shown to the gram: less than the footprint,
+    and not what a guest buying the same footprint pays for."""
+    from carbon.checkout import purchases
+
     seed_project(app)
     with app.app_context():
-        owner = organizers.create_organization("组委会", owner_email="host@forum.example",
-                                               owner_password="long password", owner_name="o")
-        principal = Principal(owner.organization, "owner", organizer=owner)
-        footprint = footprints.create_host(principal, HostFootprintIn().load(
-            {"event_name": "年会", "activities": METRO_4_00042_KG}))
+        principal, footprint = host_footprint("host@forum.example", {"activities": METRO_4_00042_KG})
         assert (footprint.result["total_kg"], footprint.result["neutralize_kg"]) == ("4.000", "5")
         body = {"kind": "host", "footprint_id": footprint.public_id}
         found = purchases.quote(principal, body)
@@ -237,18 +243,11 @@ def test_a_quote_for_more_than_one_order_can_hold_is_refused_as_its_order_would_
     MAX_ORDER_KG per order. The quote now answers what the order would."""
     from carbon.checkout import purchases
     from carbon.core.errors import ValidationError
-    from carbon.footprint import service as footprints
-    from carbon.organizers import service as organizers
-    from carbon.organizers.service import Principal
-    from schemas.footprint import HostFootprintIn
 
     seed_project(app)
     with app.app_context():
-        owner = organizers.create_organization("组委会", owner_email="big@forum.example",
-                                               owner_password="long password", owner_name="o")
-        principal = Principal(owner.organization, "owner", organizer=owner)
-        footprint = footprints.create_host(principal, HostFootprintIn().load(
-            {"event_name": "年会", "province": "SC", "activities": [{"type": "venue_electricity", "kwh": 10_000_000}]}))
+        principal, footprint = host_footprint("big@forum.example", {
+            "province": "SC", "activities": [{"type": "venue_electricity", "kwh": 10_000_000}]})
         body = {"kind": "host", "footprint_id": footprint.public_id}
         refused = []
         for attempt in (lambda: purchases.quote(principal, body), lambda: purchases.buy(principal, body, "too-big")):

@@ -11,12 +11,13 @@ Revises: d4e8a2f6c9b1
 Create Date: 2026-12-04 20:30:00
 
 """
-from datetime import UTC
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from alembic import op
 import sqlalchemy as sa
+
+from carbon.core.clock import CHINA_TZ, as_utc
+from carbon.core.units import kg_to_grams
 
 
 # revision identifiers, used by Alembic.
@@ -55,11 +56,10 @@ def upgrade():
         f"SELECT id FROM orders WHERE counted IS NULL AND {taken_back}")).scalars().all()
     for order in bind.execute(sa.select(orders).where(orders.c.id.in_(refunded_first))).all():
         if order.scene_id and order.paid_at is not None:
-            paid_at = order.paid_at if order.paid_at.tzinfo else order.paid_at.replace(tzinfo=UTC)
             bind.execute(stats.update().where(
                 stats.c.scene_id == order.scene_id, stats.c.channel == (order.channel or ''),
-                stats.c.day == paid_at.astimezone(ZoneInfo('Asia/Shanghai')).date()).values(
-                grams_neutralized=stats.c.grams_neutralized + int(Decimal(order.kg) * 1000),
+                stats.c.day == as_utc(order.paid_at).astimezone(CHINA_TZ).date()).values(
+                grams_neutralized=stats.c.grams_neutralized + kg_to_grams(order.kg),
                 money_raised=stats.c.money_raised + Decimal(order.amount)))
     if refunded_first:
         bind.execute(orders.update().where(orders.c.id.in_(refunded_first)).values(counted=False))
