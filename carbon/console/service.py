@@ -23,11 +23,18 @@ from carbon.scenes.models import Scene
 
 
 def _ours(principal: Principal) -> ColumnElement[bool]:
-    """Orders through the organization's scenes, for projects it owns, or bought by it."""
+    """Orders the organization sees: placed through it (``_placed_through``) or for projects it owns."""
+    organization = principal.organization.id
+    return or_(_placed_through(principal),
+               Order.project_id.in_(select(Project.id).where(Project.owner_organization_id == organization)))
+
+
+def _placed_through(principal: Principal) -> ColumnElement[bool]:
+    """Orders through the organization's scenes or bought by it: the ones it may refund. A project's
+    owner sees the orders for its credits (its settlement) but refunds none of another's guests."""
     organization = principal.organization.id
     return or_(Order.organization_id == organization,
-               Order.scene_id.in_(select(Scene.id).where(Scene.organization_id == organization)),
-               Order.project_id.in_(select(Project.id).where(Project.owner_organization_id == organization)))
+               Order.scene_id.in_(select(Scene.id).where(Scene.organization_id == organization)))
 
 
 # --- orders, payments, refunds -----------------------------------------------------------
@@ -44,6 +51,11 @@ def order(principal: Principal, public_id: str) -> Order:
     if found is None:
         raise OrderNotFound()
     return found
+
+
+def may_refund(principal: Principal, found: Order) -> bool:
+    """Whether the organization may refund this order it sees: only one placed through it."""
+    return db.session.scalar(select(Order.id).where(Order.id == found.id, _placed_through(principal))) is not None
 
 
 @dataclass(frozen=True)
@@ -92,13 +104,19 @@ def refunds(principal: Principal, limit: int = 200) -> list[Refund]:
                                    .order_by(Refund.id.desc()).limit(limit)))
 
 
+def refunds_it_may_retry(principal: Principal, listed: list[Refund]) -> set[str]:
+    """Of the listed refunds, those of orders placed through the organization (``_placed_through``)."""
+    return set(db.session.scalars(select(Refund.public_id).join(Payment).join(Order).where(
+        Refund.id.in_([refund.id for refund in listed]), _placed_through(principal))))
+
+
 def retry_refund(principal: Principal, refund_id: str) -> Refund:
     """Ask WeChat Pay again for one of this organization's refunds that it closed (the one rule:
     carbon.checkout.operations.retry_refund); LookupError for a refund not ours."""
     from carbon.checkout import operations
 
     found = db.session.scalar(select(Refund.public_id).join(Payment).join(Order)
-                              .where(_ours(principal), Refund.public_id == refund_id))
+                              .where(_placed_through(principal), Refund.public_id == refund_id))
     if found is None:
         raise LookupError(refund_id)
     return operations.retry_refund(found)

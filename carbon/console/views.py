@@ -319,7 +319,7 @@ def order_list():
 def order_page(order_id: str):
     found = service.order(me(), order_id)
     return render_template("console/order.html", order=found, steps=service.history(found),
-                           refunds=service.refunds_of(found))
+                           refunds=service.refunds_of(found), may_refund=service.may_refund(me(), found))
 
 
 @bp.route("/orders/<order_id>/receipt.pdf")
@@ -336,6 +336,9 @@ def order_refund(order_id: str):
     reason, then the one refund operation (carbon.checkout.operations.refund_order)."""
     me().require_owner()
     found = service.order(me(), order_id)
+    if not service.may_refund(me(), found):  # a project owner's view of another's guest
+        flash("只有下单所经的组织可以退款 / Only the organization the order was placed through can refund it", "error")
+        return redirect(url_for("console.order_page", order_id=order_id))
     errors: dict = {}
     if request.method == "POST":
         try:
@@ -354,7 +357,9 @@ def order_refund(order_id: str):
 
 @bp.route("/refunds")
 def refund_list():
-    return render_template("console/refunds.html", refunds=service.refunds(me()))
+    listed = service.refunds(me())
+    return render_template("console/refunds.html", refunds=listed,
+                           retryable=service.refunds_it_may_retry(me(), listed))
 
 
 @bp.route("/refunds/<refund_id>/retry", methods=["POST"])

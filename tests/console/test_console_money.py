@@ -141,3 +141,58 @@ def test_an_owner_retries_a_refund_wechat_pay_closed_from_the_console(live, sand
     assert again.status_code == 302
     with live.app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Refund)) == 2
+
+
+def test_a_project_owner_sees_another_organizations_orders_for_its_credits_but_refunds_none(live, sandbox):
+    """The organization owning a project sees the orders placed for its credits through another's
+    scene (its settlement), but only the organization the order was placed through may refund it or
+    retry its refund: no button, and a forged form changes nothing."""
+    from carbon.checkout.models import Order, Refund
+    from carbon.checkout.operations import refund_order
+    from carbon.organizers.models import Organizer
+
+    project_id = seed_project(live.app, units=1000, price="60.00")
+    with live.app.app_context():
+        live_scene(project_id, "owned1", "a@x.example")
+    owner_b = organization(live.app, "项目方乙", "b@x.example")
+    with live.app.app_context():
+        b_id = db.session.scalar(select(Organizer.organization_id).where(Organizer.public_id == owner_b))
+        db.session.execute(update(Project).where(Project.public_id == project_id).values(owner_organization_id=b_id))
+        db.session.commit()
+    token = guest_token(live.url, sandbox, "o_owned")
+    created = live.post("/api/v1/orders", json={"kg": "50", "scene": "s%3Downed1%26c%3Ddoor"},
+                        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "owned-1"})
+    order_id = created.json()["order"]["id"]
+    assert requests.post(f"{sandbox.url}/__sandbox__/pay/request-payment", json=created.json()["request_payment"],
+                         timeout=30).json()["notify"]["acknowledged"]
+
+    a, b = live.app.test_client(), live.app.test_client()
+    assert sign_in(a, "a@x.example", "long password").status_code == 302
+    assert sign_in(b, "b@x.example").status_code == 302
+    refund_path = f"/console/orders/{order_id}/refund"
+    assert refund_path in a.get(f"/console/orders/{order_id}").get_data(as_text=True)
+    seen_by_b = b.get(f"/console/orders/{order_id}")
+    assert seen_by_b.status_code == 200 and refund_path not in seen_by_b.get_data(as_text=True)
+    assert b.get(refund_path).status_code == 302
+    refused = b.post(refund_path, data={"csrf_token": csrf_of(seen_by_b), "reason": "项目方想退"}, follow_redirects=True)
+    assert "只有下单所经的组织可以退款" in refused.get_data(as_text=True)
+    with live.app.app_context():
+        assert db.session.scalar(select(Order.status).where(Order.public_id == order_id)) == "fulfilled"
+        assert db.session.scalar(select(func.count()).select_from(Refund)) == 0
+
+    pay_hook = f"{sandbox.url}/__sandbox__/pay"
+    assert requests.post(f"{pay_hook}/refund-outcome", json={"status": "CLOSED"}, timeout=5).status_code == 200
+    with live.app.app_context():
+        refund_order(order_id, "嘉宾要求退款")
+    requests.post(f"{pay_hook}/notifications/run-due", json={}, timeout=30)
+    requests.post(f"{pay_hook}/refund-outcome", json={"status": "SUCCESS"}, timeout=5)
+    with live.app.app_context():
+        failed_id = db.session.scalar(select(Refund.public_id).where(Refund.status == "failed"))
+    assert failed_id
+    retry_path = f"/console/refunds/{failed_id}/retry"
+    assert retry_path in a.get("/console/refunds").get_data(as_text=True)
+    listed_for_b = b.get("/console/refunds")
+    assert failed_id in listed_for_b.get_data(as_text=True) and retry_path not in listed_for_b.get_data(as_text=True)
+    assert b.post(retry_path, data={"csrf_token": csrf_of(listed_for_b)}).status_code == 302
+    with live.app.app_context():
+        assert db.session.scalars(select(Refund.status)).all() == ["failed"]
