@@ -110,8 +110,10 @@ def register(app: Flask) -> None:
     @click.option("-q", "--queue", "queues", multiple=True, metavar="NAME",
                   help="serve this lane: inbox (payment confirmations) or an outbox queue (default); "
                        "repeat for more, in priority order; all of them when none is given")
-    @click.option("--nice", default=0, type=click.IntRange(0, 19),
-                  help="run at a lower CPU priority (os.nice), e.g. for a slow lane beside the inbox")
+    @click.option("--nice", default=0, type=click.IntRange(-20, 19),
+                  help="change the CPU priority by this much (os.nice): negative for the inbox above the app "
+                       "server (needs root or CAP_SYS_NICE; systemd's Nice= does it for a unit), positive for "
+                       "a slow lane")
     def worker(queues: tuple[str, ...], nice: int) -> None:
         """Confirm payments from the inbox and dispatch outbox events (for DIANDIAN_JOBS=workers)."""
         import os
@@ -125,7 +127,11 @@ def register(app: Flask) -> None:
         if unknown:
             raise click.BadParameter(f"unknown lane {unknown[0]!r} (known: {', '.join(lanes())})", param_hint="-q")
         if nice:
-            os.nice(nice)
+            try:
+                os.nice(nice)
+            except PermissionError:
+                raise click.BadParameter(f"{nice} raises the priority, which needs root or CAP_SYS_NICE "
+                                         "(systemd: Nice= in the unit)", param_hint="--nice") from None
         served = list(queues) or lanes()
         click.echo(f"worker: {', '.join(served)} ({'RQ on Redis' if ext.job_queue() else 'table sweep'}, nice {nice})")
         work(current_app._get_current_object(), queues=served)

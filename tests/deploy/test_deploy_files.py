@@ -102,7 +102,7 @@ def test_compose_names_the_services_and_the_migration():
     assert {"app", "worker", "postgres", "redis", "nginx", "migrate"} <= set(services)
     assert services["migrate"]["command"] == ["flask", "--app", "app:create_app", "db", "upgrade"]
     assert services["migrate"]["restart"] == "no"
-    for name in ("app", "worker"):
+    for name in ("app", "worker", "outbox"):
         assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
         assert services[name]["environment"]["DIANDIAN_ENV"] == "production"
         assert services[name]["environment"]["DIANDIAN_JOBS"] == "workers"
@@ -110,7 +110,9 @@ def test_compose_names_the_services_and_the_migration():
         assert (DEPLOY / services[name]["build"]["context"] / services[name]["build"]["dockerfile"]).is_file()
     assert services["app"]["command"] == ["gunicorn", "-c", "deploy/gunicorn.conf.py", "app:create_app()"]
     assert services["app"]["environment"]["DIANDIAN_TRUSTED_PROXIES"] == "1"
-    assert services["worker"]["command"][-1] == "worker"
+    assert services["worker"]["command"][-3:] == ["worker", "-q", "inbox"]
+    assert services["outbox"]["command"][-3:] == ["worker", "-q", "default"]
+    assert services["worker"]["cpu_shares"] > services["outbox"].get("cpu_shares", 1024)  # the inbox first
     assert services["stream"]["environment"]["DIANDIAN_WORKER_CLASS"] == "gevent"
     assert services["stream"]["environment"]["DIANDIAN_BIND"].endswith(":8001")
     assert services["notify"]["command"] == services["app"]["command"]
@@ -261,6 +263,7 @@ def test_the_systemd_units(unit, command):
     assert service["User"] not in {"root", "0"} and service["EnvironmentFile"] == "/etc/diandian/env"
     assert service["ExecStart"].endswith(command) and service["WorkingDirectory"] == "/srv/diandian"
     assert (service.get("Type") == "oneshot") == (unit in ONE_SHOT)
+    assert int(service.get("Nice", "0")) == (-5 if unit == "diandian-worker.service" else 0)  # the inbox first
 
 
 ONE_SHOT = {"diandian-migrate.service", "diandian-payment-jobs.service", "diandian-purge.service"}

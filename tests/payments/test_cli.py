@@ -125,3 +125,17 @@ def test_the_outbox_commands_refuse_unknown_queues_and_bad_limits(app):
     negative = invoke(app, "outbox", "failed", "--limit", "-1")
     assert negative.exit_code == 2 and "--limit" in negative.output
     assert invoke(app, "outbox", "run", "-q", "default").exit_code == 0
+
+
+def test_a_worker_raising_its_priority_without_the_privilege_says_what_it_needs(app, monkeypatch):
+    """``--nice -5`` (the inbox above the app server, as deploy/systemd runs it) needs root or
+    CAP_SYS_NICE; without it the worker does not start at the wrong priority: one line, status 2."""
+    import os
+
+    def refused(increment: int) -> int:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "nice", refused)
+    result = invoke(app, "worker", "-q", "inbox", "--nice", "-5")
+    assert result.exit_code == 2 and "CAP_SYS_NICE" in result.output and "--nice" in result.output
+    assert invoke(app, "worker", "--nice", "-21").exit_code == 2
