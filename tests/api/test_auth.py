@@ -235,11 +235,11 @@ def test_login_rate_limited_per_client(database_url, sandbox, redis_url):
         assert statuses == [400, 400, 400, 429, 429]
         limited = client.post("/api/v1/auth/login", json={"code": "bad"})
         assert limited.get_json()["error"]["code"] == "rate_limited"
-        assert 1 <= int(limited.headers["Retry-After"]) <= 60  # seconds left in the window
+        assert 1 <= int(limited.headers["Retry-After"]) <= 120  # a sliding window: at most two windows
         admin = [client.post("/api/v1/admin/auth/login", json={"email": "a@b.example", "password": "pw"})
                  for _ in range(4)]
         assert [answer.status_code for answer in admin] == [401, 401, 401, 429]
-        assert 1 <= int(admin[-1].headers["Retry-After"]) <= 60
+        assert 1 <= int(admin[-1].headers["Retry-After"]) <= 120
     finally:
         with app.app_context():
             empty_all_tables(db.engine)
