@@ -125,11 +125,13 @@ def retry_refund(principal: Principal, refund_id: str) -> Refund:
 # --- failed background events ------------------------------------------------------------
 
 def failed_events(principal: Principal) -> list[OutboxEvent]:
-    """Failed outbox events about this organization's orders (an event about no order of ours is not shown)."""
+    """Failed outbox events about orders placed through this organization (``_placed_through``): the
+    ones it may replay. An event about no order of ours is not shown, nor one about an order a
+    project's owner only sees for its settlement."""
     events = jobs.failed(limit=500)
     mine = {public_id for public_id, in db.session.execute(
         select(Order.public_id).where(Order.public_id.in_({_order_of(event) for event in events} - {None}),
-                                      _ours(principal)))}
+                                      _placed_through(principal)))}
     return [event for event in events if _order_of(event) in mine]
 
 

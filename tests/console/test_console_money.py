@@ -196,3 +196,50 @@ def test_a_project_owner_sees_another_organizations_orders_for_its_credits_but_r
     assert b.post(retry_path, data={"csrf_token": csrf_of(listed_for_b)}).status_code == 302
     with live.app.app_context():
         assert db.session.scalars(select(Refund.status)).all() == ["failed"]
+
+
+def test_a_project_owner_neither_lists_nor_replays_failed_events_of_another_organizations_orders(
+        live, sandbox, monkeypatch):
+    """A failed background event about an order for B's credits placed through A's scene is A's to
+    replay: B (the project's owner, who sees the order for its settlement) does not list it, and a
+    forged replay is "no such failed event", the event still failed and its handler not run."""
+    from carbon.organizers.models import Organizer
+
+    project_id = seed_project(live.app, units=1000, price="60.00")
+    with live.app.app_context():
+        live_scene(project_id, "evented1", "a@x.example")
+    owner_b = organization(live.app, "项目方乙", "b@x.example")
+    with live.app.app_context():
+        b_id = db.session.scalar(select(Organizer.organization_id).where(Organizer.public_id == owner_b))
+        db.session.execute(update(Project).where(Project.public_id == project_id).values(owner_organization_id=b_id))
+        db.session.commit()
+    token = guest_token(live.url, sandbox, "o_evented")
+    created = live.post("/api/v1/orders", json={"kg": "50", "scene": "s%3Devented1%26c%3Ddoor"},
+                        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "evented-1"})
+    assert created.status_code == 201, created.text
+    order_id = created.json()["order"]["id"]
+    ran = []
+    monkeypatch.setitem(jobs.HANDLERS, "test.console", {"tests.records": ran.append})
+    with live.app.app_context():
+        [event] = jobs.emit("test.console", {"order": order_id})
+        db.session.commit()
+        db.session.execute(update(OutboxEvent).where(OutboxEvent.id == event)
+                           .values(status="failed", attempts=jobs.MAX_ATTEMPTS, last_error="RuntimeError: boom"))
+        db.session.commit()
+
+    a, b = live.app.test_client(), live.app.test_client()
+    assert sign_in(a, "a@x.example", "long password").status_code == 302
+    assert sign_in(b, "b@x.example").status_code == 302
+    replay_path = f"/console/events/{event}/replay"
+    assert b.get(f"/console/orders/{order_id}").status_code == 200  # B sees the order for its credits
+    assert replay_path in a.get("/console/events").get_data(as_text=True)
+    listed_for_b = b.get("/console/events")
+    assert replay_path not in listed_for_b.get_data(as_text=True)
+    refused = b.post(replay_path, data={"csrf_token": csrf_of(listed_for_b)}, follow_redirects=True)
+    assert "没有这个失败事件" in refused.get_data(as_text=True)
+    with live.app.app_context():
+        assert db.session.get(OutboxEvent, event).status == "failed"
+    assert ran == []
+    replayed = a.post(replay_path, data={"csrf_token": csrf_of(a.get("/console/events"))}, follow_redirects=True)
+    assert f"event {event}: done" in replayed.get_data(as_text=True)
+    assert ran == [{"order": order_id}]
