@@ -58,6 +58,12 @@ def may_refund(principal: Principal, found: Order) -> bool:
     return db.session.scalar(select(Order.id).where(Order.id == found.id, _placed_through(principal))) is not None
 
 
+def orders_it_may_refund(principal: Principal, listed: list[Order]) -> set[str]:
+    """Of the listed orders, those placed through the organization (``_placed_through``)."""
+    return set(db.session.scalars(select(Order.public_id).where(
+        Order.id.in_([found.id for found in listed]), _placed_through(principal))))
+
+
 @dataclass(frozen=True)
 class Step:
     at: datetime

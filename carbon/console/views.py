@@ -311,8 +311,9 @@ def order_list():
     status = request.args.get("status") or None
     if status and status not in set(OrderStatus):
         status = None
-    return render_template("console/orders.html", orders=service.orders(me(), status), status=status,
-                           statuses=list(OrderStatus))
+    listed = service.orders(me(), status)
+    return render_template("console/orders.html", orders=listed, status=status, statuses=list(OrderStatus),
+                           may_refund=service.orders_it_may_refund(me(), listed))
 
 
 @bp.route("/orders/<order_id>")

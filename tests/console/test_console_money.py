@@ -173,6 +173,9 @@ def test_a_project_owner_sees_another_organizations_orders_for_its_credits_but_r
     assert refund_path in a.get(f"/console/orders/{order_id}").get_data(as_text=True)
     seen_by_b = b.get(f"/console/orders/{order_id}")
     assert seen_by_b.status_code == 200 and refund_path not in seen_by_b.get_data(as_text=True)
+    assert refund_path in a.get("/console/orders").get_data(as_text=True)
+    listed_for_b = b.get("/console/orders").get_data(as_text=True)
+    assert order_id in listed_for_b and refund_path not in listed_for_b
     assert b.get(refund_path).status_code == 302
     refused = b.post(refund_path, data={"csrf_token": csrf_of(seen_by_b), "reason": "项目方想退"}, follow_redirects=True)
     assert "只有下单所经的组织可以退款" in refused.get_data(as_text=True)
