@@ -149,7 +149,8 @@ def test_a_project_owner_sees_another_organizations_orders_for_its_credits_but_r
     retry its refund: no button, and a forged form changes nothing."""
     from carbon.checkout.models import Order, Refund
     from carbon.checkout.operations import refund_order
-    from carbon.organizers.models import Organizer
+    from carbon.invoices.models import InvoiceRequest
+    from carbon.organizers.models import Organization, Organizer
 
     project_id = seed_project(live.app, units=1000, price="60.00")
     with live.app.app_context():
@@ -176,6 +177,23 @@ def test_a_project_owner_sees_another_organizations_orders_for_its_credits_but_r
     assert refund_path in a.get("/console/orders").get_data(as_text=True)
     listed_for_b = b.get("/console/orders").get_data(as_text=True)
     assert order_id in listed_for_b and refund_path not in listed_for_b
+    receipt = b.get(f"/console/orders/{order_id}/receipt.pdf")  # read-only, as the order page
+    assert receipt.status_code == 200 and receipt.data.startswith(b"%PDF")
+    assert order_id not in b.get("/console/invoices").get_data(as_text=True)  # not B's purchase
+    asked = b.post("/console/invoices/request", data={"csrf_token": csrf_of(seen_by_b), "order": order_id})
+    assert asked.status_code == 404 and 'data-code="order.not_found"' in asked.get_data(as_text=True)
+    with live.app.app_context():
+        from carbon.organizers import service as organizers
+
+        b_key = organizers.create_api_key(db.session.get(Organization, b_id), "b owner key", "owner")[1]
+    for path in (f"/api/v1/admin/purchases/{order_id}", f"/api/v1/admin/purchases/{order_id}/receipt.pdf"):
+        answer = b.get(path, headers={"Authorization": f"Bearer {b_key}"})
+        assert (answer.status_code, answer.get_json()["error"]["code"]) == (404, "order.not_found"), path
+    answer = b.post("/api/v1/admin/invoice-requests", json={"order_id": order_id},
+                    headers={"Authorization": f"Bearer {b_key}"})
+    assert (answer.status_code, answer.get_json()["error"]["code"]) == (404, "order.not_found")
+    with live.app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(InvoiceRequest)) == 0
     assert b.get(refund_path).status_code == 302
     refused = b.post(refund_path, data={"csrf_token": csrf_of(seen_by_b), "reason": "项目方想退"}, follow_redirects=True)
     assert "只有下单所经的组织可以退款" in refused.get_data(as_text=True)
