@@ -659,6 +659,28 @@ def test_staff_and_owners_on_the_console(world):
         assert pii == {}, email
 
 
+def test_staff_are_refused_every_owner_form_on_their_own_organizations_things(world):
+    """A's staff, with the session's form token, on every owner-only console form naming A's own
+    paid order, refund, failed event, purchase and invoice request (and the invoice profile's form):
+    403, and nothing written."""
+    client = signed_in(world, world.a.staff)
+    token = csrf_of(client.get("/console/scenes"))
+    forms = [rule for method, rule in routes(world.app, CONSOLE_OWNER, CONSOLE) if method == "POST" and (
+        AUDIENCE[rule.endpoint] == CONSOLE_OWNER or rule.endpoint == "console.invoice_profile")]
+    assert {rule.endpoint for rule in forms} == {"console.event_replay", "console.order_refund", "console.refund_retry",
+                                                 "console.invoice_decide", "console.buy_order",
+                                                 "console.invoice_profile"}
+    before = fingerprint(world.app)
+    seen = {}
+    for rule in forms:
+        for action in ("issue", "reject") if rule.endpoint == "console.invoice_decide" else ("issue",):
+            response = client.post(url_of(world, rule, action=action), data={
+                "csrf_token": token, "title": "甲组委会改名", "tax_id": "91350100M000100Y43", **a_purchase_form(world)})
+            seen[f"POST {rule.rule} {action}"] = outcome(response)
+    assert seen == dict.fromkeys(seen, "403 page:auth.owner_required")
+    assert fingerprint(world.app) == before
+
+
 # --- 6: CSRF on every console form ---------------------------------------------------------------
 
 def test_every_console_form_is_refused_without_its_token_and_writes_nothing(world):
