@@ -569,6 +569,50 @@ def test_the_export_holds_the_callers_data_only(world):
     assert world.bob.footprint not in alices.get_data(as_text=True)
 
 
+# --- 4b: another organization on the organizer API, with A's real things ------------------------
+
+ACROSS_API = {"scene_id": "404 scene.not_found", "key_id": "404 organizer.api_key_not_found",
+              "order_id": "404 order.not_found", "request_id": "404 invoice.not_found"}
+# Routes naming A's things in the body, as B would send it, and what B gets.
+ACROSS_API_BODIES = {
+    "admin_purchases.quote": ({"kind": "host", "footprint_id": "{host_footprint}"}, "404 footprint.not_found"),
+    "admin_purchases.buy": ({"kind": "host", "footprint_id": "{host_footprint}"}, "404 footprint.not_found"),
+    "admin_purchases.create_host_footprint": ({"scene": "{scene}", "activities": [
+        {"type": "venue_electricity", "kwh": 100}]}, "404 scene.not_found"),
+    "admin_invoices.create_request": ({"order_id": "{purchase}"}, "404 order.not_found")}
+
+
+def test_another_organizations_key_finds_none_of_as_things_on_the_organizer_api(world):
+    """B's owner key on every organizer route naming A's scene, key, purchase or invoice request in
+    the URL, and on those naming A's host footprint, scene or purchase in the body: the documented
+    404s, nothing written, none of A's ids in any answer."""
+    from tests.api.test_admin_permissions import body_for
+
+    client, headers = world.client(), {**bearer(world.b.api_key), "Idempotency-Key": "sec-b-on-a"}
+    fill = {"host_footprint": world.a.host_footprint, "scene": world.a.scene, "purchase": world.a.purchase}
+    before = fingerprint(world.app)
+    seen, expected, leaked = {}, {}, {}
+    for method, rule in routes(world.app, *ORGANIZERS):
+        named = sorted(rule.arguments & ACROSS_API.keys())
+        if not named and rule.endpoint not in ACROSS_API_BODIES:
+            continue  # names nothing of A's: B's own (tests/api/test_admin_permissions.py)
+        name = f"{method} {rule.rule}"
+        body, wanted = ACROSS_API_BODIES.get(rule.endpoint, (None, None))
+        if body is None and method in {"POST", "PATCH", "PUT"}:
+            body = body_for(rule.endpoint, world.a.scene)
+        body = {key: value.format(**fill) if isinstance(value, str) else value for key, value in (body or {}).items()}
+        response = client.open(url_of(world, rule), method=method, json=body if method != "GET" else None,
+                               headers=headers)
+        seen[name], expected[name] = outcome(response), wanted or ACROSS_API[named[0]]
+        if found := leaks(response, a_secrets(world) | {world.a.purchase, world.a.host_footprint,
+                                                        world.a.invoice_request}):
+            leaked[name] = found
+    assert len(seen) >= 17
+    assert seen == expected
+    assert leaked == {}
+    assert fingerprint(world.app) == before
+
+
 # --- 5: another organization, staff and owners on the console ------------------------------------
 
 def signed_in(world: World, email: str):
