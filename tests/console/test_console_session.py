@@ -82,6 +82,24 @@ def test_logout_ends_the_session_for_every_copy_of_the_cookie(app, client, owner
     assert answer.status_code == 302 and "/console/login" in answer.headers["Location"]
 
 
+def test_a_member_disabled_while_signed_in_is_signed_out_at_the_next_request(app, client, owner_a):
+    """The console reads the member on every request: once disabled, the live cookie opens no page
+    and posts no form (back to the sign-in page, nothing saved), and the password signs in no more."""
+    from carbon.core.clock import utcnow
+    from carbon.organizers.models import Organizer
+
+    token = csrf_of(client.get("/console/scenes/new"))
+    with app.app_context():
+        db.session.scalar(select(Organizer).where(Organizer.email == owner_a)).disabled_at = utcnow()
+        db.session.commit()
+    page = client.get("/console/scenes")
+    assert page.status_code == 302 and "/console/login" in page.headers["Location"]
+    posted = client.post("/console/scenes/new", data={**SCENE_FORM, "csrf_token": token})
+    assert posted.status_code == 302 and "/console/login" in posted.headers["Location"]
+    assert scene_count(app) == 0
+    assert "邮箱或密码错误" in sign_in(app.test_client(), owner_a).get_data(as_text=True)
+
+
 def test_the_cookie_is_http_only_lax_and_limited_to_the_console(app, client):
     from carbon.console.session import configure
 
