@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, select, update
 
 from carbon import jobs
 from carbon.accounts.models import User
+from carbon.checkout import refunds
 from carbon.checkout.models import Order, Payment, Refund
 from carbon.checkout.outcomes import Outcome, Receipt
 from carbon.checkout.states import (
@@ -42,7 +43,7 @@ from carbon.ledger import settlement
 from payments.provider import RefundNotice, Transaction
 
 log = logging.getLogger("diandian.checkout")
-CASH, REFUND_DUE = "cash:wechatpay", "refund_due:wechatpay"
+CASH, REFUND_DUE = refunds.CASH, refunds.REFUND_DUE
 
 
 @dataclass
@@ -256,8 +257,6 @@ def settle_refund(notice: RefundNotice) -> Outcome:
         log.error("refund failed at WeChat Pay", extra={"fields": {"refund": refund.public_id, "status": notice.status}})
         return Outcome.REFUND_FAILED
     move(refund, REFUND_TRANSITIONS, RefundStatus.SUCCEEDED)
-    ledger.post("refund_paid", refund.out_refund_no, [(REFUND_DUE, "CNY", refund.amount),
-                                                      (CASH, "CNY", -refund.amount)],
-                memo=f"{refund.public_id} {notice.refund_id}")
+    refunds.paid_back(refund)
     db.session.flush()
     return Outcome.REFUND_SETTLED

@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from carbon import jobs
-from carbon.checkout import inbox
+from carbon.checkout import inbox, refunds
 from carbon.checkout.models import InboxEntry, Order, Payment, Refund
 from carbon.checkout.orders import OrderNotFound, PaymentUnavailable
 from carbon.checkout.outcomes import Outcome
@@ -16,7 +16,6 @@ from carbon.checkout.states import (
     PAYMENT_TRANSITIONS,
     REFUND_TRANSITIONS,
     UNPAID,
-    OrderStatus,
     PaymentStatus,
     RefundStatus,
     closed_status,
@@ -29,8 +28,6 @@ from carbon.core.errors import NotFound, ValidationError
 from carbon.core.ids import new_public_id
 from carbon.core.units import to_fen
 from carbon.credits import service as credits
-from carbon.ledger import service as ledger
-from carbon.ledger.models import LedgerTransaction
 from payments.provider import ProviderError, ProviderRefused
 
 log = logging.getLogger("diandian.checkout")
@@ -166,22 +163,9 @@ def refund_order(order_public_id: str, reason: str) -> Order:
     if not 1 <= len(reason) <= MAX_REFUND_REASON:
         raise ValidationError(details={"reason": [(f"需要 1 至 {MAX_REFUND_REASON} 字的理由 / a reason of 1 to "
                                                   f"{MAX_REFUND_REASON} characters is required")]})
-    move(order, ORDER_TRANSITIONS, OrderStatus.REFUNDED)  # only a paid order: refused otherwise
-    payment = next(p for p in order.payments if p.status == PaymentStatus.CONFIRMED)
-    move(payment, PAYMENT_TRANSITIONS, PaymentStatus.REFUNDED)
-    original = db.session.scalars(select(LedgerTransaction).where(LedgerTransaction.reference == order.public_id,
-                                                                 LedgerTransaction.kind == "payment")).one()
-    # The credits go back as they were given (whatever the fee rate is today); the kg stay retired.
-    ledger.post("refund", order.public_id, [(p.account, p.unit, -p.amount) for p in original.postings
-                                            if p.unit == "CNY" and p.account != "cash:wechatpay"]
-                + [("refund_due:wechatpay", "CNY", -payment.amount)], memo=f"refund of {original.public_id}: {reason}")
-    refund = Refund(public_id=new_public_id("rfd"), payment=payment, out_refund_no=f"R{payment.out_trade_no}",
-                    charge_transaction_id=payment.transaction_id, amount=payment.amount, cause="operator",
-                    reason=reason[:80], status=RefundStatus.REQUESTED)
-    db.session.add(refund)
-    db.session.flush()
+    # Only a paid (or fulfilled) order: refused otherwise. The postings are the one refund rule's.
+    refund = refunds.refund_in_full(order, cause="operator", reason=reason)
     jobs.emit("payment.needs_refund", {"refund": refund.public_id})
-    jobs.emit("order.refunded", {"order": order.public_id})
     db.session.commit()
     jobs.kick()
     return order
