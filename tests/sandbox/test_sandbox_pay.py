@@ -923,6 +923,34 @@ def test_refunds(pay, receiver):
     assert [r["out_refund_no"] for r in order["refunds"]] == ["REFUND-0070-1", "REFUND-0070-2"]
 
 
+def test_a_refund_made_by_hand_at_the_merchant_platform_is_notified_signed_and_encrypted(pay, receiver):
+    paid = pay.pay("ORDER-0073", notify_url=receiver.url)
+    receiver.reset()
+    made = pay.hook("pay/orders/ORDER-0073/merchant-refund", {"refund": 40})
+    assert made.status_code == 200, made.text
+    refund = made.json()
+    assert refund["notify"]["status"] == 204 and refund["status"] == "SUCCESS"
+    assert refund["out_refund_no"].isdigit()  # WeChat Pay numbers it: the merchant never asked
+    headers, body, notification = only_arrival(receiver)
+    assert signature_ok(headers, body) and notification["event_type"] == "REFUND.SUCCESS"
+    resource = decrypt(notification["resource"])
+    assert (resource["out_refund_no"], resource["transaction_id"], resource["refund_status"]) == \
+        (refund["out_refund_no"], paid["transaction_id"], "SUCCESS")
+    assert resource["amount"]["refund"] == 40 and resource["amount"]["total"] == 100
+    assert pay.query("ORDER-0073").json()["trade_state"] == "REFUND"
+    queued = pay.hook("pay/orders/ORDER-0073/merchant-refund", {"status": "ABNORMAL", "deliver": False})
+    assert queued.status_code == 200 and queued.json()["notify"] is None
+    assert queued.json()["amount"]["refund"] == 60  # what was left
+    assert [d["event_type"] for d in pay.hook("pay/notifications/run-due", {}).json()] == ["REFUND.ABNORMAL"]
+    assert pay.hook("pay/orders/ORDER-0073/merchant-refund", {"refund": 1}).status_code == 409  # nothing left
+    beyond = pay.refund("REFUND-0073-1", 1, out_trade_no="ORDER-0073")
+    assert (beyond.status_code, beyond.json()["code"]) == (403, "NOT_ENOUGH")
+    pay.prepay("ORDER-0074", notify_url=receiver.url)
+    assert pay.hook("pay/orders/ORDER-0074/merchant-refund", {}).status_code == 409  # not paid
+    assert pay.hook("pay/orders/ORDER-0074/merchant-refund", {"status": "PROCESSING"}).status_code == 400
+    assert pay.hook("pay/orders/ORDER-NONE/merchant-refund", {}).status_code == 404
+
+
 def test_refund_errors(pay, receiver):
     pay.pay("ORDER-0071", notify_url=receiver.url)
     more_than_total = pay.refund("REFUND-0071-1", 101, out_trade_no="ORDER-0071")

@@ -14,7 +14,15 @@ from flask import Blueprint, Response, jsonify, request
 
 from wechat.sandbox.hooks import HookError, answer_hook_error, payload, positive_int, required_str
 from wechat.sandbox.pay_crypto import pay_sign_message, rsa_verify
-from wechat.sandbox.pay_model import PAID_STATES, find_orders, mark_paid, order_view
+from wechat.sandbox.pay_model import (
+    PAID_STATES,
+    beijing_digits,
+    find_orders,
+    mark_paid,
+    order_view,
+    random_digits,
+    refund_object,
+)
 from wechat.sandbox.pay_notify import (
     VARIANTS,
     CraftError,
@@ -25,7 +33,7 @@ from wechat.sandbox.pay_notify import (
     run_due,
     send_claimed,
 )
-from wechat.sandbox.state import PayOrder, PayState, sandbox_state
+from wechat.sandbox.state import PayOrder, PayRefund, PayState, sandbox_state
 
 bp = Blueprint("wechat_sandbox_pay_hooks", __name__, url_prefix="/__sandbox__/pay")
 bp.register_error_handler(HookError, answer_hook_error)
@@ -246,6 +254,60 @@ def resolve_refund(out_refund_no: str) -> Response:
         if refund.notify_url is not None:
             queue_refund_event(state, refund)
     return jsonify(out_refund_no=out_refund_no, status=status)
+
+
+MERCHANT_REFUND_STATUSES = ("SUCCESS", "ABNORMAL", "CLOSED")
+
+
+@bp.post("/orders/<out_trade_no>/merchant-refund")
+def refund_at_merchant_platform(out_trade_no: str) -> Response:
+    """The merchant's operator refunds a paid order by hand at WeChat Pay's merchant platform (never
+    through the API, so the merchant did not choose the out_refund_no): ``{"refund"?: fen (what is
+    left by default), "status"?: SUCCESS | ABNORMAL | CLOSED, "out_refund_no"?, "deliver"?, "mchid"?}``.
+    WeChat Pay notifies the refund's end to the merchant's notification URL (here: the order's),
+    encrypted and signed like any notification, attempt 1 at once unless ``"deliver": false`` (then
+    due now, for ``run-due``); an ABNORMAL one is ended later by ``/refunds/<no>/resolve``."""
+    body = payload()
+    status = body.get("status", "SUCCESS")
+    if status not in MERCHANT_REFUND_STATUSES:
+        raise HookError(400, f"status must be one of {', '.join(MERCHANT_REFUND_STATUSES)}")
+    deliver_now = body.get("deliver", True)
+    if not isinstance(deliver_now, bool):
+        raise HookError(400, "deliver must be a boolean")
+    out_refund_no = body.get("out_refund_no")
+    if out_refund_no is not None and (not isinstance(out_refund_no, str) or not 1 <= len(out_refund_no) <= 64):
+        raise HookError(400, "out_refund_no must be a string of 1-64 characters")
+    state = sandbox_state()
+    with state.lock:
+        pay = state.pay
+        order = the_order(pay, out_trade_no, body.get("mchid"))
+        if order.trade_state not in PAID_STATES:
+            raise HookError(409, f"order {out_trade_no} is {order.trade_state}: only a paid order can be refunded")
+        amount = positive_int(body, "refund", order.total - order.refunded or 1)
+        if amount > order.total - order.refunded:
+            raise HookError(409, f"only {order.total - order.refunded} fen of order {out_trade_no} is left to refund")
+        now = state.now()
+        out_refund_no = out_refund_no or "5" + beijing_digits(now) + random_digits(12)
+        if (order.mchid, out_refund_no) in pay.refunds:
+            raise HookError(409, f"the merchant has a refund {out_refund_no} already")
+        refund = PayRefund(
+            mchid=order.mchid, out_refund_no=out_refund_no, refund_id="503" + beijing_digits(now)[:8] + random_digits(18),
+            out_trade_no=order.out_trade_no, transaction_id=order.transaction_id, reason="商户平台退款",
+            notify_url=order.notify_url, refund=amount, total=order.total, currency=order.currency, created_at=now,
+            success_time=now, params={"merchant_platform": True}, status=status)
+        pay.refunds[(order.mchid, out_refund_no)] = refund
+        order.refund_nos.append(out_refund_no)
+        if status != "CLOSED":
+            order.refunded += amount
+            order.trade_state = "REFUND"
+        event = queue_refund_event(state, refund)
+        due_at = claim(state, event) if deliver_now else None
+        answer = refund_object(refund)
+    notify = None
+    if due_at is not None:
+        record = send_claimed(state, pay, event, due_at)
+        notify = {key: record[key] for key in ("event_id", "attempt", "status", "error", "acknowledged")}
+    return jsonify(answer | {"notify": notify})
 
 
 @bp.post("/notifications/run-due")
