@@ -233,13 +233,13 @@ def _book_for_refund(payment: LockedPayment, transaction: Transaction, cause: st
 
 
 def settle_refund(notice: RefundNotice) -> Outcome:
-    """WeChat Pay reports a refund's end: the cash leaves (refund_due → cash) once, or an operator is alerted."""
+    """WeChat Pay reports a refund's end: the cash leaves (refund_due → cash) once, or an operator is
+    alerted. A refund we never asked for was made by hand at WeChat Pay's merchant platform: see
+    ``_settle_merchant_refund``."""
     refund = db.session.scalar(select(Refund).where(Refund.out_refund_no == notice.out_refund_no)
                                .with_for_update())
     if refund is None:
-        log.error("refund notification for an unknown refund", extra={"fields": {
-            "out_refund_no": notice.out_refund_no, "out_trade_no": notice.out_trade_no}})
-        return Outcome.IGNORED
+        return _settle_merchant_refund(notice)
     abnormal = notice.status == "ABNORMAL"  # not final: WeChat Pay reports the refund's end later
     if refund.status in REFUND_ENDED or \
             (abnormal and refund.status == RefundStatus.ABNORMAL):
@@ -260,3 +260,55 @@ def settle_refund(notice: RefundNotice) -> Outcome:
     refunds.paid_back(refund)
     db.session.flush()
     return Outcome.REFUND_SETTLED
+
+
+MERCHANT_REASON = "微信支付商户平台退款 / refunded at WeChat Pay's merchant platform"
+
+
+def _settle_merchant_refund(notice: RefundNotice) -> Outcome:
+    """A refund we have no row for: someone refunded at WeChat Pay's merchant platform, by hand. A
+    successful refund of a confirmed payment's whole charge, on an order still paid or fulfilled, is
+    booked as one of ours (``refunds.refund_in_full``: cause ``merchant``, no ``payment.needs_refund``
+    since the money is back already) and settled at once. Anything else books nothing and alerts: a
+    partial refund (which share of the credits goes back is an operator's call), a second refund of
+    an order we refunded, a payment we never confirmed (or another charge of it), a refund not (yet)
+    successful. Repeats are one: the inbox keeps one entry per refund and status, and once booked the
+    refund row answers ``DUPLICATE`` above. Locks: the order, then its payment (as ``refund_order``)."""
+    fields = {"out_refund_no": notice.out_refund_no, "out_trade_no": notice.out_trade_no,
+              "refund_id": notice.refund_id, "status": notice.status, "amount": str(from_fen(notice.refund_fen))}
+    if notice.status != "SUCCESS":  # CLOSED paid nothing back; ABNORMAL reports its end later
+        log.error("refund notification for an unknown refund", extra={"fields": fields})
+        return Outcome.IGNORED
+    found = db.session.execute(select(Payment.order_id, Payment.status).where(
+        Payment.out_trade_no == notice.out_trade_no)).one_or_none()
+    if found is None or found.status not in (PaymentStatus.CONFIRMED, PaymentStatus.REFUNDED):
+        log.error("refund of a payment we never confirmed", extra={"fields": fields})
+        return Outcome.REFUND_UNKNOWN
+    order = db.session.scalar(select(Order).where(Order.id == found.order_id).with_for_update()
+                              .execution_options(populate_existing=True))
+    payment = db.session.scalar(select(Payment).where(Payment.out_trade_no == notice.out_trade_no)
+                                .with_for_update().execution_options(populate_existing=True))
+    fields["order"] = order.public_id
+    if payment.transaction_id != notice.transaction_id:
+        log.error("refund of a payment we never confirmed", extra={"fields": fields | {
+            "transaction_id": notice.transaction_id}})
+        return Outcome.REFUND_UNKNOWN
+    if payment.status == PaymentStatus.REFUNDED or order.status == OrderStatus.REFUNDED:
+        ours = db.session.scalars(select(Refund.public_id).where(Refund.payment_id == payment.id)
+                                  .order_by(Refund.id)).all()
+        log.error("second refund of a refunded order", extra={"fields": fields | {"refunds": ", ".join(ours)}})
+        return Outcome.REFUND_TWICE
+    if notice.refund_fen != to_fen(payment.amount):
+        log.error("partial refund made outside Diandian", extra={"fields": fields | {
+            "payment_amount": str(payment.amount)}})
+        return Outcome.REFUND_PARTIAL
+    refund = refunds.refund_in_full(order, cause="merchant", reason=MERCHANT_REASON,
+                                    out_refund_no=notice.out_refund_no)
+    refund.refund_id, refund.completed_at = notice.refund_id, utcnow()
+    move(refund, REFUND_TRANSITIONS, RefundStatus.SUCCEEDED)
+    refunds.paid_back(refund)
+    db.session.flush()
+    log.warning("refund made at WeChat Pay's merchant platform booked", extra={"fields": {
+        "order": order.public_id, "refund": refund.public_id, "out_refund_no": notice.out_refund_no,
+        "amount": str(refund.amount)}})
+    return Outcome.MERCHANT_REFUND

@@ -100,8 +100,9 @@ class InboxEntry(db.Model):
 
 
 class Refund(db.Model):
-    """Money going back to a payer: for an order refunded by an operator, for money that arrived for
-    an order already given up, or for a second charge of the same order. Booked to
+    """Money going back to a payer: for an order refunded by an operator (or by hand at WeChat Pay's
+    merchant platform), for money that arrived for an order already given up, or for a second charge
+    of the same order. Booked to
     ``refund_due:wechatpay`` when decided; cash leaves when WeChat Pay says the refund succeeded."""
 
     __tablename__ = "refunds"
@@ -112,7 +113,8 @@ class Refund(db.Model):
     out_refund_no: Mapped[str] = mapped_column(String(64), unique=True)
     charge_transaction_id: Mapped[str] = mapped_column(String(64))  # the provider transaction refunded
     amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
-    cause: Mapped[str] = mapped_column(String(16))  # operator | late_payment | double_charge
+    # operator | late_payment | double_charge | merchant (made by hand at WeChat Pay's merchant platform)
+    cause: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(String(80))
     status: Mapped[str] = mapped_column(String(12), default="requested")
     refund_id: Mapped[str | None] = mapped_column(String(64))

@@ -17,6 +17,11 @@ class Outcome(StrEnum):
     REFUND_SETTLED = "refund_settled"
     REFUND_ABNORMAL = "refund_abnormal"  # WeChat Pay could not pay it back yet: an operator must act
     REFUND_FAILED = "refund_failed"  # WeChat Pay closed the refund: an operator must act
+    # a refund we never asked for (made by hand at WeChat Pay's merchant platform):
+    MERCHANT_REFUND = "merchant_refund"  # of a confirmed payment, in full: booked as our refunds are
+    REFUND_PARTIAL = "refund_partial"  # less than the payment: nothing booked, an operator must act
+    REFUND_TWICE = "refund_twice"  # of an order we refunded already: the money went back twice, alerted
+    REFUND_UNKNOWN = "refund_unknown"  # of a payment we never confirmed (or another charge): alerted
     # not acknowledged: WeChat Pay sends it again
     MALFORMED = "malformed"  # 400: the body is not even text
     MISMATCH = "mismatch"  # 400: amount, currency, appid, mchid, payer or the order is not ours
