@@ -4,6 +4,7 @@ A confirmed payment refunded in full is booked as our refunds are (one rule: ref
 and settled at once; anything else books nothing and alerts."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from decimal import Decimal
 
@@ -212,3 +213,24 @@ def test_a_merchant_platform_refund_not_successful_books_nothing(live, sandbox, 
         assert books(live.app)["refunds"] == [("merchant", "succeeded")]
         with live.app.app_context():
             assert ledger.balance("cash:wechatpay", "CNY") == 0 and ledger.unbalanced_transactions() == []
+
+
+def test_a_refund_notice_naming_another_transaction_books_nothing_and_alerts(live, sandbox, recorded_logs):  # noqa: F811
+    """WeChat Pay's refund of the payment's out_trade_no but of another transaction than the one we
+    confirmed (a second charge of it, say): not ours to book. Acknowledged, nothing changes, alerted."""
+    seed_project(live.app, units=1000, price="60.00")
+    bought = paid(live, sandbox, "o_hand_other_tx")
+    made = refund_by_hand(sandbox, bought["out_trade_no"], deliver=False)
+    before = books(live.app)
+    with live.app.app_context():
+        notice = ext.payments().query_refund(made["out_refund_no"])
+        assert notice.transaction_id == bought["transaction_id"]
+        other = dataclasses.replace(notice, transaction_id="4200000000" + "9" * 18)
+        assert inbox.receive_refund(other, event_id=None, source="query").outcome == "refund_unknown"
+    assert books(live.app) == before
+    assert inbox_outcomes(live.app) == ["refund_unknown"]
+    [alert] = [r for r in alerts(recorded_logs, logging.ERROR)
+               if r.getMessage() == "refund of a payment we never confirmed"]
+    assert alert.fields["transaction_id"] == other.transaction_id and alert.fields["order"] == bought["order"]
+    assert "o_hand_other_tx" not in repr(alert.fields)  # no openid
+
