@@ -129,15 +129,17 @@ def process(entry_ids: list[int] | None = None, limit: int = BATCH) -> dict[int,
     errors: dict[int, tuple[int, str]] = {}
     failing: int | None = None  # the entry that failed, where it can be told
     try:
+        payments = [(entry_id, payload) for entry_id, kind, payload, _ in claimed if kind == "transaction"]
+        if payments:
+            failing = claimed[0][0] if len(claimed) == 1 else None  # a batch's failure names no one entry
+            confirmed = confirmation.confirm_many([Transaction(**payload) for _, payload in payments])
+            outcomes.update(zip([entry_id for entry_id, _ in payments], confirmed, strict=True))
+        # Refunds after the payments: a refund made by hand at the merchant platform may be of a
+        # payment this very batch confirms (its notification waited); before it, it would be unknown.
         for entry_id, kind, payload, _ in claimed:
             if kind == "refund":
                 failing = entry_id
                 outcomes[entry_id] = _act(kind, payload)
-        failing = claimed[0][0] if len(claimed) == 1 else None  # a batch's failure names no one entry
-        payments = [(entry_id, payload) for entry_id, kind, payload, _ in claimed if kind == "transaction"]
-        if payments:
-            confirmed = confirmation.confirm_many([Transaction(**payload) for _, payload in payments])
-            outcomes.update(zip([entry_id for entry_id, _ in payments], confirmed, strict=True))
     except Exception as exc:  # noqa: BLE001 - again entry by entry; the one known to fail is recorded
         session.rollback()
         claimed = _claim([row[0] for row in claimed], limit)

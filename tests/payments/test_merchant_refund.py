@@ -234,3 +234,31 @@ def test_a_refund_notice_naming_another_transaction_books_nothing_and_alerts(liv
     assert alert.fields["transaction_id"] == other.transaction_id and alert.fields["order"] == bought["order"]
     assert "o_hand_other_tx" not in repr(alert.fields)  # no openid
 
+
+def test_a_payment_and_its_refund_by_hand_in_one_inbox_batch_are_confirmed_then_booked(live, sandbox):
+    """The payment's notification waited (workers down, a backlog) until the hand refund's came too:
+    one worker's batch holds both. The payment is confirmed first, then its refund is booked, as if
+    they had come one at a time: the cash back to zero, the order refunded, no certificate for it."""
+    seed_project(live.app, units=1000, price="60.00")
+    bought = paid(live, sandbox, "o_hand_batch", deliver=False)
+    with live.app.app_context():
+        transaction = ext.payments().query(bought["out_trade_no"])
+        assert transaction.trade_state == "SUCCESS"
+    made = refund_by_hand(sandbox, bought["out_trade_no"], deliver=False)
+    with live.app.app_context():
+        notice = ext.payments().query_refund(made["out_refund_no"])
+        paying, _ = inbox.record("transaction", transaction.transaction_id, transaction.out_trade_no, "ev-pay",
+                                 "notify", inbox._fields_of(transaction))
+        refunding, _ = inbox.record("refund", f"{notice.refund_id}:{notice.status}", notice.out_trade_no,
+                                    "ev-refund", "notify", inbox._fields_of(notice))
+        outcomes = inbox.process()  # a worker's batch: the oldest pending entries
+        assert {entry: receipt.outcome for entry, receipt in outcomes.items()} == {
+            paying: "confirmed", refunding: "merchant_refund"}
+        assert ledger.balance("cash:wechatpay", "CNY") == 0
+        assert ledger.balance("refund_due:wechatpay", "CNY") == 0
+        assert ledger.unbalanced_transactions() == []
+    after = books(live.app)
+    assert after["orders"] == ["refunded"] and after["payments"] == ["refunded"]
+    assert after["refunds"] == [("merchant", "succeeded")]
+    assert after["revoked"] == []  # refunded before its certificate was issued: none is
+    assert sorted(after["ledger"]) == ["payment", "refund", "refund_paid"]
