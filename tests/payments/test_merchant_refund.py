@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from decimal import Decimal
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 
 from carbon.certificates.models import Certificate
 from carbon.checkout import inbox
@@ -262,3 +263,66 @@ def test_a_payment_and_its_refund_by_hand_in_one_inbox_batch_are_confirmed_then_
     assert after["refunds"] == [("merchant", "succeeded")]
     assert after["revoked"] == []  # refunded before its certificate was issued: none is
     assert sorted(after["ledger"]) == ["payment", "refund", "refund_paid"]
+
+
+@pytest.mark.parametrize("first", ["notification", "operator"])
+def test_a_hand_refunds_notification_racing_an_operators_refund_books_once(live, sandbox, database_url, first):
+    """On PostgreSQL: the hand refund's notification (the notify route) and ``refund_order`` for the
+    same order wait behind a third connection holding the order, ``first`` ahead; then it lets go.
+    Exactly one refund is booked, the ledger balances, the notification is acknowledged, the
+    operator's refund that came second is refused (409, not 500), and no deadlock."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("row locks: PostgreSQL (SQLite has one writer at a time)")
+    from carbon.checkout.states import TransitionRefused
+    from carbon.core.db import db
+    from tests.payments.test_lock_order import deadlocks, deadlocks_since, wait_for_lock_waiters
+
+    seed_project(live.app, units=1000, price="60.00")
+    bought = paid(live, sandbox, f"o_hand_race_{first}")
+    refund_by_hand(sandbox, bought["out_trade_no"], deliver=False)
+    observer = create_engine(database_url)
+    before = deadlocks(observer)
+    blocker = create_engine(database_url).connect()  # holds the order a moment
+    blocker.execute(text("SELECT id FROM orders WHERE public_id = :o FOR UPDATE"), {"o": bought["order"]})
+    results: dict = {}
+
+    def operator() -> None:
+        with live.app.app_context():
+            try:
+                results["operator"] = refund_order(bought["order"], "客户要求 / asked by the guest").status
+            except Exception as exc:  # noqa: BLE001
+                results["operator"] = exc
+            db.session.remove()
+
+    def notification() -> None:
+        results["notification"] = run_due(sandbox)
+
+    threads = {"operator": threading.Thread(target=operator), "notification": threading.Thread(target=notification)}
+    second = "operator" if first == "notification" else "notification"
+    threads[first].start()
+    wait_for_lock_waiters(observer, 1)
+    threads[second].start()
+    wait_for_lock_waiters(observer, 2)
+    blocker.rollback()
+    blocker.close()
+    for thread in threads.values():
+        thread.join(30)
+    seen = deadlocks_since(observer, before)
+    observer.dispose()
+    assert seen == 0, f"PostgreSQL detected {seen} deadlock(s)"
+    assert [(d["event_type"], d["status"]) for d in results["notification"]] == [("REFUND.SUCCESS", 204)]
+    after = books(live.app)
+    assert after["orders"] == ["refunded"] and after["payments"] == ["refunded"]
+    assert after["ledger"].count("refund") == 1
+    with live.app.app_context():
+        assert ledger.unbalanced_transactions() == []
+        cash, due = ledger.balance("cash:wechatpay", "CNY"), ledger.balance("refund_due:wechatpay", "CNY")
+    if first == "notification":
+        assert inbox_outcomes(live.app) == ["merchant_refund"]
+        assert after["refunds"] == [("merchant", "succeeded")] and (cash, due) == (0, 0)
+        assert isinstance(results["operator"], TransitionRefused) and results["operator"].http_status == 409
+    else:  # ours asked WeChat Pay after the hand refund: refused there (nothing left), the second alerted
+        assert results["operator"] == "refunded"
+        assert inbox_outcomes(live.app) == ["refund_twice"]
+        assert after["refunds"] == [("operator", "failed")]
+        assert (cash, due) == (Decimal("3.00"), Decimal("-3.00"))  # still owed back in the books: the alert's job
