@@ -91,11 +91,12 @@ def _inbox_loop(app: Flask, stop: threading.Event, confirmed: threading.Event) -
                 if listener is None and on_postgresql():
                     listener = _listen()  # before the batch: a wake-up during it is not lost
                 processed = inbox.process(limit=limit)
+                full = len(processed) >= limit  # judged against the limit this batch was claimed with
                 # A full batch means a backlog: larger batches clear it with fewer statements per payment.
-                limit = min(2 * limit, inbox.MAX_BATCH) if len(processed) >= limit else inbox.BATCH
+                limit = min(2 * limit, inbox.MAX_BATCH) if full else inbox.BATCH
                 if processed:
                     confirmed.set()
-                    if len(processed) < limit:  # arriving one by one: let a few gather into the next batch
+                    if not full:  # arriving one by one: let a few gather into the next batch
                         stop.wait(GATHER_SECONDS)
                     continue  # there may be more
             except Exception:
