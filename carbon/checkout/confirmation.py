@@ -273,15 +273,23 @@ def _settle_merchant_refund(notice: RefundNotice) -> Outcome:
     partial refund (which share of the credits goes back is an operator's call), a second refund of
     an order we refunded, a payment we never confirmed (or another charge of it), a refund not (yet)
     successful. Repeats are one: the inbox keeps one entry per refund and status, and once booked the
-    refund row answers ``DUPLICATE`` above. Locks: the order, then its payment (as ``refund_order``)."""
+    refund row answers ``DUPLICATE`` above. Locks: the order, then its payment (as ``refund_order``);
+    a payment not yet confirmed is locked first, alone, so a confirmation under way ends first."""
     fields = {"out_refund_no": notice.out_refund_no, "out_trade_no": notice.out_trade_no,
               "refund_id": notice.refund_id, "status": notice.status, "amount": str(from_fen(notice.refund_fen))}
     if notice.status != "SUCCESS":  # CLOSED paid nothing back; ABNORMAL reports its end later
         log.error("refund notification for an unknown refund", extra={"fields": fields})
         return Outcome.IGNORED
+    paid = (PaymentStatus.CONFIRMED, PaymentStatus.REFUNDED)
     found = db.session.execute(select(Payment.order_id, Payment.status).where(
         Payment.out_trade_no == notice.out_trade_no)).one_or_none()
-    if found is None or found.status not in (PaymentStatus.CONFIRMED, PaymentStatus.REFUNDED):
+    if found is not None and found.status not in paid:
+        # Perhaps being confirmed right now, in another worker's batch (both notifications waited):
+        # wait for it under the payment's lock, then read it again. The confirmation's lock order
+        # (payment, then order); refund_order cannot hold this order yet, it was not paid.
+        found = db.session.execute(select(Payment.order_id, Payment.status).where(
+            Payment.out_trade_no == notice.out_trade_no).with_for_update()).one()
+    if found is None or found.status not in paid:
         log.error("refund of a payment we never confirmed", extra={"fields": fields})
         return Outcome.REFUND_UNKNOWN
     order = db.session.scalar(select(Order).where(Order.id == found.order_id).with_for_update()

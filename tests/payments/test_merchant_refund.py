@@ -326,3 +326,64 @@ def test_a_hand_refunds_notification_racing_an_operators_refund_books_once(live,
         assert inbox_outcomes(live.app) == ["refund_twice"]
         assert after["refunds"] == [("operator", "failed")]
         assert (cash, due) == (Decimal("3.00"), Decimal("-3.00"))  # still owed back in the books: the alert's job
+
+
+def test_a_hand_refund_waits_for_its_payments_confirmation_under_way_in_another_worker(
+        live, sandbox, database_url, monkeypatch):
+    """On PostgreSQL, two workers: one confirms the payment (its notification had waited), the other
+    takes the hand refund's notification meanwhile. The refund waits for the confirmation to end,
+    then is booked: not ``refund_unknown`` for a payment confirmed a moment later."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("row locks: PostgreSQL (SQLite has one writer at a time)")
+    from carbon.core.db import db
+    from tests.payments.test_lock_order import wait_for_lock_waiters
+
+    seed_project(live.app, units=1000, price="60.00")
+    bought = paid(live, sandbox, "o_hand_two_workers", deliver=False)
+    with live.app.app_context():
+        transaction = ext.payments().query(bought["out_trade_no"])
+    made = refund_by_hand(sandbox, bought["out_trade_no"], deliver=False)
+    with live.app.app_context():
+        notice = ext.payments().query_refund(made["out_refund_no"])
+        paying, _ = inbox.record("transaction", transaction.transaction_id, transaction.out_trade_no, "ev-pay",
+                                 "notify", inbox._fields_of(transaction))
+        refunding, _ = inbox.record("refund", f"{notice.refund_id}:{notice.status}", notice.out_trade_no,
+                                    "ev-refund", "notify", inbox._fields_of(notice))
+    confirming, release = threading.Event(), threading.Event()
+
+    def held(name: str) -> None:  # the confirming worker, just before its commit
+        if name == "checkout.confirm.before_commit" and threading.current_thread().name == "payer":
+            confirming.set()
+            release.wait(30)
+
+    monkeypatch.setattr(inbox, "failpoint", held)
+    results: dict = {}
+
+    def work(name: str, entry: int) -> None:
+        with live.app.app_context():
+            try:
+                results[name] = inbox.process([entry])[entry].outcome
+            except Exception as exc:  # noqa: BLE001
+                results[name] = exc
+            db.session.remove()
+
+    payer = threading.Thread(target=work, args=("payer", paying), name="payer")
+    payer.start()
+    assert confirming.wait(30)
+    refunder = threading.Thread(target=work, args=("refunder", refunding), name="refunder")
+    refunder.start()
+    observer = create_engine(database_url)
+    try:
+        wait_for_lock_waiters(observer, 1, timeout=3)  # the refund waits for the payment's lock
+    except AssertionError:
+        pass  # it did not wait: its outcome says what it decided
+    finally:
+        observer.dispose()
+        release.set()
+    payer.join(30)
+    refunder.join(30)
+    assert results == {"payer": "confirmed", "refunder": "merchant_refund"}
+    after = books(live.app)
+    assert after["orders"] == ["refunded"] and after["refunds"] == [("merchant", "succeeded")]
+    with live.app.app_context():
+        assert ledger.balance("cash:wechatpay", "CNY") == 0 and ledger.unbalanced_transactions() == []
