@@ -48,7 +48,8 @@ class RateLimiter:
         self.redis = redis_client
         self.prefix = prefix
         self.breaker = breaker or RedisBreaker()
-        self._counts: dict[str, tuple[int, int, int]] = {}  # key: (window, its hits, the last window's hits)
+        # key: (window, its hits, the last window's hits, the window's seconds)
+        self._counts: dict[str, tuple[int, int, int, int]] = {}
         self._lock = threading.Lock()
 
     def hit(self, key: str, limit: int, window_seconds: int = 60, error: type[RateLimited] = RateLimited) -> None:
@@ -107,13 +108,14 @@ class RateLimiter:
 
         def local() -> Counted:
             with self._lock:
-                seen_window, current, previous = self._counts.get(key, (window, 0, 0))
+                seen_window, current, previous, _ = self._counts.get(key, (window, 0, 0, window_seconds))
                 if seen_window != window:
                     current, previous = 0, (current if seen_window == window - 1 else 0)
                 current += add
-                self._counts[key] = (window, current, previous)
-                if len(self._counts) > 100_000:  # bound memory: drop keys idle for two windows
-                    self._counts = {k: v for k, v in self._counts.items() if v[0] >= window - 1}
+                self._counts[key] = (window, current, previous, window_seconds)
+                if len(self._counts) > 100_000:  # bound memory: drop keys idle for two of their windows
+                    now = clock.timestamp()
+                    self._counts = {k: v for k, v in self._counts.items() if v[0] >= now // v[3] - 1}
                 return Counted(current, previous, into, window_seconds)
 
         return local() if self.redis is None else self.breaker.call(remote, local)

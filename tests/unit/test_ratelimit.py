@@ -85,3 +85,22 @@ def test_forget_drops_this_windows_count_and_the_last_ones(limiter):
     assert allowed(limiter, "forgotten", 1) == 0
     limiter.forget("forgotten", WINDOW)
     assert allowed(limiter, "forgotten", 10) == 10
+
+
+def test_bounding_memory_keeps_the_counts_of_longer_windows():
+    """In-process (no Redis, or Redis down): past 100,000 keys the stale ones are dropped, each judged
+    by its own window. A flood of one-minute keys (logins from many addresses) must not wipe a
+    15-minute lockout or an hour's exports."""
+    clock.set(START)
+    try:
+        limiter = RateLimiter(None)
+        for _ in range(3):
+            limiter.record("admin-login:email:x", 900)
+        with pytest.raises(RateLimited):
+            limiter.check("admin-login:email:x", 3, 900)
+        for n in range(100_001):
+            limiter.hit(f"login:ip:{n}", 30, 60)
+        with pytest.raises(RateLimited):
+            limiter.check("admin-login:email:x", 3, 900)
+    finally:
+        clock.reset()
