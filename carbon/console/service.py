@@ -72,9 +72,11 @@ class Step:
     note: str = ""
 
 
-def history(found: Order) -> list[Step]:
+def history(found: Order, with_reasons: bool = True) -> list[Step]:
     """The order's states as the rows record them: its own times, each payment's, what WeChat Pay
-    told us (the inbox), the ledger's postings and the refunds, oldest first."""
+    told us (the inbox), the ledger's postings and the refunds, oldest first. Without reasons (for
+    a project's owner, who sees another organization's order for its settlement) the refund's typed
+    reason and the ledger's memos, which hold it, are left out."""
     steps = [Step(found.created_at, "订单 / order", "created")]
     if found.paid_at:
         steps.append(Step(found.paid_at, "订单 / order", "paid"))
@@ -92,9 +94,11 @@ def history(found: Order) -> list[Step]:
                               f"{entry.kind}: {entry.status}", entry.outcome or entry.last_error or ""))
     for transaction in db.session.scalars(select(LedgerTransaction)
                                           .where(LedgerTransaction.reference == found.public_id)):
-        steps.append(Step(transaction.created_at, "账本 / ledger", transaction.kind, transaction.memo))
+        steps.append(Step(transaction.created_at, "账本 / ledger", transaction.kind,
+                          transaction.memo if with_reasons else ""))
     for refund in refunds_of(found):
-        steps.append(Step(refund.created_at, f"退款 / refund {refund.public_id}", "requested", refund.reason))
+        steps.append(Step(refund.created_at, f"退款 / refund {refund.public_id}", "requested",
+                          refund.reason if with_reasons else ""))
         if refund.completed_at:
             steps.append(Step(refund.completed_at, f"退款 / refund {refund.public_id}", refund.status))
     return sorted(steps, key=lambda step: step.at)
@@ -110,8 +114,9 @@ def refunds(principal: Principal, limit: int = 200) -> list[Refund]:
                                    .order_by(Refund.id.desc()).limit(limit)))
 
 
-def refunds_it_may_retry(principal: Principal, listed: list[Refund]) -> set[str]:
-    """Of the listed refunds, those of orders placed through the organization (``_placed_through``)."""
+def refunds_placed_through(principal: Principal, listed: list[Refund]) -> set[str]:
+    """Of the listed refunds, those of orders placed through the organization (``_placed_through``):
+    the ones it may retry, and whose typed reasons it may read."""
     return set(db.session.scalars(select(Refund.public_id).join(Payment).join(Order).where(
         Refund.id.in_([refund.id for refund in listed]), _placed_through(principal))))
 

@@ -319,8 +319,9 @@ def order_list():
 @bp.route("/orders/<order_id>")
 def order_page(order_id: str):
     found = service.order(me(), order_id)
-    return render_template("console/order.html", order=found, steps=service.history(found),
-                           refunds=service.refunds_of(found), may_refund=service.may_refund(me(), found))
+    ours = service.may_refund(me(), found)  # placed through us: else a project owner's view, without reasons
+    return render_template("console/order.html", order=found, steps=service.history(found, with_reasons=ours),
+                           refunds=service.refunds_of(found), may_refund=ours)
 
 
 @bp.route("/orders/<order_id>/receipt.pdf")
@@ -360,7 +361,7 @@ def order_refund(order_id: str):
 def refund_list():
     listed = service.refunds(me())
     return render_template("console/refunds.html", refunds=listed,
-                           retryable=service.refunds_it_may_retry(me(), listed))
+                           ours=service.refunds_placed_through(me(), listed))
 
 
 @bp.route("/refunds/<refund_id>/retry", methods=["POST"])

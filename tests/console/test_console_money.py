@@ -214,6 +214,12 @@ def test_a_project_owner_sees_another_organizations_orders_for_its_credits_but_r
     assert retry_path in a.get("/console/refunds").get_data(as_text=True)
     listed_for_b = b.get("/console/refunds")
     assert failed_id in listed_for_b.get_data(as_text=True) and retry_path not in listed_for_b.get_data(as_text=True)
+    # The reason A typed is A's: B sees the refund, not its reason (neither listed nor in the order's history).
+    assert "嘉宾要求退款" in a.get("/console/refunds").get_data(as_text=True)
+    assert "嘉宾要求退款" in a.get(f"/console/orders/{order_id}").get_data(as_text=True)
+    assert "嘉宾要求退款" not in listed_for_b.get_data(as_text=True)
+    seen_again_by_b = b.get(f"/console/orders/{order_id}").get_data(as_text=True)
+    assert failed_id in seen_again_by_b and "嘉宾要求退款" not in seen_again_by_b
     assert b.post(retry_path, data={"csrf_token": csrf_of(listed_for_b)}).status_code == 302
     with live.app.app_context():
         assert db.session.scalars(select(Refund.status)).all() == ["failed"]
