@@ -5,7 +5,7 @@ On loopback, all on this machine's cores: gunicorn with deploy/gunicorn.conf.py 
 and, as deploy/ runs it, a second one (1 worker × 4 threads) for WeChat Pay's notifications,
 a fresh PostgreSQL database (created, migrated, seeded with the demo, dropped), Redis
 (``BENCH_REDIS_URL``, default ``redis://127.0.0.1:6379/2``; the bench empties that database;
-``none`` runs without it), the `flask worker` lanes of decision 0015 (``inbox@-5;default``,
+``none`` runs without it), the `flask worker` lanes of decision 0015 (``inbox;default``,
 ``--lanes`` overrides) and the WeChat sandbox in its own process. A guest's flow is what the
 mini-program does (carbon/simulator/static/simulator.js), through the public API only:
 
@@ -75,8 +75,7 @@ SCENE = "s=cdcnf21"  # the demo's forum (carbon/demo.py)
 STEPS = ("login", "scene", "footprint", "order", "pay", "paid", "certificate", "card", "rank")
 POLL_SECONDS = (0.3, 0.5, 0.8, 1.2, 2.0)  # a waiting guest asks again after these, then every 2 s (as the simulator)
 WAIT_SECONDS = 60.0  # a guest gives up waiting for "paid" or the certificate after this
-# As deploy/systemd runs them: the inbox above the app (Nice=-5; raising a priority needs root).
-LANES = f"inbox@{-5 if os.geteuid() == 0 else 0};default"
+LANES = "inbox;default"  # as deploy/systemd and `make run` run them
 # The burst's cumulative arrivals: (share of the duration, share of the guests); doors open at 0.
 BURST_SHAPE = ((0.0, 0.0), (1 / 30, 0.05), (0.25, 0.65), (0.5, 0.85), (1.0, 1.0))
 

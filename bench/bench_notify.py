@@ -59,11 +59,10 @@ from sqlalchemy import create_engine, insert, text
 
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ORDERS = 30_000  # enough for 3 × 5 s of (a) and 8 s of (b) at 1,500 notifies/s
-# `flask worker` processes and their arguments: the lanes as deploy/ runs them (decision 0015: the
-# inbox at nice -5, above the app), two of each on this 2-core machine; BENCH_WORKERS="inbox@-5;default"
-# (lanes, @ a nice; a negative one needs root) overrides.
-JOB_WORKERS: list[tuple[str, ...]] = worker_args(";".join([f"inbox@{-5 if os.geteuid() == 0 else 0}"] * 2
-                                                          + ["default"] * 2))
+# `flask worker` processes and their arguments: the lanes as deploy/ runs them (decision 0015), two
+# of each on this 2-core machine; BENCH_WORKERS="inbox@-5;default" (lanes, @ a nice; a negative one
+# needs root) overrides.
+JOB_WORKERS: list[tuple[str, ...]] = worker_args("inbox;inbox;default;default")
 OUTBOX_DRAIN_LIMIT_SECONDS = float(os.environ.get("BENCH_DRAIN_SECONDS", "1200"))
 GUESTS = int(os.environ.get("BENCH_GUESTS", "1000"))  # 30 orders each
 

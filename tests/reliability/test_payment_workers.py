@@ -158,8 +158,7 @@ def test_the_work_after_a_payment_waits_for_a_worker_of_its_lane_and_none_is_los
         redis.Redis.from_url(TEST_REDIS_URL).flushdb()
     with gunicorn_service(pg, sandbox.url, workers=2, extra_env=env) as base:
         tokens = [login(base, sandbox, f"o_lane_{i}") for i in range(3)]
-        # --nice: the inbox above the app server, as deploy/systemd runs it (root may raise a priority;
-        # anyone else sees the flag lower it)
+        # --nice: the flag changes the worker's priority (root may raise it; anyone else sees it lowered)
         nice = -5 if os.geteuid() == 0 else 5
         with worker_process(pg, sandbox.url, base, env, args=("-q", "inbox", "--nice", str(nice))) as confirmer:
             for i, token in enumerate(tokens):
